@@ -1,0 +1,30 @@
+"""flowforge: flow-based generative modelling — normalizing flows, flow matching and diffusion under one API.
+
+Train with ``flowforge.train.train(config)`` (or ``flowforge train CONFIG``), then::
+
+    model = flowforge.load("runs/demo")        # the trained model, EMA weights
+    x = model.sample(1000, sampler="heun", steps=20)
+    flowforge.evaluate("runs/demo")            # scores next to the noise floor and a Gaussian baseline
+"""
+
+__version__ = "0.1.0"
+
+from .config import Config, ConfigError, load_config
+from .errors import RunError, TrainingDiverged, UserError
+
+
+def load(run_dir, *, ema: bool = True, device: str = "cpu"):
+    """The trained model of ``run_dir`` in eval mode (see :func:`flowforge.runs.load`)."""
+    from .runs import load as _load
+
+    return _load(run_dir, ema=ema, device=device)
+
+
+def evaluate(run_dir, **options):
+    """Score a trained run's samples (see :func:`flowforge.evaluation.evaluate`)."""
+    from .evaluation import evaluate as _evaluate
+
+    return _evaluate(run_dir, **options)
+
+__all__ = ["Config", "ConfigError", "RunError", "TrainingDiverged", "UserError", "evaluate", "load",
+           "load_config", "__version__"]

@@ -1,0 +1,135 @@
+"""``flowforge`` command line: thin argument parsing over the library functions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..errors import UserError
+
+
+def _train(args: argparse.Namespace) -> None:
+    from ..config import load_config
+    from ..train import train
+
+    config = load_config(args.config, args.overrides)
+    result = train(config, resume=args.resume)
+    print(f"trained {result.step} steps in {result.seconds:.1f} s -> {result.run_dir}")
+
+
+def _sample(args: argparse.Namespace) -> None:
+    import numpy as np
+    import torch
+
+    from ..data import load_dataset
+    from ..runs import load_run
+    from ..train.pictures import write_samples_picture
+
+    run = load_run(args.run_dir)
+    out = Path(args.out)
+    if out.suffix not in (".npy", ".png"):
+        raise UserError(f"--out {out}: unsupported extension {out.suffix!r}; use .npy (array) or .png (picture)")
+    samples = run.model.sample(args.n, sampler=args.sampler or run.config.sample.sampler,
+                               steps=args.steps or run.config.sample.steps,
+                               generator=torch.Generator().manual_seed(args.seed), progress=sys.stderr.isatty())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npy":
+        np.save(out, samples.cpu().numpy())
+    else:
+        write_samples_picture(samples, load_dataset(run.config.data), out, title=f"{run.config.run.name}")
+    print(f"wrote {args.n} samples to {out}")
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from ..evaluation import evaluate
+
+    record = evaluate(args.run_dir, n_samples=args.n, sampler=args.sampler, steps=args.steps,
+                      progress=sys.stderr.isatty())
+    print(f"{record['sampler']}, {record['steps']} steps, {record['n_samples']} samples vs "
+          f"{record['n_reference']} held-out points")
+    print(f"{'':28s} {'energy':>10s} {'sliced W2':>10s} {'W2':>10s}")
+    for key in ("model", "noise_floor", "matched_gaussian"):
+        m = record[key]
+        print(f"{key:28s} {m['energy_distance']:10.5f} {m['sliced_w2']:10.4f} {m['w2']:10.4f}")
+    print(f"stored in {Path(args.run_dir) / 'eval.json'}")
+
+
+def _info(args: argparse.Namespace) -> None:
+    from ..runs import load_run
+    from ..train.checkpoint import checkpoint_dirs
+    from ..train.logging import read_metrics
+
+    run = load_run(args.run_dir)
+    cfg = run.config
+    n_params = sum(p.numel() for p in run.model.parameters())
+    print(f"run        {run.dir}")
+    print(f"data       {cfg.data.name}, example shape {tuple(run.data['shape'])}")
+    print(f"model      {cfg.model.kind} ({cfg.model.path} path), {cfg.model.net.name} "
+          f"{cfg.model.net.depth}x{cfg.model.net.width}, {n_params:,} parameters")
+    print(f"trained    step {run.step} of {cfg.train.steps}")
+    print(f"checkpoints {', '.join(p.name for p in checkpoint_dirs(run.dir))}")
+    train_rows = [r for r in read_metrics(run.dir) if r.get("kind", "train") == "train"]
+    if train_rows:
+        print(f"last loss  {train_rows[-1]['loss']:.5f} at step {train_rows[-1]['step']}")
+    ev = run.dir / "eval.json"
+    if ev.is_file():
+        print("eval       " + json.dumps(json.loads(ev.read_text())["model"]))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..solvers import SOLVERS
+
+    parser = argparse.ArgumentParser(prog="flowforge", description="Flow-based generative models: train, sample, evaluate.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model from a YAML config",
+                       description="Train a model. Overrides are dotted key=value pairs, e.g. train.steps=3000.")
+    p.add_argument("config", help="YAML preset, e.g. configs/rf-checkerboard.yaml")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.steps=3000 model.net.width=256")
+    p.add_argument("--resume", action="store_true", help="continue from the run's newest checkpoint")
+    p.set_defaults(fn=_train)
+
+    p = sub.add_parser("sample", help="draw samples from a trained run")
+    p.add_argument("run_dir")
+    p.add_argument("--n", type=int, default=1000, help="number of samples (default 1000)")
+    p.add_argument("--out", required=True, help="output file: .npy (array) or .png (picture)")
+    p.add_argument("--steps", type=int, help="sampler steps (default: the run's sample.steps)")
+    p.add_argument("--sampler", choices=sorted(SOLVERS), help="ODE sampler (default: the run's sample.sampler)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=_sample)
+
+    p = sub.add_parser("eval", help="score samples against held-out data, the noise floor and a Gaussian baseline")
+    p.add_argument("run_dir")
+    p.add_argument("--n", type=int, help="number of samples (default: the run's eval.n_samples)")
+    p.add_argument("--steps", type=int, help="sampler steps (default: the run's sample.steps)")
+    p.add_argument("--sampler", choices=sorted(SOLVERS))
+    p.set_defaults(fn=_eval)
+
+    p = sub.add_parser("info", help="what a run holds: config, progress, checkpoints, metrics")
+    p.add_argument("run_dir")
+    p.set_defaults(fn=_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    for name in ("n", "steps"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            print(f"flowforge {args.command}: error: --{name} must be >= 1, got {value}", file=sys.stderr)
+            return 2
+    try:
+        args.fn(args)
+    except UserError as err:
+        print(f"flowforge {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the newest complete checkpoint is kept (continue with --resume)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

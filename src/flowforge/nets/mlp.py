@@ -1,0 +1,51 @@
+"""A time-conditioned multilayer perceptron for low-dimensional data."""
+
+from __future__ import annotations
+
+import math
+
+from torch import Tensor, nn
+
+from .embeddings import SinusoidalEmbedding
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"silu": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU}
+
+
+class MLP(nn.Module):
+    """``f(x, t)``: an MLP on the flattened input with a sinusoidal time embedding.
+
+    The embedding of ``t`` goes through a small MLP and is added to every hidden
+    layer, so time can modulate each layer rather than only the first.
+
+    Arguments:
+        shape: per-example input shape, e.g. ``(2,)`` or ``(1, 8, 8)``; the output has the same shape.
+        width: hidden units per layer.
+        depth: number of hidden layers.
+        time_embed_dim: size of the sinusoidal time features.
+        activation: ``silu``, ``relu`` or ``gelu``.
+
+    Shapes: ``x`` (batch, *shape), ``t`` (batch,) -> (batch, *shape).
+    """
+
+    def __init__(self, shape: tuple[int, ...], width: int = 256, depth: int = 3,
+                 time_embed_dim: int = 64, activation: str = "silu"):
+        super().__init__()
+        self.shape = tuple(shape)
+        dim = math.prod(self.shape)
+        act = ACTIVATIONS[activation]
+        self.time_embed = nn.Sequential(SinusoidalEmbedding(time_embed_dim), nn.Linear(time_embed_dim, width), act())
+        self.inp = nn.Linear(dim, width)
+        self.time_proj = nn.ModuleList(nn.Linear(width, width) for _ in range(depth))
+        self.hidden = nn.ModuleList(nn.Linear(width, width) for _ in range(depth - 1))
+        self.act = act()
+        self.out = nn.Linear(width, dim)
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        batch = x.shape[0]
+        temb = self.time_embed(t)  # (B, W)
+        h = self.inp(x.reshape(batch, -1))  # (B, W)
+        for i, proj in enumerate(self.time_proj):
+            h = self.act(h + proj(temb))  # (B, W)
+            if i < len(self.hidden):
+                h = self.hidden[i](h)
+        return self.out(h).reshape(batch, *self.shape)  # (B, *shape)

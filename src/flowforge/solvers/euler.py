@@ -1,0 +1,17 @@
+"""Explicit Euler: first order, one evaluation per step."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from .base import Field, Solver, batch_time
+
+
+class Euler(Solver):
+    """``x_{i+1} = x_i + (t_{i+1} - t_i) f(x_i, t_i)``."""
+
+    name = "euler"
+    order = 1
+
+    def step(self, field: Field, x: Tensor, t: float, t_next: float) -> Tensor:
+        return x + (t_next - t) * field(x, batch_time(t, x))

@@ -1,0 +1,168 @@
+"""Checkpoints: safetensors for tensors, JSON for the rest; atomic, pruned, never pickled.
+
+Layout of one checkpoint (a directory, made complete under a temporary name and
+then renamed, so a crash mid-write never leaves a half checkpoint)::
+
+    checkpoints/step-000100/
+        model.safetensors       trained weights
+        ema.safetensors         EMA weights (when EMA is on)
+        optimizer.safetensors   optimizer moments; param groups in its metadata
+        state.json              step, data shape, RNG states, EMA count, ...
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_model, save_file, save_model
+from torch import nn
+
+from ..errors import RunError
+
+_NAME = re.compile(r"^step-(\d+)$")
+
+
+def checkpoint_dirs(run_dir: Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _NAME.match(p.name)) and (p / "state.json").is_file()]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    dirs = checkpoint_dirs(run_dir)
+    return dirs[-1] if dirs else None
+
+
+# --------------------------------------------------------------------------- RNG states as JSON
+
+
+def rng_state() -> dict[str, Any]:
+    """This process's global RNG states (torch CPU, NumPy, Python) in JSON-safe form."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    return {
+        "torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode(),
+        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+        "python": [py_state[0], list(py_state[1]), py_state[2]],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(torch.frombuffer(bytearray(base64.b64decode(state["torch"])), dtype=torch.uint8))
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), *rest))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+# --------------------------------------------------------------------------- optimizer state as safetensors
+
+
+def _save_optimizer(optimizer: torch.optim.Optimizer, path: Path) -> None:
+    sd = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for pid, state in sd["state"].items():
+        for name, value in state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"state.{pid}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{pid}.{name}"] = value
+    meta = {"param_groups": json.dumps(sd["param_groups"]), "scalars": json.dumps(scalars)}
+    save_file(tensors, str(path), metadata=meta)
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, path: Path) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+        for key in f.keys():
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = f.get_tensor(key)
+    for key, value in json.loads(meta["scalars"]).items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = value
+    groups = json.loads(meta["param_groups"])
+    for g in groups:  # JSON turned tuples into lists
+        if "betas" in g:
+            g["betas"] = tuple(g["betas"])
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+# --------------------------------------------------------------------------- save / load
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=1))
+
+
+def save_checkpoint(run_dir: Path, step: int, *, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    ema: nn.Module | None, state: dict[str, Any], keep_last: int) -> Path:
+    """Write checkpoint ``step`` atomically and delete all but the newest ``keep_last``."""
+    root = Path(run_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{step:07d}"
+    tmp = root / f".tmp-step-{step:07d}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_model(model, str(tmp / "model.safetensors"))
+    if ema is not None:
+        save_model(ema, str(tmp / "ema.safetensors"))
+    _save_optimizer(optimizer, tmp / "optimizer.safetensors")
+    _write_json(tmp / "state.json", {**state, "step": step})  # state.json last: it marks the checkpoint complete
+    for f in tmp.iterdir():
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+    if final.exists():  # the same step saved again (e.g. resumed at the last step): swap, then drop the old one
+        old = root / f".old-step-{step:07d}-{os.getpid()}"
+        os.rename(final, old)
+        os.rename(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, final)
+    for stale in checkpoint_dirs(run_dir)[:-keep_last]:
+        shutil.rmtree(stale, ignore_errors=True)
+    return final
+
+
+def read_state(ckpt: Path) -> dict[str, Any]:
+    try:
+        return json.loads((Path(ckpt) / "state.json").read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise RunError(f"checkpoint {ckpt} is unreadable ({err}); delete it to fall back to an older one") from None
+
+
+def load_weights(module: nn.Module, path: Path) -> None:
+    """Load safetensors weights into ``module`` (strict: every key must match)."""
+    try:
+        missing, unexpected = load_model(module, str(path), strict=False)
+    except Exception as err:  # safetensors raises several types for corrupt headers
+        raise RunError(f"cannot read weights from {path}: {err}") from None
+    if missing or unexpected:
+        raise RunError(f"weights in {path} do not fit the model (missing {sorted(missing)[:3]}, "
+                       f"unexpected {sorted(unexpected)[:3]}); was the config changed since training?")
+
+
+def load_checkpoint(ckpt: Path, *, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
+                    ema: nn.Module | None = None) -> dict[str, Any]:
+    """Restore what exists of model, EMA and optimizer from ``ckpt``; return its JSON state."""
+    ckpt = Path(ckpt)
+    state = read_state(ckpt)
+    load_weights(model, ckpt / "model.safetensors")
+    if ema is not None and (ckpt / "ema.safetensors").is_file():
+        load_weights(ema, ckpt / "ema.safetensors")
+    if optimizer is not None:
+        _load_optimizer(optimizer, ckpt / "optimizer.safetensors")
+    return state

@@ -1,0 +1,54 @@
+"""Where training numbers go: ``metrics.jsonl`` (one JSON object per record) and TensorBoard."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """All records of ``run_dir/metrics.jsonl`` (a torn last line from a crash is skipped)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+class MetricsLog:
+    """Append-only metrics log of one run, optionally mirrored to TensorBoard (``run_dir/tb``).
+
+    ``truncate_after`` drops records of steps later than a resumed checkpoint,
+    so a resumed run's log reads as if it had never been interrupted.
+    """
+
+    def __init__(self, run_dir: Path, tensorboard: bool = True, truncate_after: int | None = None):
+        self.path = Path(run_dir) / "metrics.jsonl"
+        if truncate_after is not None:
+            kept = [r for r in read_metrics(run_dir) if r.get("step", 0) <= truncate_after]
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        self.writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(Path(run_dir) / "tb"))
+
+    def log(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            step = record.get("step", 0)
+            prefix = record.get("kind", "train")
+            for key, value in record.items():
+                if key not in ("step", "kind") and isinstance(value, (int, float)):
+                    self.writer.add_scalar(f"{prefix}/{key}", value, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()

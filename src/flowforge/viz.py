@@ -1,0 +1,88 @@
+"""Pictures: 2-D scatter + density next to the data, image grids, training curves (matplotlib / Pillow)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_points(samples: Tensor, data: Tensor, path: Path, title: str = "") -> Path:
+    """Scatter and 2-D histogram (density) of model samples beside the data (first two coordinates)."""
+    plt = _plt()
+    s = samples.reshape(samples.shape[0], -1)[:, :2].detach().cpu().float().numpy()
+    d = data.reshape(data.shape[0], -1)[:, :2].detach().cpu().float().numpy()
+    lo = np.percentile(d, 0.5, axis=0)
+    hi = np.percentile(d, 99.5, axis=0)
+    pad = 0.1 * (hi - lo)
+    box = [[lo[0] - pad[0], hi[0] + pad[0]], [lo[1] - pad[1], hi[1] + pad[1]]]
+    fig, axes = plt.subplots(2, 2, figsize=(8, 8))
+    for col, (pts, name) in enumerate([(d, "data"), (s, "samples")]):
+        axes[0, col].scatter(pts[:, 0], pts[:, 1], s=1, alpha=0.4, color="C0" if col == 0 else "C1")
+        axes[0, col].set(xlim=box[0], ylim=box[1], title=f"{name} (n={len(pts)})")
+        axes[1, col].hist2d(pts[:, 0], pts[:, 1], bins=100, range=box, cmap="viridis")
+        axes[1, col].set(title=f"{name} density")
+        for ax in axes[:, col]:
+            ax.set_aspect("equal")
+            ax.set_xticks([])
+            ax.set_yticks([])
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def image_grid(pixels: Tensor, path: Path, nrow: int | None = None, scale: int = 1) -> Path:
+    """Save images ``pixels`` (n, C, H, W) with values in [0, 1] as one PNG grid."""
+    from PIL import Image
+
+    x = pixels.detach().cpu().float().clamp(0, 1)
+    n, c, h, w = x.shape
+    nrow = nrow or math.ceil(math.sqrt(n))
+    ncol = math.ceil(n / nrow)
+    grid = torch.ones(c, ncol * (h + 2) + 2, nrow * (w + 2) + 2)
+    for i in range(n):
+        r, q = divmod(i, nrow)
+        grid[:, 2 + r * (h + 2):2 + r * (h + 2) + h, 2 + q * (w + 2):2 + q * (w + 2) + w] = x[i]
+    arr = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    img = Image.fromarray(arr[..., 0] if c == 1 else arr, mode="L" if c == 1 else "RGB")
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+    return path
+
+
+def plot_curves(records: list[dict[str, Any]], path: Path, keys: tuple[str, ...] = ("loss", "lr")) -> Path:
+    """Training curves of ``keys`` against step from metrics records."""
+    plt = _plt()
+    rows = [r for r in records if r.get("kind", "train") == "train"]
+    keys = tuple(k for k in keys if any(k in r for r in rows))
+    fig, axes = plt.subplots(1, max(len(keys), 1), figsize=(4.5 * max(len(keys), 1), 3.2), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        pts = [(r["step"], r[key]) for r in rows if key in r]
+        ax.plot(*zip(*pts))
+        ax.set(xlabel="step", title=key)
+        if key == "loss":
+            ax.set_yscale("log")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

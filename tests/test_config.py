@@ -1,0 +1,77 @@
+import subprocess
+import sys
+
+import pytest
+
+from flowforge.config import Config, ConfigError, apply_overrides, from_dict, load_config
+
+
+def test_defaults_round_trip_through_yaml(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(Config().to_yaml())
+    assert load_config(path) == Config()
+
+
+def test_overrides_are_typed_and_nested():
+    cfg = load_config("configs/rf-checkerboard.yaml", ["train.steps=3000", "model.net.width=128", "train.lr=1e-4",
+                                                       "train.grad_clip=null", "data.noise=0.1"])
+    assert cfg.train.steps == 3000 and cfg.model.net.width == 128
+    assert cfg.train.lr == pytest.approx(1e-4) and isinstance(cfg.train.lr, float)
+    assert cfg.train.grad_clip is None and cfg.data.noise == 0.1
+
+
+@pytest.mark.parametrize("override, words", [
+    (["train.stepz=10"], ["train.stepz", "valid keys", "steps"]),
+    (["train.steps=ten"], ["train.steps", "'ten'", "integer"]),
+    (["train.steps=0"], ["train.steps", "0", ">= 1"]),
+    (["train.lr=0"], ["train.lr", "> 0.0"]),
+    (["train.schedule=linear"], ["train.schedule", "'linear'", "'constant'", "'cosine'"]),
+    (["data.name=cifar100"], ["data.name", "cifar100", "checkerboard"]),
+    (["train.ema_decay=1.5"], ["train.ema_decay", "1.5", "<= 1.0"]),
+    (["train.mixed_precision=fp16"], ["train.mixed_precision", "'bf16'"]),
+    (["train"], ["key=value"]),
+    (["train.steps.x=1"], ["train.steps", "a value, not a section"]),
+    (["train.warmup_steps=5000", "train.steps=100"], ["warmup_steps", "at most train.steps"]),
+    (["data.name=array"], ["data.path"]),
+])
+def test_bad_values_name_key_value_and_choices(override, words):
+    with pytest.raises(ConfigError) as err:
+        load_config("configs/rf-checkerboard.yaml", override)
+    for w in words:
+        assert w in str(err.value)
+
+
+def test_bool_is_not_an_int_and_int_is_not_a_bool():
+    with pytest.raises(ConfigError, match="train.steps"):
+        from_dict({"train": {"steps": True}})
+    with pytest.raises(ConfigError, match="train.tensorboard"):
+        from_dict({"train": {"tensorboard": 1}})
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_apply_overrides_does_not_mutate_input():
+    data = {"train": {"steps": 5}}
+    out = apply_overrides(data, ["train.steps=6"])
+    assert data["train"]["steps"] == 5 and out["train"]["steps"] == 6
+
+
+def test_cli_reports_user_error_without_traceback():
+    proc = subprocess.run([sys.executable, "-m", "flowforge.cli", "train", "configs/rf-checkerboard.yaml",
+                           "train.schedule=linear"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "train.schedule" in proc.stderr and "'cosine'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_cli_help_for_each_command():
+    for cmd in ("train", "sample", "eval", "info"):
+        proc = subprocess.run([sys.executable, "-m", "flowforge.cli", cmd, "--help"], capture_output=True, text=True)
+        assert proc.returncode == 0 and "usage: flowforge " + cmd in proc.stdout

@@ -1,0 +1,66 @@
+"""Paths against autograd, samplers against the closed-form flow of a Gaussian."""
+
+import math
+
+import pytest
+import torch
+
+from flowforge.paths import LinearPath
+from flowforge.solvers import SOLVERS, get_solver, uniform_grid
+
+
+def test_linear_path_velocity_is_time_derivative():
+    torch.manual_seed(0)
+    x0, eps = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 3, dtype=torch.float64)
+    t = torch.rand(5, dtype=torch.float64)
+    path = LinearPath()
+    ps = path.sample(x0, eps, t)
+    jac = torch.autograd.functional.jacobian(lambda tt: path.sample(x0, eps, tt).x_t, t)  # (5, 3, 5)
+    assert torch.allclose(ps.dx_t, torch.einsum("bdb->bd", jac))
+    assert torch.allclose(path.sample(x0, eps, torch.zeros(5, dtype=torch.float64)).x_t, x0)
+    assert torch.allclose(path.sample(x0, eps, torch.ones(5, dtype=torch.float64)).x_t, eps)
+
+
+def test_path_rejects_mismatched_shapes():
+    path = LinearPath()
+    with pytest.raises(ValueError, match="noise has shape"):
+        path.sample(torch.zeros(4, 2), torch.zeros(4, 3), torch.zeros(4))
+    with pytest.raises(ValueError, match="one time per example"):
+        path.sample(torch.zeros(4, 2), torch.zeros(4, 2), torch.zeros(3))
+
+
+# Data x0 ~ N(mu, s^2 I). Under the linear path x_t ~ N((1-t) mu, v_t I), v_t = (1-t)^2 s^2 + t^2, and the
+# marginal velocity field is v(x, t) = -mu + (dv_t/dt / (2 v_t)) (x - (1-t) mu). Its flow maps x_1 = eps to
+# x_0 = mu + s * eps exactly, so a sampler's error at t = 0 is its discretisation error alone.
+MU, S = torch.tensor([1.5, -0.5], dtype=torch.float64), 0.3
+
+
+def gaussian_velocity(x, t):
+    t = t[:, None]
+    var = (1 - t) ** 2 * S**2 + t**2
+    dvar = -2 * (1 - t) * S**2 + 2 * t
+    return -MU + dvar / (2 * var) * (x - (1 - t) * MU)
+
+
+@pytest.mark.parametrize("name", sorted(SOLVERS))
+def test_sampler_converges_at_its_order(name):
+    solver = get_solver(name)
+    eps = torch.randn(64, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    exact = MU + S * eps
+    errors = []
+    for steps in (16, 32, 64, 128):
+        result = solver.solve(gaussian_velocity, eps.clone(), uniform_grid(steps))
+        assert result.nfe == steps * solver.order
+        errors.append((result.x - exact).abs().max().item())
+    orders = [math.log2(a / b) for a, b in zip(errors, errors[1:])]
+    assert errors[-1] < 0.05
+    assert all(abs(o - solver.order) < 0.25 for o in orders), (name, errors, orders)
+
+
+def test_solver_errors():
+    with pytest.raises(ValueError, match="unknown sampler 'rk9'; choose one of"):
+        get_solver("rk9")
+    with pytest.raises(ValueError, match="strictly monotone"):
+        get_solver("euler").solve(gaussian_velocity, torch.zeros(2, 2), torch.tensor([1.0, 0.5, 0.5]))
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        uniform_grid(0)

@@ -1,0 +1,184 @@
+"""The training engine: resume equivalence, NaN guard, checkpoints, multi-process, CLI round trip."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from flowforge import load, load_config
+from flowforge.errors import RunError, TrainingDiverged
+from flowforge.models import ContinuousFlow
+from flowforge.train import train
+from flowforge.train.checkpoint import checkpoint_dirs, latest_checkpoint
+
+
+def weights(ckpt):
+    return {name: load_file(ckpt / f"{name}.safetensors") for name in ("model", "ema", "optimizer")}
+
+
+def assert_same(a, b, exact=True):
+    for part in a:
+        assert a[part].keys() == b[part].keys()
+        for key in a[part]:
+            if exact:
+                assert torch.equal(a[part][key], b[part][key]), (part, key)
+            else:
+                assert torch.allclose(a[part][key], b[part][key], rtol=1e-4, atol=1e-6), (part, key)
+
+
+def test_resume_continues_exactly(tmp_path, tiny):
+    # 2N steps in one go == N steps, then --resume for N more: parameter for parameter, EMA and optimizer too.
+    opts = ["train.schedule=constant"]
+    full = train(load_config("configs/rf-moons.yaml", tiny(tmp_path / "full", **{"train.steps": 20}) + opts),
+                 progress=False)
+    train(load_config("configs/rf-moons.yaml", tiny(tmp_path / "split", **{"train.steps": 10}) + opts), progress=False)
+    resumed = train(load_config("configs/rf-moons.yaml", tiny(tmp_path / "split", **{"train.steps": 20}) + opts),
+                    resume=True, progress=False)
+    assert resumed.step == full.step == 20
+    assert_same(weights(latest_checkpoint(tmp_path / "full")), weights(latest_checkpoint(tmp_path / "split")))
+    # the resumed log reads like the uninterrupted one
+    steps = [r["step"] for r in map(json.loads, (tmp_path / "split/metrics.jsonl").read_text().splitlines())]
+    assert steps == [5, 10, 15, 20]
+
+
+def test_resume_of_an_interrupted_cosine_run(tmp_path, tiny, monkeypatch):
+    # A cosine run killed after its step-10 checkpoint resumes to the same weights as an uninterrupted run.
+    cfg = load_config("configs/rf-moons.yaml", tiny(tmp_path / "a") + ["train.schedule=cosine"])
+    train(cfg, progress=False)
+    cfg_b = load_config("configs/rf-moons.yaml", tiny(tmp_path / "b") + ["train.schedule=cosine"])
+    real_loss = ContinuousFlow.loss
+    calls = {"n": 0}
+
+    def interrupted(self, x, rng=None):
+        calls["n"] += 1
+        if calls["n"] == 13:
+            raise KeyboardInterrupt
+        return real_loss(self, x, rng)
+
+    monkeypatch.setattr(ContinuousFlow, "loss", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg_b, progress=False)
+    monkeypatch.setattr(ContinuousFlow, "loss", real_loss)
+    assert [p.name for p in checkpoint_dirs(tmp_path / "b")] == ["step-0000010"]
+    train(cfg_b, resume=True, progress=False)
+    assert_same(weights(latest_checkpoint(tmp_path / "a")), weights(latest_checkpoint(tmp_path / "b")))
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny, monkeypatch):
+    cfg = load_config("configs/rf-moons.yaml", tiny(tmp_path / "run"))
+    real_loss = ContinuousFlow.loss
+    calls = {"n": 0}
+
+    def poisoned(self, x, rng=None):
+        calls["n"] += 1
+        loss = real_loss(self, x, rng)
+        return loss * float("nan") if calls["n"] == 15 else loss
+
+    monkeypatch.setattr(ContinuousFlow, "loss", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"step 15: the loss is nan.*step-0000010.*intact"):
+        train(cfg, progress=False)
+    ckpts = checkpoint_dirs(tmp_path / "run")
+    assert [p.name for p in ckpts] == ["step-0000010"]
+    state = json.loads((ckpts[0] / "state.json").read_text())
+    assert state["step"] == 10
+    for tensor in load_file(ckpts[0] / "model.safetensors").values():
+        assert torch.isfinite(tensor).all()
+
+
+def test_nan_gradient_is_caught(tmp_path, tiny, monkeypatch):
+    cfg = load_config("configs/rf-moons.yaml", tiny(tmp_path / "run"))
+    real_loss = ContinuousFlow.loss
+
+    def poisoned_grad(self, x, rng=None):
+        loss = real_loss(self, x, rng)
+        # finite loss, infinite gradient: d/dw of w * 0 * inf
+        w = next(self.parameters()).sum()
+        return loss + (w * torch.tensor(float("inf"))).clamp(max=0.0) * 0.0 if loss.requires_grad else loss
+
+    monkeypatch.setattr(ContinuousFlow, "loss", poisoned_grad)
+    with pytest.raises(TrainingDiverged, match="step 1: the (gradient norm|loss) is"):
+        train(cfg, progress=False)
+    assert latest_checkpoint(tmp_path / "run") is None
+
+
+def test_existing_run_is_not_overwritten_and_resume_needs_a_checkpoint(tmp_path, tiny):
+    cfg = load_config("configs/rf-moons.yaml", tiny(tmp_path / "run", **{"train.steps": 10}))
+    with pytest.raises(RunError, match="no checkpoint"):
+        train(cfg, resume=True, progress=False)
+    train(cfg, progress=False)
+    with pytest.raises(RunError, match="already holds a trained run; pass --resume"):
+        train(cfg, progress=False)
+    changed = load_config("configs/rf-moons.yaml", tiny(tmp_path / "run", **{"model.net.width": 64}))
+    with pytest.raises(RunError, match="model.net.width was 32 and is now 64"):
+        train(changed, resume=True, progress=False)
+
+
+def test_keeps_last_k_checkpoints_and_no_temp_dirs(tmp_path, tiny):
+    cfg = load_config("configs/rf-moons.yaml", tiny(tmp_path / "run", **{"train.ckpt_every": 4, "train.keep_last": 2}))
+    train(cfg, progress=False)
+    names = sorted(p.name for p in (tmp_path / "run/checkpoints").iterdir())
+    assert names == ["step-0000016", "step-0000020"]
+
+
+def test_bf16_autocast_trains(tmp_path, tiny):
+    cfg = load_config("configs/rf-moons.yaml", tiny(tmp_path / "run", **{"train.mixed_precision": "bf16"}))
+    result = train(cfg, progress=False)
+    records = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in records)
+    assert next(result.model.parameters()).dtype == torch.float32  # master weights stay fp32
+
+
+def test_cli_round_trip(tmp_path, tiny):
+    run = tmp_path / "run"
+    cli = [sys.executable, "-m", "flowforge.cli"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cli + ["train", "configs/rf-moons.yaml", *tiny(run, **{"train.sample_every": 10})],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert (run / "samples/step-0000010.png").is_file() and (run / "report.md").is_file()
+    proc = subprocess.run(cli + ["eval", str(run)], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    ev = json.loads((run / "eval.json").read_text())
+    assert {"model", "noise_floor", "matched_gaussian"} <= ev.keys()
+    assert ev["noise_floor"]["energy_distance"] < ev["matched_gaussian"]["energy_distance"]
+    assert "Sample quality" in (run / "report.md").read_text()
+    proc = subprocess.run(cli + ["sample", str(run), "--n", "50", "--out", str(tmp_path / "s.npy"), "--steps", "4",
+                                 "--sampler", "heun"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    import numpy as np
+
+    assert np.load(tmp_path / "s.npy").shape == (50, 2)
+    proc = subprocess.run(cli + ["info", str(run)], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0 and "step 20 of 20" in proc.stdout
+    proc = subprocess.run(cli + ["sample", str(tmp_path / "nowhere"), "--out", "x.npy"], capture_output=True,
+                          text=True, env=env)
+    assert proc.returncode == 2 and "not a flowforge run" in proc.stderr and "Traceback" not in proc.stderr
+    model = load(run)
+    assert model.sample(7, steps=3).shape == (7, 2)
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None and not (
+        (lambda p: os.path.exists(p))(os.path.join(os.path.dirname(sys.executable), "torchrun"))),
+        reason="torchrun not installed")
+def test_two_processes_match_one(tmp_path, tiny):
+    # Same global batch over 2 gloo processes: identical parameters on both ranks and equal (to float
+    # tolerance: the all-reduce sums in another order) to the single-process run.
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = tiny(tmp_path / "two", **{"train.ckpt_every": 20})
+    proc = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", "29517", "-m", "flowforge.cli",
+                           "train", "configs/rf-moons.yaml", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    train(load_config("configs/rf-moons.yaml", tiny(tmp_path / "one", **{"train.ckpt_every": 20})), progress=False)
+    two, one = latest_checkpoint(tmp_path / "two"), latest_checkpoint(tmp_path / "one")
+    assert json.loads((two / "state.json").read_text())["world_size"] == 2
+    state = json.loads((two / "state.json").read_text())
+    assert len(state["rng"]) == 2
+    assert state["weights_sum"][0] == state["weights_sum"][1]  # both ranks hold identical parameters
+    assert_same(weights(one), weights(two), exact=False)
