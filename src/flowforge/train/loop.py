@@ -102,10 +102,16 @@ def train(config: Config, *, resume: bool = False, progress: bool | None = None)
         RunError: the run directory is in the way (exists without ``resume``) or cannot be resumed.
     """
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
     tc = config.train
     run_dir = config.run.path
-    accelerator = Accelerator(cpu=tc.cpu, mixed_precision=tc.mixed_precision)
+    # Accelerate keeps one process-wide state; a second run in the same process (a notebook, the tests) may
+    # ask for another precision, so the per-run part is reset. The process group (PartialState) is kept.
+    AcceleratorState._reset_state()
+    # Accelerate sets up multi-process CPU training (gloo) only when told cpu=True, so say it when there is no GPU.
+    use_cpu = tc.cpu or not (torch.cuda.is_available() or torch.backends.mps.is_available())
+    accelerator = Accelerator(cpu=use_cpu, mixed_precision=tc.mixed_precision)
     world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
     if tc.batch_size % world:
         raise UserError(f"train.batch_size ({tc.batch_size}) must be divisible by the number of processes ({world})")
@@ -158,7 +164,7 @@ def train(config: Config, *, resume: bool = False, progress: bool | None = None)
 
     def save(step: int) -> Path:
         # every process's RNG state, and a fingerprint of its weights: processes that drifted apart are a bug
-        mine = {"rng": rng_state(), "weights_sum": float(sum(p.double().sum() for p in model.parameters()))}
+        mine = {"rng": rng_state(), "weights_sum": float(sum(p.detach().double().sum() for p in model.parameters()))}
         everyone = accelerator.gather_for_metrics([mine], use_gather_object=True) if world > 1 else [mine]
         path = None
         if main:
