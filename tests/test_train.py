@@ -126,7 +126,7 @@ def test_keeps_last_k_checkpoints_and_no_temp_dirs(tmp_path, tiny):
 
 
 def test_bf16_autocast_trains(tmp_path, tiny):
-    cfg = load_config("configs/rf-moons.yaml", tiny(tmp_path / "run", **{"train.mixed_precision": "bf16"}))
+    cfg = load_config("configs/rf-moons.yaml", tiny(tmp_path / "run", **{"train.precision": "bf16"}))
     result = train(cfg, progress=False)
     records = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in records)
@@ -182,3 +182,29 @@ def test_two_processes_match_one(tmp_path, tiny):
     assert len(state["rng"]) == 2
     assert state["weights_sum"][0] == state["weights_sum"][1]  # both ranks hold identical parameters
     assert_same(weights(one), weights(two), exact=False)
+
+
+def test_cli_bad_data_names_the_row(tmp_path, tiny):
+    bad = tmp_path / "points.csv"
+    bad.write_text("x,y\n0.1,0.2\n0.3,nan\n0.5,0.6\n")
+    proc = subprocess.run([sys.executable, "-m", "flowforge.cli", "train", "configs/rf-moons.yaml",
+                           *tiny(tmp_path / "run", **{"data.name": "array", "data.path": str(bad)})],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "points.csv" in proc.stderr and "line 3" in proc.stderr, proc.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_image_data_end_to_end(tmp_path, tiny):
+    # digits (1, 8, 8) through the same engine: MLP on the flattened image, an image-grid picture, eval on the test split
+    cfg = load_config("configs/rf-digits.yaml", tiny(tmp_path / "run", **{
+        "data.name": "digits", "train.batch_size": 50, "train.sample_every": 20, "eval.n_samples": 100}))
+    train(cfg, progress=False)
+    from PIL import Image
+
+    assert Image.open(tmp_path / "run/samples/step-0000020.png").size[0] > 8
+    from flowforge import evaluate
+
+    record = evaluate(tmp_path / "run")
+    assert record["n_reference"] == 100 and record["repeats"] == 1
+    assert load(tmp_path / "run").sample(3, steps=2).shape == (3, 1, 8, 8)

@@ -106,7 +106,7 @@ class TrainConfig:
     min_lr_ratio: float = _bounded(0.0, 0.0, 1.0)  # cosine decays to lr * min_lr_ratio
     grad_clip: float | None = _bounded(1.0, 0.0, lo_open=True)  # max global grad norm; None disables
     ema_decay: float | None = _bounded(0.999, 0.0, 1.0)  # None disables the EMA copy
-    mixed_precision: Literal["no", "bf16"] = "no"
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16 = bf16 autocast, weights and optimizer stay fp32
     cpu: bool = False  # force CPU even when a GPU is present
     log_every: int = _bounded(50, 1)
     sample_every: int = _bounded(1000, 0)  # 0 disables periodic sample pictures
@@ -120,6 +120,7 @@ class EvalConfig:
     n_samples: int = _bounded(5000, 2)  # model samples compared with the reference
     n_exact: int = _bounded(2000, 2)  # points used by the exact (POT) Wasserstein-2
     n_projections: int = _bounded(1000, 1)  # sliced Wasserstein-2 directions
+    repeats: int = _bounded(3, 1)  # independent reference draws (toy sets); scores are mean and std over them
     seed: int = _bounded(12345, 0)
 
 
@@ -160,6 +161,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Return ``value`` as type ``tp`` or raise :class:`ConfigError` naming ``key``."""
     origin = typing.get_origin(tp)
     bad = ConfigError(f"{key}: got {value!r}, expected {_describe(tp)}")
+    if isinstance(value, bool) and (tp is str or (origin is Literal and str in map(type, typing.get_args(tp)))):
+        bad = ConfigError(f"{key}: got {value!r}, expected {_describe(tp)} (YAML reads unquoted yes/no/on/off "
+                          f"as true/false; quote the value, e.g. {key}='\"no\"')")
     if origin is Literal:
         choices = typing.get_args(tp)
         if value in choices and type(value) is type(choices[choices.index(value)]):

@@ -16,11 +16,13 @@ _ROWS = (("model", "model"), ("noise_floor", "noise floor (data vs data)"),
 
 def _eval_table(ev: dict) -> list[str]:
     lines = [f"Sampler `{ev['sampler']}`, {ev['steps']} steps, {ev['n_samples']} samples against "
-             f"{ev['n_reference']} held-out points ({ev['weights']} weights, step {ev['step']}).", "",
+             f"{ev['n_reference']} held-out points ({ev['weights']} weights, step {ev['step']}); "
+             f"mean ± std over {ev['repeats']} reference draw(s).", "",
              "| | energy distance | sliced W2 | exact W2 |", "|---|---:|---:|---:|"]
     for key, label in _ROWS:
-        m = ev[key]
-        lines.append(f"| {label} | {m['energy_distance']:.5f} | {m['sliced_w2']:.4f} | {m['w2']:.4f} |")
+        m, sd = ev[key], ev[key + "_std"]
+        lines.append(f"| {label} | {m['energy_distance']:.5f} ± {sd['energy_distance']:.5f} "
+                     f"| {m['sliced_w2']:.4f} ± {sd['sliced_w2']:.4f} | {m['w2']:.4f} ± {sd['w2']:.4f} |")
     return lines
 
 
@@ -39,7 +41,7 @@ def write_report(run_dir: str | Path) -> Path:
              f"{net['name']} {net['depth']}x{net['width']} ({net['activation']})",
              f"- training: batch {cfg['train']['batch_size']}, AdamW lr {cfg['train']['lr']} "
              f"({cfg['train']['schedule']}, {cfg['train']['warmup_steps']} warmup), EMA {cfg['train']['ema_decay']}, "
-             f"precision {cfg['train']['mixed_precision']}"]
+             f"precision {cfg['train']['precision']}"]
     if train_rows:
         last = train_rows[-1]
         lines.append(f"- trained {last['step']} steps in {last['seconds']:.1f} s; last logged loss {last['loss']:.5f}")

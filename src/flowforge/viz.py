@@ -20,8 +20,10 @@ def _plt():
     return plt
 
 
-def plot_points(samples: Tensor, data: Tensor, path: Path, title: str = "") -> Path:
-    """Scatter and 2-D histogram (density) of model samples beside the data (first two coordinates)."""
+def plot_points(samples: Tensor, data: Tensor, path: Path, title: str = "", scatter_max: int = 2000,
+                bins: int = 80) -> Path:
+    """Scatter (of at most ``scatter_max`` points) and 2-D histogram (of all points) of model samples
+    beside the data, first two coordinates."""
     plt = _plt()
     s = samples.reshape(samples.shape[0], -1)[:, :2].detach().cpu().float().numpy()
     d = data.reshape(data.shape[0], -1)[:, :2].detach().cpu().float().numpy()
@@ -31,10 +33,11 @@ def plot_points(samples: Tensor, data: Tensor, path: Path, title: str = "") -> P
     box = [[lo[0] - pad[0], hi[0] + pad[0]], [lo[1] - pad[1], hi[1] + pad[1]]]
     fig, axes = plt.subplots(2, 2, figsize=(8, 8))
     for col, (pts, name) in enumerate([(d, "data"), (s, "samples")]):
-        axes[0, col].scatter(pts[:, 0], pts[:, 1], s=1, alpha=0.4, color="C0" if col == 0 else "C1")
-        axes[0, col].set(xlim=box[0], ylim=box[1], title=f"{name} (n={len(pts)})")
-        axes[1, col].hist2d(pts[:, 0], pts[:, 1], bins=100, range=box, cmap="viridis")
-        axes[1, col].set(title=f"{name} density")
+        shown = pts[:scatter_max]
+        axes[0, col].scatter(shown[:, 0], shown[:, 1], s=1, alpha=0.4, color="C0" if col == 0 else "C1")
+        axes[0, col].set(xlim=box[0], ylim=box[1], title=f"{name} ({len(shown)} points)")
+        axes[1, col].hist2d(pts[:, 0], pts[:, 1], bins=bins, range=box, cmap="viridis")
+        axes[1, col].set(title=f"{name} density ({len(pts)} points)")
         for ax in axes[:, col]:
             ax.set_aspect("equal")
             ax.set_xticks([])

@@ -48,11 +48,12 @@ def _eval(args: argparse.Namespace) -> None:
     record = evaluate(args.run_dir, n_samples=args.n, sampler=args.sampler, steps=args.steps,
                       progress=sys.stderr.isatty())
     print(f"{record['sampler']}, {record['steps']} steps, {record['n_samples']} samples vs "
-          f"{record['n_reference']} held-out points")
-    print(f"{'':28s} {'energy':>10s} {'sliced W2':>10s} {'W2':>10s}")
+          f"{record['n_reference']} held-out points, mean ± std over {record['repeats']} reference draw(s)")
+    print(f"{'':18s} {'energy distance':>20s} {'sliced W2':>18s} {'exact W2':>18s}")
     for key in ("model", "noise_floor", "matched_gaussian"):
-        m = record[key]
-        print(f"{key:28s} {m['energy_distance']:10.5f} {m['sliced_w2']:10.4f} {m['w2']:10.4f}")
+        m, sd = record[key], record[key + "_std"]
+        print(f"{key:18s} {m['energy_distance']:11.5f} ± {sd['energy_distance']:.5f} "
+              f"{m['sliced_w2']:9.4f} ± {sd['sliced_w2']:.4f} {m['w2']:9.4f} ± {sd['w2']:.4f}")
     print(f"stored in {Path(args.run_dir) / 'eval.json'}")
 
 

@@ -111,7 +111,7 @@ def train(config: Config, *, resume: bool = False, progress: bool | None = None)
     AcceleratorState._reset_state()
     # Accelerate sets up multi-process CPU training (gloo) only when told cpu=True, so say it when there is no GPU.
     use_cpu = tc.cpu or not (torch.cuda.is_available() or torch.backends.mps.is_available())
-    accelerator = Accelerator(cpu=use_cpu, mixed_precision=tc.mixed_precision)
+    accelerator = Accelerator(cpu=use_cpu, mixed_precision="bf16" if tc.precision == "bf16" else "no")
     world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
     if tc.batch_size % world:
         raise UserError(f"train.batch_size ({tc.batch_size}) must be divisible by the number of processes ({world})")
