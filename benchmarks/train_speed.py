@@ -46,7 +46,7 @@ def main() -> None:
         for precision in rates:
             rates[precision].append(steps_per_second(args.config, args.overrides, precision, args.steps))
     fp32, bf16 = statistics.median(rates["fp32"]), statistics.median(rates["bf16"])
-    print(f"float32: {fp32:.1f} steps/s  (runs: {', '.join(f'{r:.1f}' for r in rates['no'])})")
+    print(f"float32: {fp32:.1f} steps/s  (runs: {', '.join(f'{r:.1f}' for r in rates['fp32'])})")
     print(f"bf16:    {bf16:.1f} steps/s  (runs: {', '.join(f'{r:.1f}' for r in rates['bf16'])})")
     print(f"bf16 / float32 throughput: {bf16 / fp32:.2f}x")
 
