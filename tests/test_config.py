@@ -27,13 +27,18 @@ def test_overrides_are_typed_and_nested():
     (["train.lr=0"], ["train.lr", "> 0.0"]),
     (["train.schedule=linear"], ["train.schedule", "'linear'", "'constant'", "'cosine'"]),
     (["data.name=cifar100"], ["data.name", "cifar100", "checkerboard"]),
-    (["train.ema_decay=1.5"], ["train.ema_decay", "1.5", "<= 1.0"]),
+    (["train.ema_decay=1.5"], ["train.ema_decay", "1.5", "< 1.0"]),
     (["train.precision=fp16"], ["train.precision", "'bf16'", "'fp32'"]),
     (["data.image_range=no"], ["data.image_range", "quote"]),
     (["train"], ["key=value"]),
     (["train.steps.x=1"], ["train.steps", "a value, not a section"]),
     (["train.warmup_steps=5000", "train.steps=100"], ["warmup_steps", "at most train.steps"]),
     (["data.name=array"], ["data.path"]),
+    (["train.ema_decay=1.0"], ["train.ema_decay", "< 1.0"]),
+    (["run.seed=99999999999999999999999"], ["run.seed", "<="]),
+    (["model.net.time_embed_dim=3"], ["time_embed_dim", "even"]),
+    (["run.name=../x"], ["run.name", "plain directory name"]),
+    (["run.name="], ["run.name"]),
 ])
 def test_bad_values_name_key_value_and_choices(override, words):
     with pytest.raises(ConfigError) as err:

@@ -80,7 +80,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny, monkeypat
         return loss * float("nan") if calls["n"] == 15 else loss
 
     monkeypatch.setattr(ContinuousFlow, "loss", poisoned)
-    with pytest.raises(TrainingDiverged, match=r"step 15: the loss is nan.*step-0000010.*intact"):
+    with pytest.raises(TrainingDiverged, match=r"step 15: the loss is not finite.*step-0000010.*intact"):
         train(cfg, progress=False)
     ckpts = checkpoint_dirs(tmp_path / "run")
     assert [p.name for p in ckpts] == ["step-0000010"]
@@ -210,3 +210,65 @@ def test_image_data_end_to_end(tmp_path, tiny):
     record = evaluate(tmp_path / "run")
     assert record["n_reference"] == 100 and record["repeats"] == 1
     assert load(tmp_path / "run").sample(3, steps=2).shape == (3, 1, 8, 8)
+
+
+def test_resume_needs_more_steps_and_a_readable_config(tmp_path, tiny):
+    cfg = load_config("configs/rf-moons.yaml", tiny(tmp_path / "run", **{"train.steps": 10}))
+    train(cfg, progress=False)
+    with pytest.raises(RunError, match="already trained to step 10; to continue, resume with train.steps larger"):
+        train(cfg, resume=True, progress=False)
+    (tmp_path / "run/config.yaml").write_text("train: [oops\n")
+    bigger = load_config("configs/rf-moons.yaml", tiny(tmp_path / "run", **{"train.steps": 20}))
+    with pytest.raises(RunError, match="not a valid config"):
+        train(bigger, resume=True, progress=False)
+
+
+def test_fresh_run_clears_outputs_of_a_run_that_died_before_its_first_checkpoint(tmp_path, tiny):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"step": 999, "loss": 1.0}\n')
+    (run / "eval.json").write_text("{}")
+    train(load_config("configs/rf-moons.yaml", tiny(run, **{"train.steps": 10})), progress=False)
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [5, 10] and not (run / "eval.json").exists()
+
+
+def test_eval_needs_two_samples(tmp_path, tiny):
+    proc = subprocess.run([sys.executable, "-m", "flowforge.cli", "eval", str(tmp_path), "--n", "1"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "--n must be >= 2" in proc.stderr
+
+
+NAN_ON_RANK_1 = """
+import os, sys
+import flowforge.models.continuous as c
+real = c.ContinuousFlow.loss
+calls = {"n": 0}
+def loss(self, x, rng=None):
+    calls["n"] += 1
+    out = real(self, x, rng)
+    # a NaN that has no gradient path: only the loss check can see it, and only on rank 1
+    if calls["n"] == 15 and os.environ.get("RANK") == "1":
+        out = out + float("nan") * out.detach()
+    return out
+c.ContinuousFlow.loss = loss
+from flowforge.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(os.path.dirname(sys.executable), "torchrun")),
+                    reason="torchrun is not installed beside this Python")
+def test_nan_on_one_rank_stops_every_rank(tmp_path, tiny):
+    script = tmp_path / "nan_rank1.py"
+    script.write_text(NAN_ON_RANK_1)
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", str(port), str(script), "train",
+                           "configs/rf-moons.yaml", *tiny(tmp_path / "run")], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert proc.returncode != 0
+    assert proc.stderr.count("training stopped at step 15: the loss is not finite") == 2, proc.stderr[-3000:]
+    assert [p.name for p in checkpoint_dirs(tmp_path / "run")] == ["step-0000010"]

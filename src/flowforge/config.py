@@ -30,8 +30,12 @@ class ConfigError(UserError, ValueError):
     """A user error in a configuration file or override."""
 
 
-def _bounded(default: Any, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False) -> Any:
-    return field(default=default, metadata={"min": lo, "max": hi, "min_open": lo_open})
+def _bounded(default: Any, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
+             hi_open: bool = False) -> Any:
+    return field(default=default, metadata={"min": lo, "max": hi, "min_open": lo_open, "max_open": hi_open})
+
+
+MAX_SEED = 2**63 - 1_000_000  # torch seeds are 64-bit; evaluation adds small offsets to its seed
 
 
 TOY_DATASETS = ("moons", "circles", "8gaussians", "checkerboard", "pinwheel", "spirals", "swissroll")
@@ -48,7 +52,7 @@ DatasetName = Literal[
 class RunConfig:
     name: str = "run"
     dir: str = ""  # where the run writes; empty means runs/<name>
-    seed: int = _bounded(0, 0)
+    seed: int = _bounded(0, 0, MAX_SEED)
 
     @property
     def path(self) -> Path:
@@ -61,7 +65,7 @@ class DataConfig:
     n_train: int = _bounded(10000, 1)  # toy sets: points drawn for training
     n_test: int = _bounded(5000, 1)  # toy sets: held-out points
     noise: float | None = _bounded(None, 0.0)  # toy sets: noise level; None = the set's customary value
-    seed: int = _bounded(0, 0)  # seed of the data draw (toy sets) or of the split (digits)
+    seed: int = _bounded(0, 0, MAX_SEED)  # seed of the data draw (toy sets) or of the split (digits)
     path: str | None = None  # array / image-folder: file or folder to read
     key: str | None = None  # array: array name inside an .npz file
     image_shape: list[int] | None = None  # array: reshape each row to (C, H, W)
@@ -105,7 +109,7 @@ class TrainConfig:
     warmup_steps: int = _bounded(100, 0)
     min_lr_ratio: float = _bounded(0.0, 0.0, 1.0)  # cosine decays to lr * min_lr_ratio
     grad_clip: float | None = _bounded(1.0, 0.0, lo_open=True)  # max global grad norm; None disables
-    ema_decay: float | None = _bounded(0.999, 0.0, 1.0)  # None disables the EMA copy
+    ema_decay: float | None = _bounded(0.999, 0.0, 1.0, hi_open=True)  # None disables the EMA copy
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16 = bf16 autocast, weights and optimizer stay fp32
     cpu: bool = False  # force CPU even when a GPU is present
     log_every: int = _bounded(50, 1)
@@ -121,7 +125,7 @@ class EvalConfig:
     n_exact: int = _bounded(2000, 2)  # points used by the exact (POT) Wasserstein-2
     n_projections: int = _bounded(1000, 1)  # sliced Wasserstein-2 directions
     repeats: int = _bounded(3, 1)  # independent reference draws (toy sets); scores are mean and std over them
-    seed: int = _bounded(12345, 0)
+    seed: int = _bounded(12345, 0, MAX_SEED)
 
 
 @dataclass
@@ -220,12 +224,16 @@ def _check_bounds(value: Any, meta: dict[str, Any], key: str) -> None:
     if value is None or not isinstance(value, (int, float)):
         return
     lo, hi = meta.get("min"), meta.get("max")
-    lo_open = meta.get("min_open", False)
-    if lo is not None and (value < lo or (lo_open and value == lo)):
-        rng = f"{'>' if lo_open else '>='} {lo}" + (f" and <= {hi}" if hi is not None else "")
-        raise ConfigError(f"{key}: got {value!r}, expected a value {rng}")
-    if hi is not None and value > hi:
-        raise ConfigError(f"{key}: got {value!r}, expected a value <= {hi}" + (f" and >= {lo}" if lo is not None else ""))
+    lo_open, hi_open = meta.get("min_open", False), meta.get("max_open", False)
+    too_low = lo is not None and (value < lo or (lo_open and value == lo))
+    too_high = hi is not None and (value > hi or (hi_open and value == hi))
+    if too_low or too_high:
+        parts = []
+        if lo is not None:
+            parts.append(f"{'>' if lo_open else '>='} {lo}")
+        if hi is not None:
+            parts.append(f"{'<' if hi_open else '<='} {hi}")
+        raise ConfigError(f"{key}: got {value!r}, expected a value {' and '.join(parts)}")
 
 
 def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
@@ -233,7 +241,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
         raise ConfigError(f"{prefix or 'config'}: expected a mapping of keys, got {data!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(set(data) - set(fields), key=str)
     if unknown:
         where = prefix or "top level"
         raise ConfigError(
@@ -254,6 +262,13 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
 def _check(config: Config) -> None:
     """Cross-field rules that a single field's type cannot express."""
     t, d = config.train, config.data
+    name = config.run.name
+    if not name or name in (".", "..") or "/" in name or "\\" in name:
+        raise ConfigError(f"run.name: got {name!r}, expected a plain directory name such as 'rf-moons' "
+                          f"(set run.dir to write elsewhere)")
+    if config.model.net.time_embed_dim % 2:
+        raise ConfigError(f"model.net.time_embed_dim: got {config.model.net.time_embed_dim}, expected an even number "
+                          f"(sine and cosine features come in pairs)")
     if len(t.betas) != 2 or not all(0.0 <= b < 1.0 for b in t.betas):
         raise ConfigError(f"train.betas: got {t.betas!r}, expected two numbers in [0, 1)")
     if t.warmup_steps > t.steps:

@@ -11,6 +11,7 @@ import torch
 
 from .data import load_dataset
 from .metrics import matched_gaussian, sample_distances
+from .errors import RunError, UserError
 from .runs import load_run
 from .train.logging import MetricsLog
 from .train.pictures import write_samples_picture
@@ -36,6 +37,8 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
     cfg = run.config
     ec = cfg.eval
     n = n_samples or ec.n_samples
+    if n < 2:
+        raise UserError(f"n_samples must be at least 2 to compare samples, got {n}")
     sampler = sampler or cfg.sample.sampler
     steps = steps or cfg.sample.steps
     dataset = load_dataset(cfg.data)
@@ -46,7 +49,7 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
     sample_seconds = time.perf_counter() - t0
     if not torch.isfinite(samples).all():
         bad = int((~torch.isfinite(samples.reshape(n, -1))).any(1).sum())
-        raise ValueError(f"{bad} of {n} samples are NaN/inf: the model diverged; try more sampling steps or retrain")
+        raise RunError(f"{bad} of {n} samples are NaN/inf: the sampler diverged; try more sampling steps or retrain")
     baseline = matched_gaussian(dataset.train, n, seed=ec.seed + 3)
 
     # A single reference draw makes a noisy yardstick (on checkerboard the floor of one draw of 5000 points
@@ -61,7 +64,9 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
         else:
             pick = torch.randperm(len(dataset.train), generator=torch.Generator().manual_seed(ec.seed + 2))
             floor = dataset.train[pick[:len(reference)]]
-        for key, x in (("model", samples), ("noise_floor", floor), ("matched_gaussian", baseline)):
+        # equal sizes in every row: the V-statistic's bias depends on the sample sizes
+        m = len(reference)
+        for key, x in (("model", samples[:m]), ("noise_floor", floor[:m]), ("matched_gaussian", baseline[:m])):
             scores[key].append(sample_distances(x, reference, **opts))
 
     record: dict[str, Any] = {

@@ -33,8 +33,8 @@ def read_config(run_dir: Path) -> Config:
     if not path.is_file():
         raise RunError(f"{run_dir} is not a flowforge run (no config.yaml); train one with `flowforge train CONFIG`")
     try:
-        return from_dict(yaml.safe_load(path.read_text()))
-    except ConfigError as err:
+        return from_dict(yaml.safe_load(path.read_text()) or {})
+    except (ConfigError, yaml.YAMLError) as err:
         raise RunError(f"{path} is not a valid config: {err}") from None
 
 

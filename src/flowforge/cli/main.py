@@ -47,7 +47,7 @@ def _eval(args: argparse.Namespace) -> None:
 
     record = evaluate(args.run_dir, n_samples=args.n, sampler=args.sampler, steps=args.steps,
                       progress=sys.stderr.isatty())
-    print(f"{record['sampler']}, {record['steps']} steps, {record['n_samples']} samples vs "
+    print(f"{record['sampler']}, {record['steps']} steps, {record['n_reference']} samples vs "
           f"{record['n_reference']} held-out points, mean ± std over {record['repeats']} reference draw(s)")
     print(f"{'':18s} {'energy distance':>20s} {'sliced W2':>18s} {'exact W2':>18s}")
     for key in ("model", "noise_floor", "matched_gaussian"):
@@ -116,10 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    for name in ("n", "steps"):
+    for name, least in (("n", 2 if args.command == "eval" else 1), ("steps", 1)):
         value = getattr(args, name, None)
-        if value is not None and value < 1:
-            print(f"flowforge {args.command}: error: --{name} must be >= 1, got {value}", file=sys.stderr)
+        if value is not None and value < least:
+            print(f"flowforge {args.command}: error: --{name} must be >= {least}, got {value}", file=sys.stderr)
             return 2
     try:
         args.fn(args)

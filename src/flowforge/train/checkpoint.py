@@ -108,14 +108,30 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=1))
 
 
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` so that a reader sees the old or the new file, never a part."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def save_checkpoint(run_dir: Path, step: int, *, model: nn.Module, optimizer: torch.optim.Optimizer,
                     ema: nn.Module | None, state: dict[str, Any], keep_last: int) -> Path:
     """Write checkpoint ``step`` atomically and delete all but the newest ``keep_last``."""
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:07d}"
+    for leftover in root.glob(".tmp-step-*"):  # from a process that died mid-write
+        shutil.rmtree(leftover, ignore_errors=True)
     tmp = root / f".tmp-step-{step:07d}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     save_model(model, str(tmp / "model.safetensors"))
     if ema is not None:
@@ -132,6 +148,7 @@ def save_checkpoint(run_dir: Path, step: int, *, model: nn.Module, optimizer: to
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.rename(tmp, final)
+    _fsync_dir(root)  # the rename is durable before older checkpoints go
     for stale in checkpoint_dirs(run_dir)[:-keep_last]:
         shutil.rmtree(stale, ignore_errors=True)
     return final
@@ -139,9 +156,14 @@ def save_checkpoint(run_dir: Path, step: int, *, model: nn.Module, optimizer: to
 
 def read_state(ckpt: Path) -> dict[str, Any]:
     try:
-        return json.loads((Path(ckpt) / "state.json").read_text())
+        state = json.loads((Path(ckpt) / "state.json").read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise RunError(f"checkpoint {ckpt} is unreadable ({err}); delete it to fall back to an older one") from None
+    missing = [k for k in ("step", "data") if k not in state]
+    if missing:
+        raise RunError(f"checkpoint {ckpt}: state.json lacks {', '.join(missing)}; delete it to fall back to an "
+                       f"older one")
+    return state
 
 
 def load_weights(module: nn.Module, path: Path) -> None:
@@ -164,5 +186,9 @@ def load_checkpoint(ckpt: Path, *, model: nn.Module, optimizer: torch.optim.Opti
     if ema is not None and (ckpt / "ema.safetensors").is_file():
         load_weights(ema, ckpt / "ema.safetensors")
     if optimizer is not None:
-        _load_optimizer(optimizer, ckpt / "optimizer.safetensors")
+        try:
+            _load_optimizer(optimizer, ckpt / "optimizer.safetensors")
+        except Exception as err:  # corrupt file, missing metadata, another optimizer's state
+            raise RunError(f"cannot restore the optimizer from {ckpt / 'optimizer.safetensors'}: {err}; delete "
+                           f"this checkpoint to fall back to an older one") from None
     return state

@@ -11,32 +11,34 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
-import yaml
 from torch import Tensor, nn
 
-from ..config import Config, from_dict
+from ..config import Config
 from ..data import Dataset, load_dataset
 from ..errors import RunError, TrainingDiverged, UserError
 from ..models import GenerativeModel, build_model
 from ..rng import BatchRandom
 from .batches import BatchOrder, step_seed
-from .checkpoint import latest_checkpoint, load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (atomic_write_text, checkpoint_dirs, latest_checkpoint, load_checkpoint, load_weights,
+                         rng_state, save_checkpoint, set_rng_state)
 from .ema import make_ema
 from .logging import MetricsLog
 from .pictures import write_samples_picture
 from .schedule import lr_factor
 
-# Config sections that may change when a run is resumed; anything else would train a different model.
+# Settings that may change when a run is resumed; anything else would train a different model.
 RESUMABLE_CHANGES = ("train.steps", "train.log_every", "train.sample_every", "train.ckpt_every",
-                     "train.keep_last", "train.tensorboard", "sample.", "eval.", "run.dir")
+                     "train.keep_last", "train.tensorboard", "train.cpu", "data.cache_dir", "data.download",
+                     "sample.", "eval.", "run.dir")
 
 
 @dataclass
@@ -62,12 +64,12 @@ class _LossModule(nn.Module):
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out = {}
     for k, v in d.items():
-        key = f"{prefix}{k}"
-        out.update(_flatten(v, key + ".") if isinstance(v, dict) else {key: v})
+        out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
     return out
 
 
 def _check_resume_config(old: Config, new: Config) -> list[str]:
+    """The settings that changed since the run started; raise if one of them changes the model."""
     a, b = _flatten(old.to_dict()), _flatten(new.to_dict())
     changed = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
     forbidden = [k for k in changed if not k.startswith(RESUMABLE_CHANGES)]
@@ -75,6 +77,9 @@ def _check_resume_config(old: Config, new: Config) -> list[str]:
         k = forbidden[0]
         raise RunError(f"cannot resume: {k} was {a.get(k)!r} and is now {b.get(k)!r}; only "
                        f"{', '.join(RESUMABLE_CHANGES)} may change on --resume (start a new run.name otherwise)")
+    if "train.steps" in changed and new.train.schedule == "cosine":
+        warnings.warn(f"train.steps changed from {a['train.steps']} to {b['train.steps']} on a cosine schedule: "
+                      f"the learning rate follows the new horizon from here on", stacklevel=3)
     return changed
 
 
@@ -98,49 +103,91 @@ def _cpu_has_bf16() -> bool:
         return True  # cannot tell: stay quiet
 
 
-def train(config: Config, *, resume: bool = False, progress: bool | None = None) -> TrainResult:
-    """Train the model described by ``config`` and write the run directory.
-
-    Arguments:
-        config: the full run configuration.
-        resume: continue from the newest checkpoint of ``config.run.path``.
-        progress: draw a progress bar (default: when stderr is a terminal).
-
-    Raises:
-        TrainingDiverged: the loss or gradient became non-finite; checkpoints on disk are untouched.
-        RunError: the run directory is in the way (exists without ``resume``) or cannot be resumed.
-    """
+def _make_accelerator(config: Config):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
     tc = config.train
-    run_dir = config.run.path
     # Accelerate keeps one process-wide state; a second run in the same process (a notebook, the tests) may
     # ask for another precision, so the per-run part is reset. The process group (PartialState) is kept.
     AcceleratorState._reset_state()
     # Accelerate sets up multi-process CPU training (gloo) only when told cpu=True, so say it when there is no GPU.
     use_cpu = tc.cpu or not (torch.cuda.is_available() or torch.backends.mps.is_available())
     accelerator = Accelerator(cpu=use_cpu, mixed_precision="bf16" if tc.precision == "bf16" else "no")
-    world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
-    if main and tc.precision == "bf16" and accelerator.device.type == "cpu" and not _cpu_has_bf16():
+    if accelerator.is_main_process and tc.precision == "bf16" and accelerator.device.type == "cpu" \
+            and not _cpu_has_bf16():
         warnings.warn(f"train.precision=bf16 on a CPU without native bf16 ({torch.backends.cpu.get_cpu_capability()}):"
                       " autocast emulates it, measured ~20x slower than fp32 (benchmarks/train_speed.py); "
-                      "train.precision=fp32 is faster here", stacklevel=2)
-    if tc.batch_size % world:
-        raise UserError(f"train.batch_size ({tc.batch_size}) must be divisible by the number of processes ({world})")
+                      "train.precision=fp32 is faster here", stacklevel=3)
+    if tc.batch_size % accelerator.num_processes:
+        raise UserError(f"train.batch_size ({tc.batch_size}) must be divisible by the number of processes "
+                        f"({accelerator.num_processes})")
+    return accelerator
 
+
+def _on_main(accelerator, fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` on the main process only; if it fails there, raise on every process instead of leaving the
+    others waiting at the next collective."""
+    from accelerate.utils import broadcast_object_list
+
+    result, error = None, None
+    if accelerator.is_main_process:
+        try:
+            result = fn()
+        except Exception as err:  # re-raised below, on the main process with its traceback
+            error = err
+    if accelerator.num_processes > 1:
+        flag = [None if error is None else f"{type(error).__name__}: {error}"]
+        broadcast_object_list(flag, from_process=0)
+        if flag[0] is not None and error is None:
+            raise RunError(f"the main process failed: {flag[0]}")
+    if error is not None:
+        raise error
+    return result
+
+
+def _start_run_dir(run_dir: Path, resume: bool) -> Path | None:
+    """Check that ``run_dir`` fits the request; return the checkpoint to resume from."""
     ckpt = latest_checkpoint(run_dir)
     if resume and ckpt is None:
         raise RunError(f"--resume: no checkpoint in {run_dir}/checkpoints; start without --resume")
     if not resume and ckpt is not None:
         raise RunError(f"{run_dir} already holds a trained run; pass --resume to continue it, "
                        f"or choose another run.name / run.dir")
-    changed: list[str] = []
-    if resume:
-        old = from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
-        changed = _check_resume_config(old, config)
+    return ckpt
 
-    dataset = load_dataset(config.data)
+
+def _clear_stale_outputs(run_dir: Path) -> None:
+    """A fresh run in a directory left by a run that died before its first checkpoint: drop its outputs."""
+    for name in ("metrics.jsonl", "eval.json", "report.md", "curves.png"):
+        (run_dir / name).unlink(missing_ok=True)
+    for name in ("tb", "samples"):
+        shutil.rmtree(run_dir / name, ignore_errors=True)
+
+
+def train(config: Config, *, resume: bool = False, progress: bool | None = None) -> TrainResult:
+    """Train the model described by ``config`` and write the run directory.
+
+    Arguments:
+        config: the full run configuration.
+        resume: continue from the newest checkpoint of ``config.run.path``.
+        progress: draw a progress bar (default: when stderr is a terminal); ``False`` also silences log lines.
+
+    Raises:
+        TrainingDiverged: the loss or gradient became non-finite; checkpoints on disk are untouched.
+        RunError: the run directory is in the way (exists without ``resume``) or cannot be resumed.
+    """
+    from ..runs import read_config
+
+    tc = config.train
+    run_dir = config.run.path
+    accelerator = _make_accelerator(config)
+    world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
+
+    ckpt = _start_run_dir(run_dir, resume)
+    changed = _check_resume_config(read_config(run_dir), config) if resume else []
+    with accelerator.main_process_first():  # one process downloads, the others read the cache
+        dataset = load_dataset(config.data)
     _check_finite_data(dataset.train, dataset.name)
     torch.manual_seed(config.run.seed)  # identical initial weights on every process
     model = build_model(config.model, dataset.shape)
@@ -150,22 +197,30 @@ def train(config: Config, *, resume: bool = False, progress: bool | None = None)
     start_step, elapsed = 0, 0.0
     if resume:
         state = load_checkpoint(ckpt, model=model, optimizer=optimizer)
-        if ema is not None:
-            if (ckpt / "ema.safetensors").is_file():
-                load_weights(ema.module, ckpt / "ema.safetensors")
-                ema.n_averaged.fill_(state.get("ema_n_averaged", 0))
+        if ema is not None and (ckpt / "ema.safetensors").is_file():
+            load_weights(ema.module, ckpt / "ema.safetensors")
+            ema.n_averaged.fill_(state.get("ema_n_averaged", 0))
         start_step, elapsed = state["step"], state.get("seconds", 0.0)
+        if start_step >= tc.steps:
+            raise RunError(f"{run_dir} is already trained to step {start_step}; to continue, resume with "
+                           f"train.steps larger than {start_step}")
         rngs = state.get("rng", [])
         if rank < len(rngs):
             set_rng_state(rngs[rank])
 
-    if main:
+    accelerator.wait_for_everyone()  # every process has read config.yaml before the main one rewrites it
+
+    def write_run_files() -> MetricsLog:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(config.to_yaml())
-        (run_dir / "data.json").write_text(json.dumps(data_info(dataset), indent=1))
-    log = MetricsLog(run_dir, tc.tensorboard, truncate_after=start_step if resume else None) if main else None
-    if main and changed:
-        print(f"resuming with changed settings: {', '.join(changed)}", file=sys.stderr)
+        if not resume:
+            _clear_stale_outputs(run_dir)
+        atomic_write_text(run_dir / "config.yaml", config.to_yaml())
+        atomic_write_text(run_dir / "data.json", json.dumps(data_info(dataset), indent=1))
+        if changed:
+            print(f"resuming with changed settings: {', '.join(changed)}", file=sys.stderr)
+        return MetricsLog(run_dir, tc.tensorboard, truncate_after=start_step if resume else None)
+
+    log = _on_main(accelerator, write_run_files)
 
     loss_module, optimizer = accelerator.prepare(_LossModule(model), optimizer)
     if ema is not None:
@@ -174,24 +229,28 @@ def train(config: Config, *, resume: bool = False, progress: bool | None = None)
     order = BatchOrder(len(data), tc.batch_size, config.run.seed)
     local = tc.batch_size // world
     rows = slice(rank * local, (rank + 1) * local)
+    t0 = time.perf_counter()
 
     def save(step: int) -> Path:
-        # every process's RNG state, and a fingerprint of its weights: processes that drifted apart are a bug
+        from accelerate.utils import gather_object
+
+        # every process's RNG state, and a fingerprint of its weights: processes that drift apart are a bug
         mine = {"rng": rng_state(), "weights_sum": float(sum(p.detach().double().sum() for p in model.parameters()))}
-        everyone = accelerator.gather_for_metrics([mine], use_gather_object=True) if world > 1 else [mine]
-        path = None
-        if main:
-            state = {"step": step, "seconds": elapsed + (time.perf_counter() - t0),
-                     "rng": [e["rng"] for e in everyone], "weights_sum": [e["weights_sum"] for e in everyone],
-                     "world_size": world, "data": data_info(dataset),
-                     "ema_n_averaged": int(ema.n_averaged) if ema is not None else 0}
-            path = save_checkpoint(run_dir, step, model=model, optimizer=optimizer,
-                                   ema=ema.module if ema is not None else None, state=state, keep_last=tc.keep_last)
-        accelerator.wait_for_everyone()
-        return path
+        everyone = gather_object([mine]) if world > 1 else [mine]
+        sums = [e["weights_sum"] for e in everyone]
+        if main and len(set(sums)) > 1:
+            warnings.warn(f"step {step}: the processes hold different weights (sums {sums}); "
+                          f"data-parallel training is out of sync", stacklevel=2)
+        state = {"step": step, "seconds": elapsed + (time.perf_counter() - t0), "rng": [e["rng"] for e in everyone],
+                 "weights_sum": sums, "world_size": world, "data": data_info(dataset),
+                 "ema_n_averaged": int(ema.n_averaged) if ema is not None else 0}
+        _on_main(accelerator, lambda: save_checkpoint(
+            run_dir, step, model=model, optimizer=optimizer, ema=ema.module if ema is not None else None,
+            state=state, keep_last=tc.keep_last))
+        return checkpoint_dirs(run_dir)[-1]
 
     def picture(step: int) -> None:
-        if main:
+        def draw() -> None:
             sampler_model = ema.module if ema is not None else model
             sampler_model.eval()
             gen = torch.Generator().manual_seed(config.eval.seed)
@@ -200,83 +259,84 @@ def train(config: Config, *, resume: bool = False, progress: bool | None = None)
             write_samples_picture(samples, dataset, run_dir / "samples" / f"step-{step:07d}.png",
                                   title=f"{config.run.name}, step {step}")
             sampler_model.train()
-        accelerator.wait_for_everyone()
 
-    show_bar = main and (progress if progress is not None else sys.stderr.isatty())
+        _on_main(accelerator, draw)
+
     bar = None
-    if show_bar:
+    if main and (progress if progress is not None else sys.stderr.isatty()):
         from tqdm.auto import tqdm
 
         bar = tqdm(total=tc.steps, initial=start_step, desc=config.run.name, dynamic_ncols=True)
 
-    t0 = time.perf_counter()
     window_loss, window_n, window_t = torch.zeros((), device=accelerator.device), 0, time.perf_counter()
     last_good = ckpt
     model.train()
-    for step in range(start_step + 1, tc.steps + 1):
-        lr = tc.lr * lr_factor(step, tc)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        idx = order.indices(step)[rows]
-        rng = BatchRandom(torch.Generator().manual_seed(step_seed(config.run.seed, step)), tc.batch_size,
-                          rows.start, rows.stop)
-        loss = loss_module(data[idx.to(data.device)], rng)
-        accelerator.backward(loss)
-        grad_norm = accelerator.clip_grad_norm_(model.parameters(), tc.grad_clip or math.inf)
-        loss_ok = torch.isfinite(loss.detach()).float()
-        if world > 1:
-            loss_ok = accelerator.reduce(loss_ok, "min")  # every process must take the same decision
-        if not bool(loss_ok) or not bool(torch.isfinite(grad_norm)):
-            if bar is not None:
-                bar.close()
-            if log is not None:
-                log.close()
-            what = f"the loss is {loss.item()}" if not bool(loss_ok) else f"the gradient norm is {float(grad_norm)}"
-            where = (f"the last good checkpoint, {last_good}, is intact; resume from it with --resume"
-                     if last_good else "no checkpoint was written before it")
-            raise TrainingDiverged(f"training stopped at step {step}: {what}. Nothing was saved after the failure; "
-                                   f"{where}. Lower train.lr, set train.grad_clip, or check the data.")
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if ema is not None:
-            ema.update_parameters(model)
-
-        window_loss += loss.detach().float()
-        window_n += 1
-        if bar is not None:
-            bar.update(1)
-        if step % tc.log_every == 0 or step == tc.steps:
-            mean_loss = window_loss / window_n
+    try:
+        for step in range(start_step + 1, tc.steps + 1):
+            lr = tc.lr * lr_factor(step, tc)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            idx = order.indices(step)[rows]
+            rng = BatchRandom(torch.Generator().manual_seed(step_seed(config.run.seed, step)), tc.batch_size,
+                              rows.start, rows.stop)
+            loss = loss_module(data[idx.to(data.device)], rng)
+            accelerator.backward(loss)
+            grad_norm = accelerator.clip_grad_norm_(model.parameters(), tc.grad_clip or math.inf)
+            # every process must take the same decision, so the flags are reduced (max) over processes
+            bad = torch.stack([~torch.isfinite(loss.detach()), ~torch.isfinite(grad_norm)]).float()
             if world > 1:
-                mean_loss = accelerator.reduce(mean_loss, "mean")
-            now = time.perf_counter()
-            record = {"step": step, "loss": float(mean_loss), "lr": lr, "grad_norm": float(grad_norm),
-                      "steps_per_sec": window_n / (now - window_t), "seconds": elapsed + now - t0}
-            window_loss, window_n, window_t = torch.zeros_like(window_loss), 0, now
-            if log is not None:
-                log.log(record)
-            if bar is not None:
-                bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}")
-            elif main and progress is not False:
-                print(f"step {step}/{tc.steps}  loss {record['loss']:.5f}  lr {lr:.2e}  "
-                      f"{record['steps_per_sec']:.1f} it/s", file=sys.stderr, flush=True)
-        if tc.sample_every and step % tc.sample_every == 0:
-            picture(step)
-        if step % tc.ckpt_every == 0 or step == tc.steps:
-            last_good = save(step)
+                bad = accelerator.reduce(bad, "max")
+            if bool(bad.any()):
+                what = ("the loss is not finite (NaN or inf)" if bool(bad[0])
+                        else f"the gradient norm is {float(grad_norm)}")
+                where = (f"the last good checkpoint, {last_good}, is intact; resume from it with --resume"
+                         if last_good else "no checkpoint was written before it")
+                raise TrainingDiverged(f"training stopped at step {step}: {what}. Nothing was saved after the "
+                                       f"failure; {where}. Lower train.lr, set train.grad_clip, or check the data.")
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if ema is not None:
+                ema.update_parameters(model)
 
-    if bar is not None:
-        bar.close()
+            window_loss += loss.detach().float()
+            window_n += 1
+            if bar is not None:
+                bar.update(1)
+            if step % tc.log_every == 0 or step == tc.steps:
+                mean_loss = window_loss / window_n
+                if world > 1:
+                    mean_loss = accelerator.reduce(mean_loss, "mean")
+                now = time.perf_counter()
+                record = {"step": step, "loss": float(mean_loss), "lr": lr, "grad_norm": float(grad_norm),
+                          "steps_per_sec": window_n / (now - window_t), "seconds": elapsed + now - t0}
+                window_loss, window_n, window_t = torch.zeros_like(window_loss), 0, now
+                if log is not None:
+                    log.log(record)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}")
+                elif main and progress is not False:
+                    print(f"step {step}/{tc.steps}  loss {record['loss']:.5f}  lr {lr:.2e}  "
+                          f"{record['steps_per_sec']:.1f} it/s", file=sys.stderr, flush=True)
+            if tc.sample_every and step % tc.sample_every == 0:
+                picture(step)
+            if step % tc.ckpt_every == 0 or step == tc.steps:
+                last_good = save(step)
+    finally:
+        if bar is not None:
+            bar.close()
+        if log is not None:
+            log.close()
+
     seconds = elapsed + time.perf_counter() - t0
     if not (tc.sample_every and tc.steps % tc.sample_every == 0):
         picture(tc.steps)
-    if main:
-        log.close()
+
+    def report() -> None:
         from ..report import write_report
 
         write_report(run_dir)
-    accelerator.wait_for_everyone()
+
+    _on_main(accelerator, report)
     accelerator.end_training()
     return TrainResult(run_dir=run_dir, step=tc.steps, model=model, ema=ema.module if ema is not None else None,
                        seconds=seconds)
-
