@@ -86,10 +86,26 @@ class NetConfig:
 
 
 @dataclass
+class FlowConfig:
+    """Architecture of the discrete normalizing flows (model.kind nice / realnvp / glow)."""
+
+    couplings: int = _bounded(4, 1)  # coupling layers on vectors (NICE: 4); per level on images (RealNVP: 3)
+    hidden: int = _bounded(1000, 1)  # conditioner width: MLP units, or conv channels on images
+    hidden_layers: int = _bounded(5, 1)  # MLP conditioner hidden layers (NICE: 5)
+    blocks: int = _bounded(4, 1)  # residual blocks per RealNVP conv conditioner
+    levels: int = _bounded(2, 1)  # multi-scale levels on images (each squeezes 2x and factors out half)
+    steps_per_level: int = _bounded(8, 1)  # Glow: flow steps K per level; also Glow's steps on vectors
+    prior: Literal["gaussian", "logistic"] = "gaussian"  # NICE uses the logistic
+    scale_fn: Literal["tanh", "sigmoid"] = "tanh"  # stabilised affine scale: RealNVP tanh, Glow sigmoid
+    logit_alpha: float | None = _bounded(0.05, 0.0, 0.5, lo_open=True, hi_open=True)  # RealNVP/Glow image pre-processing; None = off
+
+
+@dataclass
 class ModelConfig:
-    kind: Literal["rectified-flow"] = "rectified-flow"
-    path: Literal["linear"] = "linear"
-    net: NetConfig = field(default_factory=NetConfig)
+    kind: Literal["rectified-flow", "nice", "realnvp", "glow"] = "rectified-flow"
+    path: Literal["linear"] = "linear"  # rectified-flow: the noising path
+    net: NetConfig = field(default_factory=NetConfig)  # rectified-flow: the velocity network
+    flow: FlowConfig = field(default_factory=FlowConfig)  # nice / realnvp / glow: the flow architecture
 
 
 @dataclass

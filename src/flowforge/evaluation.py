@@ -77,6 +77,10 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
         values = {metric: torch.tensor([r[metric] for r in rows], dtype=torch.float64) for metric in rows[0]}
         record[key] = {metric: float(v.mean()) for metric, v in values.items()}
         record[key + "_std"] = {metric: float(v.std()) if len(v) > 1 else 0.0 for metric, v in values.items()}
+    likelihood = _likelihood(run.model, dataset.test if dataset.fresh is None else dataset.reference(n, ec.seed + 1),
+                             seed=ec.seed)
+    if likelihood is not None:
+        record["likelihood"] = likelihood
     run_dir = Path(run_dir)
     (run_dir / "eval.json").write_text(json.dumps(record, indent=1))
     log = MetricsLog(run_dir, tensorboard=False)
@@ -87,3 +91,19 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
 
     write_report(run_dir)
     return record
+
+
+@torch.no_grad()
+def _likelihood(model, x: torch.Tensor, seed: int, batch: int = 500) -> dict[str, float] | None:
+    """Held-out negative log-likelihood (nats per example), its standard error, and bits/dim, where the
+    model computes likelihoods; None where it does not."""
+    gen = torch.Generator().manual_seed(seed)
+    try:
+        log_p = torch.cat([model.log_prob(x[i:i + batch], generator=gen) for i in range(0, len(x), batch)])
+    except NotImplementedError:
+        return None
+    gen = torch.Generator().manual_seed(seed)  # the same dequantization noise as above
+    bpd = torch.cat([model.bits_per_dim(x[i:i + batch], generator=gen) for i in range(0, len(x), batch)])
+    log_p, bpd = log_p.double(), bpd.double()
+    return {"nll": float(-log_p.mean()), "nll_stderr": float(log_p.std() / len(log_p) ** 0.5),
+            "log_likelihood": float(log_p.mean()), "bits_per_dim": float(bpd.mean()), "n": len(x)}

@@ -19,11 +19,26 @@ def _eval_table(ev: dict) -> list[str]:
              f"{ev['n_reference']} held-out points ({ev['weights']} weights, step {ev['step']}); "
              f"mean ± std over {ev['repeats']} reference draw(s).", "",
              "| | energy distance | sliced W2 | exact W2 |", "|---|---:|---:|---:|"]
+    if "likelihood" in ev:
+        lk = ev["likelihood"]
+        lines = [f"Held-out negative log-likelihood: **{lk['nll']:.3f} ± {lk['nll_stderr']:.3f} nats** per example "
+                 f"(log-likelihood {lk['log_likelihood']:.2f}), **{lk['bits_per_dim']:.4f} bits/dim**, "
+                 f"on {lk['n']} examples.", ""] + lines
     for key, label in _ROWS:
         m, sd = ev[key], ev[key + "_std"]
         lines.append(f"| {label} | {m['energy_distance']:.5f} ± {sd['energy_distance']:.5f} "
                      f"| {m['sliced_w2']:.4f} ± {sd['sliced_w2']:.4f} | {m['w2']:.4f} ± {sd['w2']:.4f} |")
     return lines
+
+
+def _describe_model(model: dict) -> str:
+    if model["kind"] == "rectified-flow":
+        net = model["net"]
+        return (f"`rectified-flow` on the `{model['path']}` path, {net['name']} {net['depth']}x{net['width']} "
+                f"({net['activation']})")
+    f = model["flow"]
+    return (f"`{model['kind']}` normalizing flow: {f['couplings']} couplings, {f['levels']} levels, "
+            f"{f['steps_per_level']} steps/level, conditioner width {f['hidden']}, {f['prior']} prior")
 
 
 def write_report(run_dir: str | Path) -> Path:
@@ -34,11 +49,9 @@ def write_report(run_dir: str | Path) -> Path:
     train_rows = [r for r in records if r.get("kind", "train") == "train"]
     data_path = run_dir / "data.json"
     data = json.loads(data_path.read_text()) if data_path.is_file() else {}
-    net = cfg["model"]["net"]
     lines = [f"# flowforge run `{cfg['run']['name']}`", "",
              f"- data: `{cfg['data']['name']}`, example shape {tuple(data.get('shape', []))}",
-             f"- model: `{cfg['model']['kind']}` on the `{cfg['model']['path']}` path, "
-             f"{net['name']} {net['depth']}x{net['width']} ({net['activation']})",
+             f"- model: {_describe_model(cfg['model'])}",
              f"- training: batch {cfg['train']['batch_size']}, AdamW lr {cfg['train']['lr']} "
              f"({cfg['train']['schedule']}, {cfg['train']['warmup_steps']} warmup), EMA {cfg['train']['ema_decay']}, "
              f"precision {cfg['train']['precision']}"]

@@ -53,7 +53,7 @@ def load_run(run_dir: str | Path, *, ema: bool = True, device: str = "cpu") -> R
         raise RunError(f"{run_dir} has no checkpoint yet; train it first (or wait for the first train.ckpt_every steps)")
     state = read_state(ckpt)
     data = state["data"]
-    model = build_model(config.model, tuple(data["shape"]))
+    model = build_model(config.model, data)
     use_ema = ema and (ckpt / "ema.safetensors").is_file()
     load_weights(model, ckpt / ("ema.safetensors" if use_ema else "model.safetensors"))
     model.to(device).eval()

@@ -82,7 +82,7 @@ def plot_curves(records: list[dict[str, Any]], path: Path, keys: tuple[str, ...]
         pts = [(r["step"], r[key]) for r in rows if key in r]
         ax.plot(*zip(*pts))
         ax.set(xlabel="step", title=key)
-        if key == "loss":
+        if key == "loss" and min(v for _, v in pts) > 0:  # NLL losses can be negative
             ax.set_yscale("log")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -54,7 +54,19 @@ def _eval(args: argparse.Namespace) -> None:
         m, sd = record[key], record[key + "_std"]
         print(f"{key:18s} {m['energy_distance']:11.5f} ± {sd['energy_distance']:.5f} "
               f"{m['sliced_w2']:9.4f} ± {sd['sliced_w2']:.4f} {m['w2']:9.4f} ± {sd['w2']:.4f}")
+    if "likelihood" in record:
+        lk = record["likelihood"]
+        print(f"held-out NLL {lk['nll']:.3f} ± {lk['nll_stderr']:.3f} nats per example "
+              f"(log-likelihood {lk['log_likelihood']:.2f}), {lk['bits_per_dim']:.4f} bits/dim on {lk['n']} examples")
     print(f"stored in {Path(args.run_dir) / 'eval.json'}")
+
+
+def _inpaint(args: argparse.Namespace) -> None:
+    from ..inpainting import inpaint_run
+
+    options = {k: v for k, v in (("steps", args.steps), ("lr", args.lr)) if v is not None}
+    path = inpaint_run(args.run_dir, args.mask, n=args.n, out=args.out, seed=args.seed, **options)
+    print(f"wrote {path}: rows of (original, masked, filled)")
 
 
 def _info(args: argparse.Namespace) -> None:
@@ -107,6 +119,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="sampler steps (default: the run's sample.steps)")
     p.add_argument("--sampler", choices=sorted(SOLVERS))
     p.set_defaults(fn=_eval)
+
+    p = sub.add_parser("inpaint", help="fill masked parts of held-out images; writes (original, masked, filled)")
+    p.add_argument("run_dir")
+    p.add_argument("--mask", required=True, help="what is missing: left, right, top, bottom, center or random:P")
+    p.add_argument("--n", type=int, default=8, help="number of images (default 8)")
+    p.add_argument("--out", required=True, help="output picture (.png)")
+    p.add_argument("--steps", type=int, help="optimisation / sampling steps of the model's inpainting")
+    p.add_argument("--lr", type=float, help="step size of gradient-based inpainting (normalizing flows)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=_inpaint)
 
     p = sub.add_parser("info", help="what a run holds: config, progress, checkpoints, metrics")
     p.add_argument("run_dir")

@@ -2,6 +2,6 @@
 
 from .build import MODELS, NETS, build_model
 from .continuous import ContinuousFlow
-from .protocol import GenerativeModel
+from ..protocol import GenerativeModel
 
 __all__ = ["ContinuousFlow", "GenerativeModel", "MODELS", "NETS", "build_model"]

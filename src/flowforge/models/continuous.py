@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from ..paths import AffinePath
 from ..rng import BatchRandom
 from ..solvers import get_solver, uniform_grid
-from .protocol import GenerativeModel
+from ..protocol import GenerativeModel
 
 
 class ContinuousFlow(GenerativeModel):

@@ -190,7 +190,7 @@ def train(config: Config, *, resume: bool = False, progress: bool | None = None)
         dataset = load_dataset(config.data)
     _check_finite_data(dataset.train, dataset.name)
     torch.manual_seed(config.run.seed)  # identical initial weights on every process
-    model = build_model(config.model, dataset.shape)
+    model = build_model(config.model, data_info(dataset))
     ema = make_ema(model, tc.ema_decay) if tc.ema_decay is not None else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay)
 
@@ -222,11 +222,16 @@ def train(config: Config, *, resume: bool = False, progress: bool | None = None)
 
     log = _on_main(accelerator, write_run_files)
 
+    data = dataset.train.to(accelerator.device)
+    order = BatchOrder(len(data), tc.batch_size, config.run.seed)
+    model.to(accelerator.device)
+    with torch.no_grad():  # data-dependent initialisation (Glow's ActNorm) from one global batch, alike everywhere
+        first = data[order.indices(start_step + 1).to(data.device)]
+        model.loss(first, BatchRandom(torch.Generator().manual_seed(step_seed(config.run.seed, 0xA11)),
+                                      len(first), 0, len(first)))
     loss_module, optimizer = accelerator.prepare(_LossModule(model), optimizer)
     if ema is not None:
         ema.to(accelerator.device)
-    data = dataset.train.to(accelerator.device)
-    order = BatchOrder(len(data), tc.batch_size, config.run.seed)
     local = tc.batch_size // world
     rows = slice(rank * local, (rank + 1) * local)
     t0 = time.perf_counter()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ..rng import BatchRandom
+from .rng import BatchRandom
 
 
 class GenerativeModel(nn.Module):
@@ -29,6 +29,10 @@ class GenerativeModel(nn.Module):
 
     def log_prob(self, x: Tensor, **options) -> Tensor:
         """Log-density in nats per example, (batch,)."""
+        raise NotImplementedError(f"{type(self).__name__} does not compute log-likelihoods yet")
+
+    def bits_per_dim(self, x: Tensor, **options) -> Tensor:
+        """Negative log-likelihood in bits per dimension (batch,), dequantization-aware for discrete data."""
         raise NotImplementedError(f"{type(self).__name__} does not compute log-likelihoods yet")
 
     def inpaint(self, x: Tensor, mask: Tensor, **options) -> Tensor:
