@@ -17,6 +17,13 @@ from flowforge.train import train
 from flowforge.train.checkpoint import checkpoint_dirs, latest_checkpoint
 
 
+def free_port() -> int:
+    """A free TCP port on localhost for torchrun's rendezvous."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def weights(ckpt):
     return {name: load_file(ckpt / f"{name}.safetensors") for name in ("model", "ema", "optimizer")}
 
@@ -170,9 +177,7 @@ def test_two_processes_match_one(tmp_path, tiny):
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     args = tiny(tmp_path / "two", **{"train.ckpt_every": 20})
-    with socket.socket() as sock:  # a free port for the rendezvous
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     proc = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", str(port), "-m", "flowforge.cli",
                            "train", "configs/rf-moons.yaml", *args], capture_output=True, text=True, env=env,
                           timeout=300)
@@ -263,9 +268,7 @@ def test_nan_on_one_rank_stops_every_rank(tmp_path, tiny):
     script = tmp_path / "nan_rank1.py"
     script.write_text(NAN_ON_RANK_1)
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     proc = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", str(port), str(script), "train",
                            "configs/rf-moons.yaml", *tiny(tmp_path / "run")], capture_output=True, text=True,
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -10,6 +11,7 @@ from torch import Tensor, nn
 from ..data.dequantize import Quantization
 from ..protocol import GenerativeModel
 from ..rng import BatchRandom
+from ..transforms import Compose, Transform
 
 
 class NormalizingFlow(GenerativeModel):
@@ -23,17 +25,19 @@ class NormalizingFlow(GenerativeModel):
     Continuous data (2-D points) is modelled as it is.
 
     Arguments:
-        transform: the invertible map data -> latent (:mod:`flowforge.transforms`).
         prior: ``log_prob(z) -> (batch,)`` and ``sample(shape, generator, temperature)``.
+        layers: the invertible map data -> latent: one transform or a sequence of them, applied in order
+            (:mod:`flowforge.transforms`).
         shape: per-example data shape.
         quantization: how the data is discretised, or None for continuous data.
         flatten: the transform acts on flattened vectors (NICE on images).
     """
 
-    def __init__(self, transform: nn.Module, prior: nn.Module, shape: tuple[int, ...],
+    def __init__(self, prior: nn.Module, layers: Transform | Sequence[Transform], shape: tuple[int, ...],
                  quantization: Quantization | None = None, flatten: bool = False):
         super().__init__()
-        self.transform, self.prior = transform, prior
+        self.prior = prior
+        self.transform = layers if isinstance(layers, Transform) else Compose(*layers)
         self.shape = tuple(shape)
         self.quantization = quantization
         self.flatten = flatten

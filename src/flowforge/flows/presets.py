@@ -45,7 +45,7 @@ def nice(fc: FlowConfig, data: dict[str, Any]) -> NormalizingFlow:
     dim = math.prod(shape)
     layers = [AdditiveCoupling(half_mask(dim, i % 2, interleave=True), _vector_mlp(dim, dim, fc))
               for i in range(fc.couplings)]
-    return NormalizingFlow(Compose(*layers, Scaling((dim,))), PRIORS[fc.prior](), shape, _quantization(data),
+    return NormalizingFlow(PRIORS[fc.prior](), [*layers, Scaling((dim,))], shape, _quantization(data),
                            flatten=len(shape) > 1)
 
 
@@ -85,7 +85,7 @@ def realnvp(fc: FlowConfig, data: dict[str, Any]) -> NormalizingFlow:
         layers += _realnvp_level(fc, *shape, level=0)
     else:
         layers = _realnvp_vectors(fc, math.prod(shape))
-    return NormalizingFlow(Compose(*layers), PRIORS[fc.prior](), shape, quant, flatten=len(shape) not in (1, 3))
+    return NormalizingFlow(PRIORS[fc.prior](), layers, shape, quant, flatten=len(shape) not in (1, 3))
 
 
 def _glow_level(fc: FlowConfig, c: int, h: int, w: int, level: int) -> list[nn.Module]:
@@ -117,4 +117,4 @@ def glow(fc: FlowConfig, data: dict[str, Any]) -> NormalizingFlow:
         for k in range(fc.steps_per_level):
             layers += [ActNorm(dim), InvertibleConv1x1(dim, seed=k),
                        AffineCoupling(half_mask(dim, 0), _vector_mlp(dim, 2 * dim, fc), fc.scale_fn)]
-    return NormalizingFlow(Compose(*layers), PRIORS[fc.prior](), shape, quant, flatten=len(shape) not in (1, 3))
+    return NormalizingFlow(PRIORS[fc.prior](), layers, shape, quant, flatten=len(shape) not in (1, 3))
