@@ -155,3 +155,17 @@ def test_make_mask_shapes():
     assert int((~center).sum()) == 3 * 16
     rnd = make_mask("random:0.75", (1, 28, 28), torch.Generator().manual_seed(0))
     assert 0.65 < float((~rnd).float().mean()) < 0.85
+
+
+def test_periodic_heldout_nll_is_logged(tmp_path, tiny):
+    torch.set_default_dtype(torch.float32)
+    import json
+
+    from flowforge.train import train
+
+    overrides = [o for o in tiny(tmp_path / "run", **{"train.eval_every": 10, "train.eval_examples": 100})
+                 if not o.startswith("model.net")]
+    train(load_config("configs/realnvp-moons.yaml", overrides), progress=False)
+    val = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()
+           if '"val"' in line]
+    assert [r["step"] for r in val] == [10, 20] and all(r["n"] == 100 and math.isfinite(r["nll"]) for r in val)

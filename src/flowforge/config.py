@@ -130,6 +130,8 @@ class TrainConfig:
     cpu: bool = False  # force CPU even when a GPU is present
     log_every: int = _bounded(50, 1)
     sample_every: int = _bounded(1000, 0)  # 0 disables periodic sample pictures
+    eval_every: int = _bounded(0, 0)  # held-out NLL every this many steps (models with likelihoods); 0 = off
+    eval_examples: int = _bounded(1000, 1)  # held-out examples scored by eval_every
     ckpt_every: int = _bounded(1000, 1)
     keep_last: int = _bounded(2, 1)  # checkpoints kept on disk
     tensorboard: bool = True

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from .data import load_dataset
-from .metrics import matched_gaussian, sample_distances
+from .metrics import heldout_likelihood, matched_gaussian, sample_distances
 from .errors import RunError, UserError
 from .runs import load_run
 from .train.logging import MetricsLog
@@ -77,7 +77,7 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
         values = {metric: torch.tensor([r[metric] for r in rows], dtype=torch.float64) for metric in rows[0]}
         record[key] = {metric: float(v.mean()) for metric, v in values.items()}
         record[key + "_std"] = {metric: float(v.std()) if len(v) > 1 else 0.0 for metric, v in values.items()}
-    likelihood = _likelihood(run.model, dataset.test if dataset.fresh is None else dataset.reference(n, ec.seed + 1),
+    likelihood = heldout_likelihood(run.model, dataset.test if dataset.fresh is None else dataset.reference(n, ec.seed + 1),
                              seed=ec.seed)
     if likelihood is not None:
         record["likelihood"] = likelihood
@@ -92,18 +92,3 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
     write_report(run_dir)
     return record
 
-
-@torch.no_grad()
-def _likelihood(model, x: torch.Tensor, seed: int, batch: int = 500) -> dict[str, float] | None:
-    """Held-out negative log-likelihood (nats per example), its standard error, and bits/dim, where the
-    model computes likelihoods; None where it does not."""
-    gen = torch.Generator().manual_seed(seed)
-    try:
-        log_p = torch.cat([model.log_prob(x[i:i + batch], generator=gen) for i in range(0, len(x), batch)])
-    except NotImplementedError:
-        return None
-    gen = torch.Generator().manual_seed(seed)  # the same dequantization noise as above
-    bpd = torch.cat([model.bits_per_dim(x[i:i + batch], generator=gen) for i in range(0, len(x), batch)])
-    log_p, bpd = log_p.double(), bpd.double()
-    return {"nll": float(-log_p.mean()), "nll_stderr": float(log_p.std() / len(log_p) ** 0.5),
-            "log_likelihood": float(log_p.mean()), "bits_per_dim": float(bpd.mean()), "n": len(x)}

@@ -58,7 +58,7 @@ def write_report(run_dir: str | Path) -> Path:
     if train_rows:
         last = train_rows[-1]
         lines.append(f"- trained {last['step']} steps in {last['seconds']:.1f} s; last logged loss {last['loss']:.5f}")
-        plot_curves(train_rows, run_dir / "curves.png")
+        plot_curves(records, run_dir / "curves.png")
         lines += ["", "![training curves](curves.png)"]
     ev_path = run_dir / "eval.json"
     if ev_path.is_file():

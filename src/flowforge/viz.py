@@ -76,10 +76,13 @@ def plot_curves(records: list[dict[str, Any]], path: Path, keys: tuple[str, ...]
     """Training curves of ``keys`` against step from metrics records."""
     plt = _plt()
     rows = [r for r in records if r.get("kind", "train") == "train"]
+    val = [r for r in records if r.get("kind") == "val"]
     keys = tuple(k for k in keys if any(k in r for r in rows))
-    fig, axes = plt.subplots(1, max(len(keys), 1), figsize=(4.5 * max(len(keys), 1), 3.2), squeeze=False)
-    for ax, key in zip(axes[0], keys):
-        pts = [(r["step"], r[key]) for r in rows if key in r]
+    panels = [(key, [(r["step"], r[key]) for r in rows if key in r]) for key in keys]
+    if val:
+        panels.append(("held-out NLL (nats)", [(r["step"], r["nll"]) for r in val]))
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(4.5 * max(len(panels), 1), 3.2), squeeze=False)
+    for ax, (key, pts) in zip(axes[0], panels):
         ax.plot(*zip(*pts))
         ax.set(xlabel="step", title=key)
         if key == "loss" and min(v for _, v in pts) > 0:  # NLL losses can be negative

@@ -1,8 +1,9 @@
 """Sample-quality and likelihood metrics."""
 
 from .distances import energy_distance, matched_gaussian, sliced_wasserstein2, wasserstein2
+from .likelihood import heldout_likelihood
 
-__all__ = ["energy_distance", "matched_gaussian", "sample_distances", "sliced_wasserstein2", "wasserstein2"]
+__all__ = ["energy_distance", "heldout_likelihood", "matched_gaussian", "sample_distances", "sliced_wasserstein2", "wasserstein2"]
 
 
 def sample_distances(x, y, *, n_exact: int = 2000, n_projections: int = 1000, seed: int = 0) -> dict[str, float]:

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from ..config import Config
 from ..data import Dataset, load_dataset
 from ..errors import RunError, TrainingDiverged, UserError
+from ..metrics import heldout_likelihood
 from ..models import GenerativeModel, build_model
 from ..rng import BatchRandom
 from .batches import BatchOrder, step_seed
@@ -36,7 +37,7 @@ from .pictures import write_samples_picture
 from .schedule import lr_factor
 
 # Settings that may change when a run is resumed; anything else would train a different model.
-RESUMABLE_CHANGES = ("train.steps", "train.log_every", "train.sample_every", "train.ckpt_every",
+RESUMABLE_CHANGES = ("train.steps", "train.log_every", "train.sample_every", "train.ckpt_every", "train.eval_",
                      "train.keep_last", "train.tensorboard", "train.cpu", "data.cache_dir", "data.download",
                      "sample.", "eval.", "run.dir")
 
@@ -267,6 +268,20 @@ def train(config: Config, *, resume: bool = False, progress: bool | None = None)
 
         _on_main(accelerator, draw)
 
+    val_x = (dataset.test if dataset.fresh is None else dataset.reference(tc.eval_examples, config.eval.seed + 1))
+    val_x = val_x[:tc.eval_examples].to(accelerator.device)
+
+    def validate(step: int) -> None:
+        def score() -> None:
+            scored = ema.module if ema is not None else model
+            scored.eval()
+            lk = heldout_likelihood(scored, val_x, seed=config.eval.seed)
+            scored.train()
+            if lk is not None:
+                log.log({"kind": "val", "step": step, **lk})
+
+        _on_main(accelerator, score)
+
     bar = None
     if main and (progress if progress is not None else sys.stderr.isatty()):
         from tqdm.auto import tqdm
@@ -324,6 +339,8 @@ def train(config: Config, *, resume: bool = False, progress: bool | None = None)
                           f"{record['steps_per_sec']:.1f} it/s", file=sys.stderr, flush=True)
             if tc.sample_every and step % tc.sample_every == 0:
                 picture(step)
+            if tc.eval_every and step % tc.eval_every == 0:
+                validate(step)
             if step % tc.ckpt_every == 0 or step == tc.steps:
                 last_good = save(step)
     finally:
