@@ -62,7 +62,7 @@ def test_resume_of_an_interrupted_cosine_run(tmp_path, tiny, monkeypatch):
     calls = {"n": 0}
 
     def interrupted(self, x, rng=None):
-        calls["n"] += 1
+        calls["n"] += torch.is_grad_enabled()  # training steps only, not the no-grad init pass
         if calls["n"] == 13:
             raise KeyboardInterrupt
         return real_loss(self, x, rng)
@@ -82,7 +82,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny, monkeypat
     calls = {"n": 0}
 
     def poisoned(self, x, rng=None):
-        calls["n"] += 1
+        calls["n"] += torch.is_grad_enabled()  # training steps only, not the no-grad init pass
         loss = real_loss(self, x, rng)
         return loss * float("nan") if calls["n"] == 15 else loss
 
@@ -246,11 +246,12 @@ def test_eval_needs_two_samples(tmp_path, tiny):
 
 NAN_ON_RANK_1 = """
 import os, sys
+import torch
 import flowforge.models.continuous as c
 real = c.ContinuousFlow.loss
 calls = {"n": 0}
 def loss(self, x, rng=None):
-    calls["n"] += 1
+    calls["n"] += torch.is_grad_enabled()  # training steps only, not the no-grad init pass
     out = real(self, x, rng)
     # a NaN that has no gradient path: only the loss check can see it, and only on rank 1
     if calls["n"] == 15 and os.environ.get("RANK") == "1":

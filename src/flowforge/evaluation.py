@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from pathlib import Path
@@ -41,6 +42,8 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
         raise UserError(f"n_samples must be at least 2 to compare samples, got {n}")
     sampler = sampler or cfg.sample.sampler
     steps = steps or cfg.sample.steps
+    if "sampler" not in inspect.signature(run.model.sample).parameters:  # e.g. a normalizing flow's exact inverse
+        sampler, steps = "exact inverse", None
     dataset = load_dataset(cfg.data)
 
     t0 = time.perf_counter()
@@ -86,7 +89,7 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
     log = MetricsLog(run_dir, tensorboard=False)
     log.log(record)
     write_samples_picture(samples, dataset, run_dir / "samples" / "eval.png",
-                          title=f"{cfg.run.name}: {sampler}, {steps} steps")
+                          title=f"{cfg.run.name}: {sampler}" + (f", {steps} steps" if steps else ""))
     from .report import write_report
 
     write_report(run_dir)

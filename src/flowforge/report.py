@@ -15,7 +15,8 @@ _ROWS = (("model", "model"), ("noise_floor", "noise floor (data vs data)"),
 
 
 def _eval_table(ev: dict) -> list[str]:
-    lines = [f"Sampler `{ev['sampler']}`, {ev['steps']} steps, {ev['n_reference']} samples against "
+    how = f"Sampler `{ev['sampler']}`" + (f", {ev['steps']} steps" if ev["steps"] else "")
+    lines = [f"{how}, {ev['n_reference']} samples against "
              f"{ev['n_reference']} held-out points ({ev['weights']} weights, step {ev['step']}); "
              f"mean ± std over {ev['repeats']} reference draw(s).", "",
              "| | energy distance | sliced W2 | exact W2 |", "|---|---:|---:|---:|"]

@@ -47,7 +47,8 @@ def _eval(args: argparse.Namespace) -> None:
 
     record = evaluate(args.run_dir, n_samples=args.n, sampler=args.sampler, steps=args.steps,
                       progress=sys.stderr.isatty())
-    print(f"{record['sampler']}, {record['steps']} steps, {record['n_reference']} samples vs "
+    how = record["sampler"] + (f", {record['steps']} steps" if record["steps"] else "")
+    print(f"{how}, {record['n_reference']} samples vs "
           f"{record['n_reference']} held-out points, mean ± std over {record['repeats']} reference draw(s)")
     print(f"{'':18s} {'energy distance':>20s} {'sliced W2':>18s} {'exact W2':>18s}")
     for key in ("model", "noise_floor", "matched_gaussian"):

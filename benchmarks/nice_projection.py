@@ -1,0 +1,70 @@
+"""How far a NICE-on-MNIST run is from the paper's 1980.50 nats, and how long it would need to get there.
+
+Reads the held-out log-likelihoods that training logs every ``train.eval_every`` steps (``kind: val``
+records of ``metrics.jsonl``; NICE's protocol: data in [0, 1], uniform noise of width 1/256, nats per image)
+and projects the step at which the curve would reach the paper's figure in two ways:
+
+- linear: the slope of the last third of the curve carried on; curves like this one decelerate, so this is
+  an optimistic (lower) bound on the steps needed;
+- power law: ``LL(s) = a - b * s^(-c)`` fitted to the curve (scipy least squares), solved for 1980.50;
+  reported only when the fitted asymptote ``a`` lies above the target.
+
+    .venv/bin/python benchmarks/nice_projection.py runs/nice-mnist
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+PAPER_LL = 1980.50  # Dinh et al., 2015, Table 2 (MNIST, logistic prior)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--steps-per-epoch", type=int, default=300, help="60000 images / batch 200")
+    args = parser.parse_args()
+    rows = [json.loads(line) for line in (args.run_dir / "metrics.jsonl").read_text().splitlines()]
+    val = [(r["step"], r["log_likelihood"]) for r in rows if r.get("kind") == "val"]
+    train = [r for r in rows if r.get("kind", "train") == "train"]
+    if len(val) < 3:
+        raise SystemExit(f"{args.run_dir}: need at least 3 held-out evaluations (train.eval_every), found {len(val)}")
+    steps, ll = np.array([s for s, _ in val], float), np.array([v for _, v in val], float)
+    spe = args.steps_per_epoch
+    print(f"run {args.run_dir}: {int(steps[-1])} steps = {steps[-1] / spe:.1f} epochs, "
+          f"{train[-1]['seconds'] / 60:.1f} min of training")
+    print("step    epoch   held-out log-likelihood (nats)")
+    for s, v in val:
+        print(f"{s:6d}  {s / spe:6.1f}   {v:9.2f}")
+    print(f"paper: {PAPER_LL} nats; gap now {PAPER_LL - ll[-1]:.1f} nats")
+
+    tail = max(3, len(val) // 3)
+    slope = np.polyfit(steps[-tail:], ll[-tail:], 1)[0]
+    if slope > 0:
+        need = steps[-1] + (PAPER_LL - ll[-1]) / slope
+        print(f"linear (last {tail} points, {slope * spe:.1f} nats/epoch): >= {need:,.0f} steps "
+              f"= {need / spe:,.0f} epochs (a lower bound: the curve decelerates)")
+    try:
+        from scipy.optimize import curve_fit
+
+        def power(s, a, b, c):
+            return a - b * np.power(s, -c)
+
+        (a, b, c), _ = curve_fit(power, steps, ll, p0=(ll[-1] + 500, 1e4, 0.5), maxfev=20000)
+        if a > PAPER_LL and b > 0 and c > 0:
+            need = (b / (a - PAPER_LL)) ** (1 / c)
+            print(f"power law LL = {a:.0f} - {b:.3g} s^-{c:.3f}: reaches {PAPER_LL} at {need:,.0f} steps "
+                  f"= {need / spe:,.0f} epochs")
+        else:
+            print(f"power law LL = {a:.0f} - {b:.3g} s^-{c:.3f}: its asymptote is below the paper's figure; "
+                  f"the curve is too short to extrapolate that far")
+    except (ImportError, RuntimeError) as err:
+        print(f"power-law fit unavailable: {err}")
+
+
+if __name__ == "__main__":
+    main()
