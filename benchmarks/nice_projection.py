@@ -6,8 +6,9 @@ and projects the step at which the curve would reach the paper's figure in two w
 
 - linear: the slope of the last third of the curve carried on; curves like this one decelerate, so this is
   an optimistic (lower) bound on the steps needed;
+- logarithmic: ``LL(s) = a + b ln s`` fitted to the last third, solved for 1980.50;
 - power law: ``LL(s) = a - b * s^(-c)`` fitted to the curve (scipy least squares), solved for 1980.50;
-  reported only when the fitted asymptote ``a`` lies above the target.
+  reported only when the fit is not degenerate and its asymptote ``a`` lies above the target.
 
     .venv/bin/python benchmarks/nice_projection.py runs/nice-mnist
 """
@@ -48,6 +49,11 @@ def main() -> None:
         need = steps[-1] + (PAPER_LL - ll[-1]) / slope
         print(f"linear (last {tail} points, {slope * spe:.1f} nats/epoch): >= {need:,.0f} steps "
               f"= {need / spe:,.0f} epochs (a lower bound: the curve decelerates)")
+    a, b = np.polyfit(np.log(steps[-tail:]), ll[-tail:], 1)[::-1]  # LL = a + b ln s on the last points
+    if b > 0:
+        need = np.exp((PAPER_LL - a) / b)
+        print(f"logarithmic (last {tail} points, LL = {a:.0f} + {b:.1f} ln s): {need:,.0f} steps "
+              f"= {need / spe:,.0f} epochs")
     try:
         from scipy.optimize import curve_fit
 
@@ -55,7 +61,9 @@ def main() -> None:
             return a - b * np.power(s, -c)
 
         (a, b, c), _ = curve_fit(power, steps, ll, p0=(ll[-1] + 500, 1e4, 0.5), maxfev=20000)
-        if a > PAPER_LL and b > 0 and c > 0:
+        if c < 0.01:
+            print("power law: the fit degenerates to the logarithm above (exponent ~ 0)")
+        elif a > PAPER_LL and b > 0:
             need = (b / (a - PAPER_LL)) ** (1 / c)
             print(f"power law LL = {a:.0f} - {b:.3g} s^-{c:.3f}: reaches {PAPER_LL} at {need:,.0f} steps "
                   f"= {need / spe:,.0f} epochs")
