@@ -60,8 +60,8 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
     repeats = ec.repeats if dataset.fresh is not None else 1
     opts = dict(n_exact=ec.n_exact, n_projections=ec.n_projections, seed=ec.seed)
     scores: dict[str, list[dict[str, float]]] = {"model": [], "noise_floor": [], "matched_gaussian": []}
-    for k in range(repeats):
-        reference = dataset.reference(n, seed=ec.seed + 1 + 10 * k)
+    references = [dataset.reference(n, seed=ec.seed + 1 + 10 * k) for k in range(repeats)]
+    for k, reference in enumerate(references):
         if dataset.fresh is not None:
             floor = dataset.fresh(len(reference), ec.seed + 2 + 10 * k)
         else:
@@ -74,14 +74,14 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
 
     record: dict[str, Any] = {
         "kind": "eval", "step": run.step, "weights": run.weights, "sampler": sampler, "steps": steps,
-        "n_samples": n, "n_reference": len(reference), "repeats": repeats, "sample_seconds": sample_seconds,
+        "n_samples": n, "n_reference": len(references[0]), "repeats": repeats, "sample_seconds": sample_seconds,
     }
     for key, rows in scores.items():
         values = {metric: torch.tensor([r[metric] for r in rows], dtype=torch.float64) for metric in rows[0]}
         record[key] = {metric: float(v.mean()) for metric, v in values.items()}
         record[key + "_std"] = {metric: float(v.std()) if len(v) > 1 else 0.0 for metric, v in values.items()}
-    likelihood = heldout_likelihood(run.model, dataset.test if dataset.fresh is None else dataset.reference(n, ec.seed + 1),
-                             seed=ec.seed)
+    # held-out likelihood on the test split, or on the first fresh reference draw of a toy set
+    likelihood = heldout_likelihood(run.model, dataset.test if dataset.fresh is None else references[0], seed=ec.seed)
     if likelihood is not None:
         record["likelihood"] = likelihood
     run_dir = Path(run_dir)

@@ -35,6 +35,10 @@ class GenerativeModel(nn.Module):
         """Negative log-likelihood in bits per dimension (batch,), dequantization-aware for discrete data."""
         raise NotImplementedError(f"{type(self).__name__} does not compute log-likelihoods yet")
 
+    def log_prob_to_bits_per_dim(self, log_p: Tensor) -> Tensor:
+        """Bits per dimension (batch,) from this model's ``log_prob`` values, without recomputing them."""
+        raise NotImplementedError(f"{type(self).__name__} does not compute log-likelihoods yet")
+
     def inpaint(self, x: Tensor, mask: Tensor, **options) -> Tensor:
         """Fill ``x`` where ``mask`` is False, keep it where True."""
         raise NotImplementedError(f"{type(self).__name__} does not inpaint yet")

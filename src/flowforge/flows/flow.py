@@ -91,7 +91,11 @@ class NormalizingFlow(GenerativeModel):
     def bits_per_dim(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
         """Negative log-likelihood in bits per dimension (batch,); for discrete data the dequantization
         bound on the code length of the discrete values."""
-        nll = -self.log_prob(x, generator=generator)
+        return self.log_prob_to_bits_per_dim(self.log_prob(x, generator=generator))
+
+    def log_prob_to_bits_per_dim(self, log_p: Tensor) -> Tensor:
+        """Bits per dimension of examples whose :meth:`log_prob` is ``log_p`` (batch,)."""
+        nll = -log_p
         if self.quantization is not None:
             nll = nll - self.quantization.log_bin_volume(self.dims)
         return nll / (self.dims * math.log(2))

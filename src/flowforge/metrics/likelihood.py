@@ -17,8 +17,7 @@ def heldout_likelihood(model, x: torch.Tensor, seed: int, batch: int = 500) -> d
         log_p = torch.cat([model.log_prob(x[i:i + batch], generator=gen) for i in range(0, len(x), batch)])
     except NotImplementedError:
         return None
-    gen = torch.Generator().manual_seed(seed)  # the same dequantization noise as above
-    bpd = torch.cat([model.bits_per_dim(x[i:i + batch], generator=gen) for i in range(0, len(x), batch)])
-    log_p, bpd = log_p.double(), bpd.double()
+    bpd = model.log_prob_to_bits_per_dim(log_p).double()
+    log_p = log_p.double()
     return {"nll": float(-log_p.mean()), "nll_stderr": float(log_p.std() / len(log_p) ** 0.5),
             "log_likelihood": float(log_p.mean()), "bits_per_dim": float(bpd.mean()), "n": len(x)}
