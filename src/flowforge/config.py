@@ -78,11 +78,17 @@ class DataConfig:
 
 @dataclass
 class NetConfig:
-    name: Literal["mlp"] = "mlp"
-    width: int = _bounded(256, 1)
-    depth: int = _bounded(3, 1)  # hidden layers
+    name: Literal["mlp", "unet"] = "mlp"
+    width: int = _bounded(256, 1)  # mlp: hidden units
+    depth: int = _bounded(3, 1)  # mlp: hidden layers
     time_embed_dim: int = _bounded(64, 2)
-    activation: Literal["silu", "relu", "gelu"] = "silu"
+    activation: Literal["silu", "relu", "gelu"] = "silu"  # mlp
+    channels: int = _bounded(32, 1)  # unet: channels at full resolution
+    channel_mult: list[int] = field(default_factory=lambda: [1, 2, 2])  # unet: channels per level (x channels)
+    num_res_blocks: int = _bounded(2, 1)  # unet: residual blocks per level
+    attention_levels: list[int] = field(default_factory=lambda: [2])  # unet: levels with self-attention
+    heads: int = _bounded(4, 1)  # unet: attention heads
+    dropout: float = _bounded(0.0, 0.0, 1.0, hi_open=True)  # unet
 
 
 @dataclass
@@ -102,16 +108,53 @@ class FlowConfig:
 
 @dataclass
 class ModelConfig:
-    kind: Literal["rectified-flow", "nice", "realnvp", "glow"] = "rectified-flow"
-    path: Literal["linear"] = "linear"  # rectified-flow: the noising path
-    net: NetConfig = field(default_factory=NetConfig)  # rectified-flow: the velocity network
+    # continuous = flow matching / rectified flow / diffusion (path + net + target); "rectified-flow" is its old name
+    kind: Literal["continuous", "rectified-flow", "nice", "realnvp", "glow"] = "continuous"
+    path: Literal["linear", "ve", "vp", "vp-cosine", "edm"] = "linear"  # continuous: the noising path
+    sigma_min: float = _bounded(0.0, 0.0, 1.0, hi_open=True)  # linear path: flow matching's sigma_min
+    sigma_max: float = _bounded(80.0, 0.0, lo_open=True)  # ve / edm paths: largest noise level
+    target: Literal["velocity", "x0", "eps", "v", "score"] = "velocity"  # what the net predicts (without precond)
+    precond: Literal["none", "edm"] = "none"  # edm: wrap the net in EDM's c_skip/c_out/c_in/c_noise, predict x0
+    sigma_data: float = _bounded(0.5, 0.0, lo_open=True)  # EDM's data std: 0.5 for images in [-1, 1]
+    time_sampler: Literal["uniform", "logit-normal", "log-normal"] = "uniform"  # training t (log-normal: EDM's sigma)
+    logit_mean: float = 0.0  # logit-normal m (SD3: 0)
+    logit_std: float = _bounded(1.0, 0.0, lo_open=True)  # logit-normal s (SD3: 1)
+    p_mean: float = -1.2  # log-normal: EDM's P_mean
+    p_std: float = _bounded(1.2, 0.0, lo_open=True)  # log-normal: EDM's P_std
+    time_shift: float = _bounded(1.0, 0.0, lo_open=True)  # SD3's resolution shift of uniform / logit-normal t
+    weighting: Literal["none", "edm", "min-snr"] = "none"  # loss weight, given on the x0 error
+    num_classes: int | None = _bounded(None, 1)  # class-conditional model on the data set's labels
+    label_dropout: float = _bounded(0.1, 0.0, 1.0, hi_open=True)  # class-conditional: P(no label), for guidance
+    ot_coupling: bool = False  # pair noise and data by minibatch optimal transport (OT-CFM)
+    dequantize: bool = True  # discrete data: uniform dequantization in training and likelihood, as for the flows
+    net: NetConfig = field(default_factory=NetConfig)  # continuous: the backbone
     flow: FlowConfig = field(default_factory=FlowConfig)  # nice / realnvp / glow: the flow architecture
 
 
 @dataclass
 class SampleConfig:
-    sampler: Literal["euler", "heun"] = "euler"
-    steps: int = _bounded(100, 1)
+    sampler: Literal["euler", "heun", "midpoint", "rk4", "dopri5", "edm-stochastic", "ddim", "ddpm",
+                     "dpm++2m"] = "euler"
+    steps: int = _bounded(100, 1)  # grid intervals (NFE per step depends on the sampler)
+    grid: Literal["uniform", "karras", "shifted"] | None = None  # None: karras if the path's sigma_max is finite
+    rho: float = _bounded(7.0, 0.0, lo_open=True)  # karras grid
+    shift: float = _bounded(3.0, 0.0, lo_open=True)  # shifted grid
+    guidance: float = _bounded(1.0, 0.0)  # classifier-free guidance weight (class-conditional models)
+    eta: float = _bounded(0.0, 0.0)  # ddim
+    s_churn: float = _bounded(0.0, 0.0)  # edm-stochastic
+    s_tmin: float = _bounded(0.0, 0.0)  # edm-stochastic
+    s_tmax: float = _bounded(1e9, 0.0)  # edm-stochastic
+    s_noise: float = _bounded(1.0, 0.0)  # edm-stochastic
+    rtol: float = _bounded(1e-5, 0.0, lo_open=True)  # dopri5
+    atol: float = _bounded(1e-5, 0.0, lo_open=True)  # dopri5
+
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments of a continuous model's ``sample`` for this sampler (only those it takes)."""
+        per_sampler = {"ddim": {"eta": self.eta}, "dopri5": {"rtol": self.rtol, "atol": self.atol},
+                       "edm-stochastic": {"S_churn": self.s_churn, "S_tmin": self.s_tmin, "S_tmax": self.s_tmax,
+                                          "S_noise": self.s_noise}}
+        return {"sampler": self.sampler, "steps": self.steps, "grid": self.grid, "guidance": self.guidance,
+                "grid_options": {"rho": self.rho, "shift": self.shift}, **per_sampler.get(self.sampler, {})}
 
 
 @dataclass

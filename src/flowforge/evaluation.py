@@ -13,7 +13,7 @@ import torch
 from .data import load_dataset
 from .metrics import heldout_likelihood, matched_gaussian, sample_distances
 from .errors import RunError, UserError
-from .runs import load_run
+from .runs import load_run, sample_options
 from .train.logging import MetricsLog
 from .train.pictures import write_samples_picture
 
@@ -47,8 +47,8 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
     dataset = load_dataset(cfg.data)
 
     t0 = time.perf_counter()
-    samples = run.model.sample(n, sampler=sampler, steps=steps, generator=torch.Generator().manual_seed(ec.seed),
-                               progress=progress)
+    samples = run.model.sample(n, **sample_options(cfg, n, torch.Generator().manual_seed(ec.seed), sampler=sampler,
+                                                   steps=steps, progress=progress))
     sample_seconds = time.perf_counter() - t0
     if not torch.isfinite(samples).all():
         bad = int((~torch.isfinite(samples.reshape(n, -1))).any(1).sum())

@@ -60,6 +60,8 @@ def inpaint_run(run_dir: str | Path, mask: str, *, n: int = 8, out: str | Path, 
     gen = torch.Generator().manual_seed(seed)
     x = dataset.test[torch.randperm(len(dataset.test), generator=gen)[:n]]  # (n, C, H, W)
     known = torch.stack([make_mask(mask, dataset.shape, gen) for _ in range(len(x))])
+    if hasattr(run.model, "time_grid"):  # a continuous model samples along its path: the run's sampler by default
+        options = {"sampler": run.config.sample.sampler, "steps": run.config.sample.steps, **options}
     filled = run.model.inpaint(x, known, generator=gen, **options)
     pixels = [dataset.to_pixels(t) for t in (x, torch.where(known, x, torch.full_like(x, float("nan"))), filled)]
     pixels[1] = torch.nan_to_num(pixels[1], nan=0.5)  # missing pixels shown grey

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from .config import Config, ConfigError, from_dict
@@ -74,3 +76,21 @@ def load(run_dir: str | Path, *, ema: bool = True, device: str = "cpu") -> Gener
 
 def read_json(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def sample_options(config: Config, n: int, generator: torch.Generator | None = None, **overrides: Any) -> dict[str, Any]:
+    """Keyword arguments of ``model.sample`` from the run's ``sample`` settings, ``overrides`` (None = keep) on top.
+
+    A class-conditional model gets ``n`` labels cycling through its classes, so a
+    picture shows every class and a sample set is balanced. Families without a
+    sampler (the normalizing flows' exact inverse) ignore what they do not take.
+    """
+    options = config.sample.options()
+    if overrides.get("sampler") not in (None, config.sample.sampler):  # another sampler: its own options
+        options = dataclasses.replace(config.sample, sampler=overrides["sampler"]).options()
+    options.update({k: v for k, v in overrides.items() if v is not None})
+    if config.model.num_classes is not None:
+        options["labels"] = torch.arange(n) % config.model.num_classes
+    if generator is not None:
+        options["generator"] = generator
+    return options

@@ -24,16 +24,16 @@ def _sample(args: argparse.Namespace) -> None:
     import torch
 
     from ..data import load_dataset
-    from ..runs import load_run
+    from ..runs import load_run, sample_options
     from ..train.pictures import write_samples_picture
 
     run = load_run(args.run_dir)
     out = Path(args.out)
     if out.suffix not in (".npy", ".png"):
         raise UserError(f"--out {out}: unsupported extension {out.suffix!r}; use .npy (array) or .png (picture)")
-    samples = run.model.sample(args.n, sampler=args.sampler or run.config.sample.sampler,
-                               steps=args.steps or run.config.sample.steps,
-                               generator=torch.Generator().manual_seed(args.seed), progress=sys.stderr.isatty())
+    options = sample_options(run.config, args.n, torch.Generator().manual_seed(args.seed), sampler=args.sampler,
+                             steps=args.steps, progress=sys.stderr.isatty())
+    samples = run.model.sample(args.n, **options)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npy":
         np.save(out, samples.cpu().numpy())
@@ -65,7 +65,8 @@ def _eval(args: argparse.Namespace) -> None:
 def _inpaint(args: argparse.Namespace) -> None:
     from ..inpainting import inpaint_run
 
-    options = {k: v for k, v in (("steps", args.steps), ("lr", args.lr)) if v is not None}
+    options = {k: v for k, v in (("steps", args.steps), ("lr", args.lr), ("sampler", args.sampler),
+                                 ("resample", args.resample)) if v is not None}
     path = inpaint_run(args.run_dir, args.mask, n=args.n, out=args.out, seed=args.seed, **options)
     print(f"wrote {path}: rows of (original, masked, filled)")
 
@@ -128,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output picture (.png)")
     p.add_argument("--steps", type=int, help="optimisation / sampling steps of the model's inpainting")
     p.add_argument("--lr", type=float, help="step size of gradient-based inpainting (normalizing flows)")
+    p.add_argument("--sampler", choices=sorted(SOLVERS), help="sampler (continuous models; default: sample.sampler)")
+    p.add_argument("--resample", type=int, help="RePaint resampling per step (continuous models; default 1)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=_inpaint)
 

@@ -42,6 +42,14 @@ class Quantization:
         k = torch.floor(y * self.levels).clamp(0, self.levels - 1)
         return self.lo + (self.hi - self.lo) * k / (self.levels - 1)
 
+    @classmethod
+    def from_spec(cls, data: dict) -> "Quantization | None":
+        """The discretisation described by a run's data spec (``levels``, ``value_range``), or None."""
+        if data.get("levels") is None or data.get("value_range") is None:
+            return None
+        lo, hi = data["value_range"]
+        return cls(levels=int(data["levels"]), lo=float(lo), hi=float(hi))
+
     def log_bin_volume(self, dims: int) -> float:
         """``-D log L``: log volume of one cell of the grid in [0, 1]^D."""
         return -dims * math.log(self.levels)

@@ -20,10 +20,7 @@ PRIORS: dict[str, type[nn.Module]] = {"gaussian": StandardGaussian, "logistic": 
 
 
 def _quantization(data: dict[str, Any]) -> Quantization | None:
-    if data.get("levels") is None or data.get("value_range") is None:
-        return None
-    lo, hi = data["value_range"]
-    return Quantization(levels=int(data["levels"]), lo=float(lo), hi=float(hi))
+    return Quantization.from_spec(data)
 
 
 def _check_divisible(kind: str, shape: tuple[int, ...], squeezes: int) -> None:

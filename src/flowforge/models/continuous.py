@@ -1,59 +1,316 @@
-"""Continuous-time flows: a path, a network and what the network predicts."""
+"""Continuous-time flows and diffusion models: a path, a network and what the network predicts."""
 
 from __future__ import annotations
+
+import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..paths import AffinePath
-from ..rng import BatchRandom
-from ..solvers import get_solver, uniform_grid
+from ..data.dequantize import Quantization
+from ..paths import PREDICTIONS, AffinePath, PathCoefficients, expand_like, from_x0_eps, to_x0_eps
 from ..protocol import GenerativeModel
+from ..rng import BatchRandom
+from .field import PathField
+from .ot import ot_permutation
+from .precond import EDMPrecond
+from .time_sampling import TimeSampler, Uniform
+
+WEIGHTINGS = ("none", "edm", "min-snr")
+
+
+def x0_error_scale(kind: str, c: PathCoefficients) -> Tensor:
+    """``k`` with ``|x0 error| = k |prediction error|`` at fixed ``x_t`` (the conversion to x0 is affine)."""
+    if kind == "x0":
+        return torch.ones_like(c.alpha)
+    if kind == "eps":
+        return c.sigma / c.alpha
+    if kind == "score":
+        return c.sigma.square() / c.alpha
+    if kind == "v":
+        return c.sigma / (c.alpha.square() + c.sigma.square())
+    return c.sigma / (c.alpha * c.d_sigma - c.sigma * c.d_alpha)  # velocity
 
 
 class ContinuousFlow(GenerativeModel):
-    """A velocity field ``v_theta(x, t)`` trained by conditional flow matching.
+    """A path ``x_t = alpha_t x0 + sigma_t eps``, a network, and what the network predicts.
 
-    The loss is the flow-matching regression (Lipman et al., 2023,
-    arXiv:2210.02747, eq. 23; Liu et al., 2022, arXiv:2209.03003, eq. 1):
+    One class covers rectified flow / flow matching (linear path, velocity
+    target), DDPM (VP path, eps target), score matching (VE path, score target)
+    and EDM (any path, :class:`EDMPrecond`): they differ only in these choices.
+    Training minimises the weighted regression
 
-    .. math:: \\mathcal L = \\mathbb E_{t, x_0, \\varepsilon}
-              \\lVert v_\\theta(x_t, t) - \\dot x_t \\rVert^2,
-              \\quad t \\sim U[0, 1],
+    .. math:: \\mathcal L = \\mathbb E_{t, x_0, \\varepsilon}\\, w(t) \\lVert f_\\theta(x_t, t) - y_t \\rVert^2,
 
-    averaged over dimensions. Sampling integrates ``dx/dt = v_theta`` from
-    ``t = 1`` (Gaussian noise) to ``t = 0`` (data).
+    averaged over dimensions, where ``y_t`` is the target (``x0``, ``eps``,
+    ``v``, ``velocity`` or ``score``, see :mod:`flowforge.paths.conversions`)
+    and ``w`` is given on the x0 error and converted to the target's units:
+    ``none`` (``w = 1`` in target units: flow matching, DDPM's simple loss),
+    ``edm`` (``lambda(sigma) = (sigma^2 + sigma_d^2) / (sigma sigma_d)^2``,
+    Karras et al., 2022) or ``min-snr`` (``min(SNR, 5)``, Hang et al., 2023,
+    arXiv:2303.09556). With EDM preconditioning the network is wrapped
+    (:class:`EDMPrecond`), predicts ``x0`` and is weighted by ``lambda``.
+
+    Because every prediction converts to every other, one trained model is
+    sampled by any sampler on any path (:class:`PathField`), its
+    log-likelihood is the continuous change of variables along the ODE
+    (:meth:`log_prob`), and it inpaints by imposing the known part along the
+    path (:meth:`inpaint`).
 
     Arguments:
         path: the noising path (:mod:`flowforge.paths`).
-        net: a backbone ``net(x, t)`` returning a tensor of the shape of ``x``.
+        net: backbone ``net(x, t[, labels])``; it sees ``t / t_max`` (or EDM's ``c_noise`` when preconditioned).
         shape: per-example data shape.
+        target: what ``net`` predicts, one of ``x0, eps, v, velocity, score``; ignored with ``precond``.
+        precond: EDM's ``sigma_data`` to wrap ``net`` in :class:`EDMPrecond`, or None.
+        time_sampler: law of the training time (default uniform on the path's range).
+        weighting: ``none``, ``edm`` or ``min-snr``.
+        num_classes: class-conditional model with this many classes (label ``num_classes`` is "no label").
+        label_dropout: probability of replacing a label by "no label" in training (classifier-free guidance).
+        ot_coupling: pair noise with data by minibatch optimal transport (OT-CFM).
+        quantization: discrete data is dequantized uniformly in training and likelihood, as for the flows.
     """
 
-    def __init__(self, path: AffinePath, net: nn.Module, shape: tuple[int, ...]):
+    def __init__(self, path: AffinePath, net: nn.Module, shape: tuple[int, ...], *, target: str = "velocity",
+                 precond: float | None = None, time_sampler: TimeSampler | None = None, weighting: str = "none",
+                 num_classes: int | None = None, label_dropout: float = 0.0, ot_coupling: bool = False,
+                 quantization: Quantization | None = None, value_range: tuple[float, float] | None = None):
         super().__init__()
+        if target not in PREDICTIONS:
+            raise ValueError(f"unknown target {target!r}; choose one of {', '.join(PREDICTIONS)}")
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"unknown weighting {weighting!r}; choose one of {', '.join(WEIGHTINGS)}")
+        if not 0.0 <= label_dropout < 1.0:
+            raise ValueError(f"label_dropout must be in [0, 1), got {label_dropout}")
+        if label_dropout > 0 and num_classes is None:
+            raise ValueError("label_dropout needs a class-conditional model (num_classes)")
+        if quantization is not None and value_range is None:
+            raise ValueError("quantized data needs its value_range (lo, hi)")
         self.path = path
-        self.net = net
+        self.net = EDMPrecond(net, precond) if precond is not None else net
+        self.precond = self.net if precond is not None else None
         self.shape = tuple(shape)
+        self.target = "x0" if precond is not None else target
+        self.time_sampler = time_sampler or Uniform()
+        self.weighting = "edm" if precond is not None else weighting
+        self.sigma_data = precond if precond is not None else 0.5
+        self.num_classes, self.label_dropout, self.ot_coupling = num_classes, label_dropout, ot_coupling
+        self.quantization, self.value_range = quantization, value_range
+        self.dims = math.prod(self.shape)
+
+    @property
+    def predicts_velocity(self) -> bool:
+        """Whether the network's output is the path's velocity itself (finite at ``t = 0``)."""
+        return self.precond is None and self.target == "velocity"
+
+    # ------------------------------------------------------------------ the network's prediction
+
+    def _labels(self, labels: Tensor | None, batch: int, device: torch.device) -> Tensor | None:
+        if self.num_classes is None:
+            if labels is not None:
+                raise ValueError("labels were given to a model without classes; train with model.num_classes set")
+            return None
+        if labels is None:
+            return torch.full((batch,), self.num_classes, dtype=torch.long, device=device)  # "no label"
+        labels = torch.as_tensor(labels, device=device).long().reshape(-1)
+        if labels.numel() == 1 and batch > 1:
+            labels = labels.expand(batch)
+        if labels.shape != (batch,):
+            raise ValueError(f"expected {batch} labels, got shape {tuple(labels.shape)}")
+        if bool((labels < 0).any()) or bool((labels > self.num_classes).any()):
+            raise ValueError(f"labels must be in 0..{self.num_classes - 1} (or {self.num_classes} for no label)")
+        return labels
+
+    def _raw(self, x: Tensor, t: Tensor, labels: Tensor | None) -> Tensor:
+        """The network's output at path point ``x`` (B, ...), time ``t`` (B,): the target, or x0 under precond."""
+        extra = () if labels is None else (labels,)
+        if self.precond is not None:
+            c = self.path.coefficients(t)  # (B,)
+            x_hat = x / expand_like(c.alpha, x)  # EDM's s = 1 coordinates
+            return self.precond(x_hat, c.sigma / c.alpha, *extra)
+        return self.net(x, t / self.path.t_max, *extra)
+
+    def _guided(self, x: Tensor, t: Tensor, labels: Tensor | None, guidance: float) -> Tensor:
+        """The network's output, with classifier-free guidance ``raw_u + w (raw_c - raw_u)`` (Ho & Salimans, 2022)."""
+        labels = self._labels(labels, x.shape[0], x.device)
+        if guidance == 1.0 or labels is None:
+            return self._raw(x, t, labels).to(x.dtype)
+        null = torch.full_like(labels, self.num_classes)
+        both = self._raw(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null])).to(x.dtype)
+        cond, uncond = both.chunk(2)
+        return uncond + guidance * (cond - uncond)
+
+    def x0_eps(self, x: Tensor, t: Tensor, labels: Tensor | None = None,
+               guidance: float = 1.0) -> tuple[Tensor, Tensor]:
+        """``(E[x0 | x_t], E[eps | x_t])`` on the model's path; ``x`` (B, ...), ``t`` (B,)."""
+        raw = self._guided(x, t, labels, guidance)
+        return to_x0_eps(raw, self.target, x, self.path.coefficients(expand_like(t, x)))
+
+    def predict(self, x: Tensor, t: Tensor, kind: str, labels: Tensor | None = None,
+                guidance: float = 1.0) -> Tensor:
+        """The prediction of ``kind`` (x0, eps, v, velocity, score) at ``x`` (B, ...), ``t`` (B,)."""
+        raw = self._guided(x, t, labels, guidance)
+        if kind == self.target:
+            return raw
+        c = self.path.coefficients(expand_like(t, x))
+        x0, eps = to_x0_eps(raw, self.target, x, c)
+        return from_x0_eps(x0, eps, kind, c)
 
     def velocity(self, x: Tensor, t: Tensor) -> Tensor:
-        """The learnt ``dx/dt`` at ``x`` (batch, *shape) and ``t`` (batch,)."""
-        return self.net(x, t)
+        """The probability-flow ``dx/dt`` on the model's path at ``x`` (B, ...), ``t`` (B,)."""
+        return PathField(self).velocity(x, t)
 
-    def loss(self, x: Tensor, rng: BatchRandom | None = None) -> Tensor:
+    # ------------------------------------------------------------------ data space
+
+    def to_model_space(self, x: Tensor, u: Tensor | None) -> Tensor:
+        """Discrete data dequantized with uniform ``u`` (bin centres if None), mapped back onto its value range."""
+        if self.quantization is None:
+            return x
+        y = self.quantization.dequantize(x, u) if u is not None else self.quantization.center(x)  # [0, 1)
+        lo, hi = self.value_range
+        return lo + (hi - lo) * y
+
+    # ------------------------------------------------------------------ training
+
+    def loss_weight(self, t: Tensor, c: PathCoefficients) -> Tensor:
+        """Per-example weight ``w(t)`` of the squared error in the target's units (B,)."""
+        if self.weighting == "none":
+            return torch.ones_like(t)
+        if self.weighting == "edm":
+            sigma = c.sigma / c.alpha
+            w_x0 = (sigma.square() + self.sigma_data**2) / (sigma * self.sigma_data).square()
+        else:
+            w_x0 = c.snr.clamp(max=5.0)
+        return w_x0 * x0_error_scale(self.target, c).square()
+
+    def loss(self, x: Tensor, rng: BatchRandom | None = None, labels: Tensor | None = None) -> Tensor:
         self.check_batch(x)
         rng = rng or BatchRandom.local(x.shape[0])
+        x0 = self.to_model_space(x, rng.rand(self.shape, like=x) if self.quantization is not None else None)
         noise = rng.randn(self.shape, like=x)  # (B, *shape)
-        t = rng.rand((), like=x)  # (B,)
-        ps = self.path.sample(x, noise, t)
-        pred = self.velocity(ps.x_t, t).float()  # float32 even under bf16 autocast
-        return (pred - ps.dx_t.float()).square().flatten(1).mean(1).mean()
+        t = self.time_sampler.sample(rng, self.path, like=x)  # (B,)
+        drop = rng.rand((), like=x) < self.label_dropout  # (B,) drawn always, so the stream does not depend on it
+        if self.ot_coupling:
+            noise = noise[ot_permutation(x0, noise)]
+        if self.num_classes is not None:
+            labels = self._labels(labels, x.shape[0], x.device)
+            labels = torch.where(drop, torch.full_like(labels, self.num_classes), labels)
+        elif labels is not None:
+            labels = None  # an unconditional model ignores the data set's labels
+        ps = self.path.sample(x0, noise, t)
+        c = self.path.coefficients(t)  # (B,)
+        target = from_x0_eps(x0, noise, self.target, self.path.coefficients(expand_like(t, x0)))
+        pred = self._raw(ps.x_t, t, labels).float()  # float32 even under bf16 autocast
+        err = (pred - target.float()).square().flatten(1).mean(1)  # (B,)
+        return (self.loss_weight(t, c).float() * err).mean()
+
+    # ------------------------------------------------------------------ generation
+
+    def time_grid(self, steps: int, *, grid: str | None = None, path: AffinePath | None = None,
+                  sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0,
+                  shift: float = 3.0) -> Tensor:
+        """Sampling times (steps + 1,) on ``path`` from noise to ``t = 0``.
+
+        ``uniform`` in ``t``; ``karras`` (EDM eq. 5, noise levels clipped to what
+        the path reaches); ``shifted`` (SD3's shift of a uniform grid). The
+        default is ``karras`` when the path's noise level at ``t_max`` is finite
+        (VE, VP, EDM) and ``uniform`` when it is not (the linear path).
+        """
+        from ..solvers import karras_sigmas, shifted_grid, uniform_grid
+
+        path = path or self.path
+        lo, hi = path.sigma_range()
+        grid = grid or ("karras" if math.isfinite(hi) else "uniform")
+        if grid == "uniform":
+            return uniform_grid(steps, path.t_max, 0.0)
+        if grid == "shifted":
+            return shifted_grid(steps, shift, 1.0, 0.0) * path.t_max
+        if grid != "karras":
+            raise ValueError(f"unknown grid {grid!r}; choose uniform, karras or shifted")
+        sigmas = karras_sigmas(steps, max(sigma_min, lo + 1e-12), min(sigma_max, hi), rho)
+        times = path.t_from_sigma(sigmas).clamp(0.0, path.t_max)
+        times[-1] = 0.0
+        return times
 
     @torch.no_grad()
-    def sample(self, n: int, *, sampler: str = "euler", steps: int = 100,
-               generator: torch.Generator | None = None, progress: bool = False) -> Tensor:
-        """Integrate the learnt ODE from noise: ``n`` samples (n, *shape), with ``steps`` steps of ``sampler``."""
+    def sample(self, n: int, *, sampler: str = "euler", steps: int = 100, grid: str | None = None,
+               path: AffinePath | None = None, labels: Tensor | None = None, guidance: float = 1.0,
+               generator: torch.Generator | None = None, progress: bool = False, return_nfe: bool = False,
+               grid_options: dict[str, float] | None = None, **sampler_options: Any) -> Tensor:
+        """``n`` samples (n, *shape) by ``sampler`` on ``path``'s ODE/SDE (default: the training path).
+
+        Arguments:
+            sampler: a name of :data:`flowforge.solvers.SOLVERS`; ``sampler_options`` go to it (``eta``, ``S_churn``...).
+            steps: grid intervals (NFE per step depends on the method; ``return_nfe`` reports it).
+            grid: ``uniform``, ``karras`` or ``shifted`` (:meth:`time_grid`); ``grid_options`` its parameters.
+            labels: (n,) classes of a class-conditional model; ``guidance`` the CFG weight.
+        """
+        from ..solvers import get_solver
+
         device = next(self.parameters()).device
-        x = self.path.prior_sample((n, *self.shape), generator=generator).to(device)
-        result = get_solver(sampler).solve(self.velocity, x, uniform_grid(steps), progress=progress)
-        return result.x
+        field = PathField(self, path, labels=self._labels(labels, n, device), guidance=guidance)
+        times = self.time_grid(steps, grid=grid, path=field.path, **(grid_options or {}))
+        x = field.path.prior_sample((n, *self.shape), float(times[0]), generator=generator).to(device)
+        result = get_solver(sampler, **sampler_options).solve(field, x, times, progress=progress, generator=generator)
+        return (result.x, result.nfe) if return_nfe else result.x
+
+    # ------------------------------------------------------------------ likelihood and inpainting
+
+    def log_prob(self, x: Tensor, *, divergence: str | None = None, probes: int = 1, method: str = "dopri5",
+                 steps: int = 100, rtol: float = 1e-5, atol: float = 1e-5, path: AffinePath | None = None,
+                 generator: torch.Generator | None = None, return_nfe: bool = False) -> Tensor:
+        """Log-density in nats (batch,) by the continuous change of variables along the probability-flow ODE.
+
+        ``log p_0(x) = log p_T(x_T) + int_0^T div v(x_t, t) dt`` (Chen et al., 2018,
+        arXiv:1806.07366; Lipman et al., 2023, Appendix C), integrated from the
+        data to the path's noise end ``T``, where ``p_T`` is taken to be
+        ``N(0, (alpha_T^2 sigma_data^2 + sigma_T^2) I)`` (exact for the linear
+        path, whose ``alpha_1 = 0``). ``divergence`` is ``exact`` (one backward
+        pass per dimension; default up to 16 dimensions) or ``hutchinson`` with
+        ``probes`` Rademacher probes (unbiased; the default above). For discrete
+        data (``quantization``) ``x`` is dequantized with uniform noise from
+        ``generator`` and the density is that of the dequantized point in
+        ``[0, 1]^D``, the normalizing flows' protocol, so numbers compare. ``path``
+        integrates another path's ODE of the same model (e.g. ``EDMPath`` for a
+        VE model, whose ``sqrt(t)`` time is singular at 0).
+        """
+        from ..solvers import ode_likelihood
+
+        self.check_batch(x)
+        if not torch.isfinite(x).all():
+            raise ValueError("x contains NaN or inf values; log_prob needs finite data")
+        u = None
+        if self.quantization is not None:
+            u = torch.rand(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+        x_model = self.to_model_space(x, u)
+        divergence = divergence or ("exact" if self.dims <= 16 else "hutchinson")
+        field = PathField(self, path)
+        t_end = field.path.t_max
+        result = ode_likelihood(field.velocity, x_model, t_end, divergence=divergence, probes=probes, method=method,
+                                steps=steps, rtol=rtol, atol=atol, generator=generator)
+        c = field.path.coefficients(torch.tensor(t_end, dtype=torch.float64))
+        var = float(c.alpha) ** 2 * self.sigma_data**2 + float(c.sigma) ** 2
+        x1 = result.x1.flatten(1).double()
+        log_prior = -0.5 * (x1.square().sum(1) / var + self.dims * math.log(2 * math.pi * var))
+        log_p = log_prior + result.delta_log_p.double()
+        if self.quantization is not None:
+            lo, hi = self.value_range
+            log_p = log_p + self.dims * math.log(hi - lo)  # density of y in [0, 1]^D
+        log_p = log_p.to(x.dtype)
+        return (log_p, result.nfe) if return_nfe else log_p
+
+    def bits_per_dim(self, x: Tensor, **options: Any) -> Tensor:
+        return self.log_prob_to_bits_per_dim(self.log_prob(x, **options))
+
+    def log_prob_to_bits_per_dim(self, log_p: Tensor) -> Tensor:
+        nll = -log_p
+        if self.quantization is not None:
+            nll = nll - self.quantization.log_bin_volume(self.dims)
+        return nll / (self.dims * math.log(2))
+
+    def inpaint(self, x: Tensor, mask: Tensor, **options: Any) -> Tensor:
+        """Fill ``x`` where ``mask`` is False; see :func:`flowforge.models.inpaint.inpaint_along_path`."""
+        from .inpaint import inpaint_along_path
+
+        return inpaint_along_path(self, x, mask, **options)

@@ -23,17 +23,19 @@ class MLP(nn.Module):
         depth: number of hidden layers.
         time_embed_dim: size of the sinusoidal time features.
         activation: ``silu``, ``relu`` or ``gelu``.
+        time_scale: factor on ``t`` before the sinusoidal features: 1000 for ``t`` in [0, 1]
+            (DDPM's step range), 1 for EDM's ``c_noise = ln(sigma) / 4``.
 
     Shapes: ``x`` (batch, *shape), ``t`` (batch,) -> (batch, *shape).
     """
 
     def __init__(self, shape: tuple[int, ...], width: int = 256, depth: int = 3,
-                 time_embed_dim: int = 64, activation: str = "silu"):
+                 time_embed_dim: int = 64, activation: str = "silu", time_scale: float = 1000.0):
         super().__init__()
         self.shape = tuple(shape)
         dim = math.prod(self.shape)
         act = ACTIVATIONS[activation]
-        self.time_embed = nn.Sequential(SinusoidalEmbedding(time_embed_dim), nn.Linear(time_embed_dim, width), act())
+        self.time_embed = nn.Sequential(SinusoidalEmbedding(time_embed_dim, scale=time_scale), nn.Linear(time_embed_dim, width), act())
         self.inp = nn.Linear(dim, width)
         self.time_proj = nn.ModuleList(nn.Linear(width, width) for _ in range(depth))
         self.hidden = nn.ModuleList(nn.Linear(width, width) for _ in range(depth - 1))

@@ -1,18 +1,38 @@
-"""ODE samplers: one method per file, one signature, the loop in :class:`Solver`."""
+"""Samplers: one method per file, one signature, the loop in :class:`Solver`."""
 
-from .base import Field, SolveResult, Solver
+from typing import Any
+
+from .base import Field, SolveResult, Solver, StepContext, VelocityField
+from .ddim import DDIM
+from .ddpm import DDPMAncestral
+from .dopri5 import Dopri5
+from .dpm_solver import DPMSolverPP2M
+from .edm_stochastic import EDMStochastic
 from .euler import Euler
-from .grids import uniform_grid
+from .grids import karras_sigmas, shift_times, shifted_grid, uniform_grid
 from .heun import Heun
+from .likelihood import LikelihoodResult, exact_divergence, hutchinson_divergence, ode_likelihood, rademacher
+from .midpoint import Midpoint
+from .rk4 import RK4
 
-SOLVERS: dict[str, type[Solver]] = {"euler": Euler, "heun": Heun}
+SOLVERS: dict[str, type[Solver]] = {
+    "euler": Euler, "heun": Heun, "midpoint": Midpoint, "rk4": RK4, "dopri5": Dopri5,
+    "edm-stochastic": EDMStochastic, "ddim": DDIM, "ddpm": DDPMAncestral, "dpm++2m": DPMSolverPP2M,
+}
+ODE_SOLVERS = ("euler", "heun", "midpoint", "rk4", "dopri5")  # need only a velocity; the rest need a denoiser
 
 
-def get_solver(name: str) -> Solver:
-    """Instantiate the sampler called ``name``; the error lists the valid names."""
+def get_solver(name: str, **options: Any) -> Solver:
+    """Instantiate the sampler called ``name`` with its ``options`` (e.g. ``eta``, ``S_churn``, ``rtol``)."""
     if name not in SOLVERS:
         raise ValueError(f"unknown sampler {name!r}; choose one of {', '.join(SOLVERS)}")
-    return SOLVERS[name]()
+    try:
+        return SOLVERS[name](**options)
+    except TypeError as err:
+        raise ValueError(f"sampler {name!r} does not take options {sorted(options)}: {err}") from None
 
 
-__all__ = ["Euler", "Field", "Heun", "SOLVERS", "SolveResult", "Solver", "get_solver", "uniform_grid"]
+__all__ = ["DDIM", "DDPMAncestral", "DPMSolverPP2M", "Dopri5", "EDMStochastic", "Euler", "Field", "Heun",
+           "LikelihoodResult", "Midpoint", "ODE_SOLVERS", "RK4", "SOLVERS", "SolveResult", "Solver", "StepContext", "VelocityField",
+           "exact_divergence", "get_solver", "hutchinson_divergence", "karras_sigmas", "ode_likelihood",
+           "rademacher", "shift_times", "shifted_grid", "uniform_grid"]

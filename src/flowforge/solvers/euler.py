@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .base import Field, Solver, batch_time
+from .base import Field, Solver, StepContext, batch_time
 
 
 class Euler(Solver):
@@ -13,5 +13,5 @@ class Euler(Solver):
     name = "euler"
     order = 1
 
-    def step(self, field: Field, x: Tensor, t: float, t_next: float) -> Tensor:
-        return x + (t_next - t) * field(x, batch_time(t, x))
+    def step(self, field: Field, x: Tensor, t: float, t_next: float, ctx: StepContext) -> Tensor:
+        return x + (t_next - t) * field.velocity(x, batch_time(t, x))

@@ -1,4 +1,4 @@
-"""Time grids for the samplers."""
+"""Time and noise-level grids for the samplers (float64, from noise to data)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,47 @@ import torch
 from torch import Tensor
 
 
-def uniform_grid(steps: int, t_start: float = 1.0, t_end: float = 0.0) -> Tensor:
-    """``steps + 1`` evenly spaced times from ``t_start`` (noise) to ``t_end`` (data), float64."""
+def _check_steps(steps: int) -> None:
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+
+
+def uniform_grid(steps: int, t_start: float = 1.0, t_end: float = 0.0) -> Tensor:
+    """``steps + 1`` evenly spaced times from ``t_start`` (noise) to ``t_end`` (data)."""
+    _check_steps(steps)
     return torch.linspace(t_start, t_end, steps + 1, dtype=torch.float64)
+
+
+def karras_sigmas(steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0) -> Tensor:
+    """EDM's noise levels (Karras et al., 2022, arXiv:2206.00364, eq. 5), then ``sigma = 0``: (steps + 1,).
+
+    .. math:: \\sigma_i = \\bigl(\\sigma_{max}^{1/\\rho} + \\tfrac{i}{N-1}(\\sigma_{min}^{1/\\rho} - \\sigma_{max}^{1/\\rho})\\bigr)^\\rho,
+              \\quad i < N, \\qquad \\sigma_N = 0.
+
+    ``rho = 7`` spends more steps at low noise, where the ODE curves most.
+    """
+    _check_steps(steps)
+    if not 0 < sigma_min < sigma_max:
+        raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+    ramp = torch.linspace(0, 1, steps, dtype=torch.float64) if steps > 1 else torch.zeros(1, dtype=torch.float64)
+    inv_rho = 1 / rho
+    sigmas = (sigma_max**inv_rho + ramp * (sigma_min**inv_rho - sigma_max**inv_rho)) ** rho
+    return torch.cat([sigmas, sigmas.new_zeros(1)])
+
+
+def shift_times(t: Tensor, shift: float) -> Tensor:
+    """SD3's resolution-dependent shift (Esser et al., 2024, arXiv:2403.03206, eq. 23).
+
+    .. math:: t' = \\frac{s t}{1 + (s - 1) t}
+
+    maps ``[0, 1]`` onto itself; ``s > 1`` moves time towards noise, as larger
+    images need (SD3 uses ``s = sqrt(m / n)`` for ``m`` pixels against a base ``n``).
+    """
+    if shift <= 0:
+        raise ValueError(f"shift must be positive, got {shift}")
+    return shift * t / (1 + (shift - 1) * t)
+
+
+def shifted_grid(steps: int, shift: float, t_start: float = 1.0, t_end: float = 0.0) -> Tensor:
+    """A uniform grid on ``[t_end, t_start]`` passed through :func:`shift_times`."""
+    return shift_times(uniform_grid(steps, t_start, t_end), shift)

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from ..config import Config
+from ..config import Config, ConfigError
 from ..data import Dataset, load_dataset
 from ..errors import RunError, TrainingDiverged, UserError
 from ..metrics import heldout_likelihood
@@ -58,8 +58,8 @@ class _LossModule(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x: Tensor, rng: BatchRandom) -> Tensor:
-        return self.model.loss(x, rng)
+    def forward(self, x: Tensor, rng: BatchRandom, labels: Tensor | None = None) -> Tensor:
+        return self.model.loss(x, rng) if labels is None else self.model.loss(x, rng, labels=labels)
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -178,7 +178,7 @@ def train(config: Config, *, resume: bool = False, progress: bool | None = None)
         TrainingDiverged: the loss or gradient became non-finite; checkpoints on disk are untouched.
         RunError: the run directory is in the way (exists without ``resume``) or cannot be resumed.
     """
-    from ..runs import read_config
+    from ..runs import read_config, sample_options
 
     tc = config.train
     run_dir = config.run.path
@@ -224,6 +224,15 @@ def train(config: Config, *, resume: bool = False, progress: bool | None = None)
     log = _on_main(accelerator, write_run_files)
 
     data = dataset.train.to(accelerator.device)
+    labels = None
+    if config.model.num_classes is not None:
+        if dataset.train_labels is None:
+            raise ConfigError(f"model.num_classes is set but data set {dataset.name!r} has no labels; "
+                              f"unset model.num_classes or use labelled data")
+        if int(dataset.train_labels.max()) >= config.model.num_classes:
+            raise ConfigError(f"model.num_classes: got {config.model.num_classes}, but the labels go up to "
+                              f"{int(dataset.train_labels.max())}")
+        labels = dataset.train_labels.to(accelerator.device)
     order = BatchOrder(len(data), tc.batch_size, config.run.seed)
     model.to(accelerator.device)
     with torch.no_grad():  # data-dependent initialisation (Glow's ActNorm) from one global batch, alike everywhere
@@ -260,8 +269,8 @@ def train(config: Config, *, resume: bool = False, progress: bool | None = None)
             sampler_model = ema.module if ema is not None else model
             sampler_model.eval()
             gen = torch.Generator().manual_seed(config.eval.seed)
-            samples = sampler_model.sample(2000 if dataset.kind == "points" else 64, sampler=config.sample.sampler,
-                                           steps=config.sample.steps, generator=gen)
+            n = 2000 if dataset.kind == "points" else 64
+            samples = sampler_model.sample(n, **sample_options(config, n, gen))
             write_samples_picture(samples, dataset, run_dir / "samples" / f"step-{step:07d}.png",
                                   title=f"{config.run.name}, step {step}")
             sampler_model.train()
@@ -299,7 +308,8 @@ def train(config: Config, *, resume: bool = False, progress: bool | None = None)
             idx = order.indices(step)[rows]
             rng = BatchRandom(torch.Generator().manual_seed(step_seed(config.run.seed, step)), tc.batch_size,
                               rows.start, rows.stop)
-            loss = loss_module(data[idx.to(data.device)], rng)
+            idx = idx.to(data.device)
+            loss = loss_module(data[idx], rng, labels[idx] if labels is not None else None)
             accelerator.backward(loss)
             grad_norm = accelerator.clip_grad_norm_(model.parameters(), tc.grad_clip or math.inf)
             # every process must take the same decision, so the flags are reduced (max) over processes

@@ -1,0 +1,77 @@
+"""A trained model seen along any path: the :class:`~flowforge.solvers.Field` the samplers integrate."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..paths import AffinePath, PathCoefficients, expand_like
+
+
+class PathField:
+    """The model's prediction as a field on ``path`` (default: the path it was trained on).
+
+    Every affine path is ``x_t = s(t) (x0 + sigma(t) eps)`` (Karras et al., 2022,
+    arXiv:2206.00364, eq. 4), so a model trained on path ``P`` gives the
+    denoiser on another path ``Q``: at ``(x, t)`` on ``Q``, find the time
+    ``t_P`` with the same noise level ``sigma_Q(t) = sigma_P(t_P)``, rescale
+    ``x`` by ``s_P(t_P) / s_Q(t)``, and ask the model for ``E[x0 | x]``. The
+    velocity of ``Q``'s probability-flow ODE is then ``d_alpha x0 + d_sigma eps``.
+
+    A field built from a denoiser cannot be evaluated at ``sigma = 0`` (the
+    implied ``eps = (x - alpha x0) / sigma`` is 0/0): such evaluations use the
+    time of noise level ``sigma_floor`` instead (EDM's ``sigma_min = 0.002``).
+
+    Arguments:
+        model: a :class:`~flowforge.models.ContinuousFlow`.
+        path: the path whose ODE to integrate; None for the model's own.
+        labels: (batch,) class labels for a class-conditional model, or None.
+        guidance: classifier-free guidance weight ``w`` (1 = plain conditional).
+    """
+
+    def __init__(self, model, path: AffinePath | None = None, labels: Tensor | None = None,
+                 guidance: float = 1.0, sigma_floor: float = 2e-3):
+        self.model, self.labels, self.guidance = model, labels, guidance
+        self.same_path = path is None or path is model.path
+        self.path = model.path if path is None else path
+        self.finite_at_zero = self.same_path and model.predicts_velocity
+        self.sigma_floor = sigma_floor
+
+    def coefficients(self, t: Tensor) -> PathCoefficients:
+        return self.path.coefficients(t)
+
+    def t_from_sigma(self, sigma: Tensor) -> Tensor:
+        return self.path.t_from_sigma(sigma)
+
+    def _floor(self, t: Tensor) -> Tensor:
+        """Times at noise level 0 moved to the noise level ``sigma_floor``."""
+        at_zero = self.path.coefficients(t).sigma == 0
+        if not bool(at_zero.any()):
+            return t
+        t_floor = self.path.t_from_sigma(torch.tensor(self.sigma_floor, dtype=torch.float64)).to(t.dtype)
+        return torch.where(at_zero, t_floor, t)
+
+    def x0_eps(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        """``(E[x0 | x_t], E[eps | x_t])`` in this path's coordinates; ``x`` (B, ...), ``t`` (B,)."""
+        if self.same_path:
+            return self.model.x0_eps(x, t, self.labels, self.guidance)
+        c = self.path.coefficients(expand_like(t, x))
+        sigma = (c.sigma / c.alpha).flatten()  # (B,) EDM noise level
+        t_model = self.model.path.t_from_sigma(sigma.double()).to(t.dtype)  # (B,)
+        c_model = self.model.path.coefficients(expand_like(t_model, x))
+        x_model = x * (c_model.alpha / c.alpha)  # the same point in the model's coordinates
+        x0, _ = self.model.x0_eps(x_model, t_model, self.labels, self.guidance)
+        return x0, (x - c.alpha * x0) / c.sigma
+
+    def denoise(self, x: Tensor, t: Tensor) -> Tensor:
+        return self.x0_eps(x, t)[0]
+
+    def velocity(self, x: Tensor, t: Tensor) -> Tensor:
+        # adaptive solvers (torchdiffeq) evaluate stages past the end of the interval; the path stops at [0, t_max]
+        t = t.clamp(0.0, self.path.t_max)
+        if self.finite_at_zero:
+            return self.model.predict(x, t, "velocity", self.labels, self.guidance)
+        t = self._floor(t)
+        x0, eps = self.x0_eps(x, t)
+        c = self.path.coefficients(expand_like(t, x))
+        return c.d_alpha * x0 + c.d_sigma * eps
