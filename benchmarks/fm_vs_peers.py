@@ -15,11 +15,14 @@ What is the same for all three libraries:
   then trained in that peer's own convention (input time t', target ``x - noise``; flowforge: input t, target
   ``noise - x``): same pairs, same init, but not the same function of the weights, so the three runs are
   different trainings of one objective and their spread is training noise. Before training, the script checks on
-  the first batch that the three compute the same ``x_t`` (and that flowforge used the handed-in draws);
+  the first batch that the three compute the same ``x_t`` (and that flowforge used the handed-in draws). The two
+  peers do the same arithmetic in the same convention (``sigma = 0`` in torchcfm, ``sigma_min = 0`` in
+  flow_matching's CondOT path, t ~ U[0, 1), plain mean of squares), so their trainings coincide bit for bit;
 - sampling: the same 5000 N(0, I) starting points, Euler with NFE steps. flowforge uses ``model.sample(...,
   sampler="euler")``, flow_matching its ``ODESolver(...).sample(method="euler", step_size=1/NFE)`` (torchdiffeq),
   torchcfm has no sampler of its own without torchdyn, so its field is integrated with a plain Euler loop here.
-  The NFE actually spent is counted on the network and stored.
+  The NFE actually spent is counted on the network and stored; one Euler step of each sampler is checked against
+  the start points moved by the network by hand (same start, each field read at its own training times).
 
 Measured, per dataset and per repeat (``--repeats`` seeds: new init, batch order, draws, sampling noise and
 reference draw; the training set stays):
@@ -27,13 +30,16 @@ reference draw; the training set stays):
 - step time: median ms per step (loss + backward + Adam) after ``--warmup`` steps, as a ratio to flowforge's
   (> 1: slower than flowforge); the libraries alternate in rounds of ``--round`` steps with the first one
   rotating, so load on this shared 2-core machine hits all three alike;
-- sample quality at each NFE: energy distance (V-statistic) of 5000 samples against 5000 fresh points, sliced W2
-  (``flowforge.metrics``); next to it the noise floor (5000 fresh points against the same reference) and a
-  Gaussian with the training data's mean and covariance (``matched_gaussian``).
+- sample quality at each NFE: energy distance (V-statistic) of 5000 samples against 5000 fresh points, and
+  sliced W2 at the largest NFE (``flowforge.metrics``); next to it the noise floor (5000 other fresh points against
+  the same reference) and a Gaussian with the training data's mean and covariance (``matched_gaussian``).
 
-Tables show mean +- std over repeats; every raw number goes to benchmarks/results/fm_vs_peers.json.
+Tables show mean +- std over repeats; every raw number (per-step times, losses, distances, NFE counted, sampling
+seconds, the checks, flowforge's git commit and uncommitted files) goes to benchmarks/results/fm_vs_peers.json,
+and ``--render FILE`` prints the tables of such a file again.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fm_vs_peers.py --steps 2000 --repeats 3 --threads 1
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fm_vs_peers.py               # 2000 steps, 3 repeats: ~15 min
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fm_vs_peers.py --quick       # smoke run, ~10 s
 """
 
 from __future__ import annotations

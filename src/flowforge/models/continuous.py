@@ -190,20 +190,22 @@ class ContinuousFlow(GenerativeModel):
         x0 = self.to_model_space(x, rng.rand(self.shape, like=x) if self.quantization is not None else None)
         noise = rng.randn(self.shape, like=x)  # (B, *shape)
         t = self.time_sampler.sample(rng, self.path, like=x)  # (B,)
-        drop = rng.rand((), like=x) < self.label_dropout  # (B,) drawn always, so the stream does not depend on it
         if self.ot_coupling:
             noise = noise[ot_permutation(x0, noise)]
         if self.num_classes is not None:
+            drop = rng.rand((), like=x) < self.label_dropout  # (B,)
             labels = self._labels(labels, x.shape[0], x.device)
             labels = torch.where(drop, torch.full_like(labels, self.num_classes), labels)
-        elif labels is not None:
+        else:
             labels = None  # an unconditional model ignores the data set's labels
-        ps = self.path.sample(x0, noise, t)
-        c = self.path.coefficients(t)  # (B,)
-        target = from_x0_eps(x0, noise, self.target, self.path.coefficients(expand_like(t, x0)))
-        pred = self._raw(ps.x_t, t, labels).float()  # float32 even under bf16 autocast
+        c = self.path.coefficients(expand_like(t, x0))  # computed once: (B, 1, ...)
+        x_t = c.alpha * x0 + c.sigma * noise
+        target = from_x0_eps(x0, noise, self.target, c)
+        pred = self._raw(x_t, t, labels).float()  # float32 even under bf16 autocast
         err = (pred - target.float()).square().flatten(1).mean(1)  # (B,)
-        return (self.loss_weight(t, c).float() * err).mean()
+        if self.weighting == "none":
+            return err.mean()
+        return (self.loss_weight(t, c).flatten().float() * err).mean()
 
     # ------------------------------------------------------------------ generation
 
