@@ -42,7 +42,7 @@ def gaussian_velocity(x, t):
     return -MU + dvar / (2 * var) * (x - (1 - t) * MU)
 
 
-@pytest.mark.parametrize("name", sorted(SOLVERS))
+@pytest.mark.parametrize("name", ["euler", "heun", "midpoint", "rk4"])
 def test_sampler_converges_at_its_order(name):
     solver = get_solver(name)
     eps = torch.randn(64, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -54,7 +54,29 @@ def test_sampler_converges_at_its_order(name):
         errors.append((result.x - exact).abs().max().item())
     orders = [math.log2(a / b) for a, b in zip(errors, errors[1:])]
     assert errors[-1] < 0.05
-    assert all(abs(o - solver.order) < 0.25 for o in orders), (name, errors, orders)
+    # Euler and Heun show exactly their order; midpoint and RK4 at least theirs (this linear ODE makes midpoint's
+    # leading error term vanish: it measures ~3)
+    exact_order = name in ("euler", "heun")
+    assert all(abs(o - solver.order) < 0.25 if exact_order else o > solver.order - 0.25 for o in orders), \
+        (name, errors, orders)
+
+
+def test_dopri5_meets_its_tolerance():
+    eps = torch.randn(64, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    errors, nfes = {}, {}
+    for tol in (1e-4, 1e-7):
+        result = get_solver("dopri5", rtol=tol, atol=tol).solve(gaussian_velocity, eps.clone(), uniform_grid(1))
+        errors[tol], nfes[tol] = (result.x - (MU + S * eps)).abs().max().item(), result.nfe
+    # the tolerance bounds local, not global, error: 1e-4 gives ~1.5e-3 here, 1e-7 ~1e-5
+    assert errors[1e-7] < 1e-4 and errors[1e-4] < 1e-2 and errors[1e-7] < errors[1e-4] / 10, errors
+    assert nfes[1e-7] > nfes[1e-4]
+
+
+def test_denoiser_samplers_need_a_path():
+    with pytest.raises(ValueError, match="needs a model on a noising path"):
+        get_solver("ddim").solve(gaussian_velocity, torch.zeros(2, 2), uniform_grid(4))
+    with pytest.raises(ValueError, match="does not take options"):
+        get_solver("euler", eta=0.5)
 
 
 def test_solver_errors():
