@@ -20,7 +20,11 @@ class GenerativeModel(nn.Module):
     shape: tuple[int, ...]
 
     def loss(self, x: Tensor, rng: BatchRandom | None = None) -> Tensor:
-        """Scalar training objective on a batch ``x`` (batch, *shape); ``rng`` supplies its randomness."""
+        """Scalar training objective on a batch ``x`` (batch, *shape); ``rng`` supplies its randomness.
+
+        Class-conditional models also take ``labels`` (batch,) as a keyword; the engine passes them only
+        when ``model.num_classes`` is set.
+        """
         raise NotImplementedError(f"{type(self).__name__} does not define a training loss")
 
     def sample(self, n: int, **options) -> Tensor:

@@ -33,10 +33,14 @@ def _eval_table(ev: dict) -> list[str]:
 
 
 def _describe_model(model: dict) -> str:
-    if model["kind"] == "rectified-flow":
+    if model["kind"] in ("continuous", "rectified-flow"):
         net = model["net"]
-        return (f"`rectified-flow` on the `{model['path']}` path, {net['name']} {net['depth']}x{net['width']} "
-                f"({net['activation']})")
+        size = (f"{net['depth']}x{net['width']} ({net['activation']})" if net["name"] == "mlp" else
+                f"{net['channels']} channels x {net.get('channel_mult')}, {net.get('num_res_blocks')} blocks/level")
+        what = "EDM-preconditioned denoiser" if model.get("precond") == "edm" else f"`{model.get('target', 'velocity')}` target"
+        classes = f", {model['num_classes']} classes" if model.get("num_classes") else ""
+        return (f"continuous model on the `{model['path']}` path, {what}, {model.get('time_sampler', 'uniform')} "
+                f"training time{classes}; {net['name']} {size}")
     f = model["flow"]
     return (f"`{model['kind']}` normalizing flow: {f['couplings']} couplings, {f['levels']} levels, "
             f"{f['steps_per_level']} steps/level, conditioner width {f['hidden']}, {f['prior']} prior")

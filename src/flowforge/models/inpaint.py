@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from ..solvers import StepContext, get_solver
-from ..solvers.base import _Counted, alpha_sigma, randn_like
+from ..solvers.base import CountedField, alpha_sigma, randn_like
 
 
 def inpaint_along_path(model, x: Tensor, mask: Tensor, *, sampler: str = "euler", steps: int = 100,
@@ -37,7 +37,7 @@ def inpaint_along_path(model, x: Tensor, mask: Tensor, *, sampler: str = "euler"
     model.check_batch(x)
     mask = torch.as_tensor(mask, dtype=torch.bool, device=x.device).expand_as(x)
     solver = get_solver(sampler, **sampler_options)
-    field = _Counted(PathField(model, labels=model._labels(labels, x.shape[0], x.device), guidance=guidance))
+    field = CountedField(PathField(model, labels=model._labels(labels, x.shape[0], x.device), guidance=guidance))
     path = model.path
     times = model.time_grid(steps, grid=grid).tolist()
     known = model.to_model_space(x, None)

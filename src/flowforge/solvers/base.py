@@ -75,7 +75,7 @@ class VelocityField:
     denoise = coefficients = t_from_sigma = _no_path
 
 
-class _Counted:
+class CountedField:
     """Counts model evaluations (NFE) of a field."""
 
     def __init__(self, field: Field):
@@ -148,7 +148,7 @@ class Solver:
             generator: randomness of stochastic samplers.
         """
         self.check_grid(times)
-        counted = _Counted(field if hasattr(field, "velocity") else VelocityField(field))
+        counted = CountedField(field if hasattr(field, "velocity") else VelocityField(field))
         grid = times.tolist()
         ctx = StepContext(index=0, times=grid, generator=generator)
         steps = range(len(grid) - 1)

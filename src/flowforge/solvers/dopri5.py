@@ -7,7 +7,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .base import Field, SolveResult, Solver, VelocityField, _Counted
+from .base import Field, SolveResult, Solver, VelocityField, CountedField
 
 
 def odeint_checked(func, state, ends: Tensor, **kwargs):
@@ -43,7 +43,7 @@ class Dopri5(Solver):
     def solve(self, field: Field | Callable[[Tensor, Tensor], Tensor], x: Tensor, times: Tensor,
               progress: bool = False, generator: torch.Generator | None = None) -> SolveResult:
         self.check_grid(times)
-        counted = _Counted(field if hasattr(field, "velocity") else VelocityField(field))
+        counted = CountedField(field if hasattr(field, "velocity") else VelocityField(field))
 
         def func(t: Tensor, x: Tensor) -> Tensor:
             return counted.velocity(x, t.to(x.dtype).expand(x.shape[0]))
