@@ -46,6 +46,8 @@ def test_class_conditional_unet_on_digits_with_guidance_and_cli(tmp_path, tiny):
     assert x.shape == (10, 1, 8, 8) and torch.isfinite(x).all()
     cli = [sys.executable, "-m", "flowforge.cli"]
     for args in (["sample", str(tmp_path / "run"), "--n", "10", "--out", str(tmp_path / "s.png")],
+                 ["sample", str(tmp_path / "run"), "--n", "10", "--out", str(tmp_path / "g.npy"), "--guidance", "4",
+                  "--grid", "shifted", "--sampler", "dpm++2m", "--steps", "3"],
                  ["inpaint", str(tmp_path / "run"), "--mask", "left", "--n", "2", "--steps", "3", "--sampler", "ddpm",
                   "--resample", "2", "--out", str(tmp_path / "i.png")]):
         proc = subprocess.run(cli + args, capture_output=True, text=True)

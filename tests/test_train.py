@@ -165,6 +165,9 @@ def test_cli_round_trip(tmp_path, tiny):
     proc = subprocess.run(cli + ["sample", str(tmp_path / "nowhere"), "--out", "x.npy"], capture_output=True,
                           text=True, env=env)
     assert proc.returncode == 2 and "not a flowforge run" in proc.stderr and "Traceback" not in proc.stderr
+    proc = subprocess.run(cli + ["sample", str(run), "--out", str(tmp_path / "g.npy"), "--guidance", "2"],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 2 and "not class-conditional" in proc.stderr and "Traceback" not in proc.stderr
     model = load(run)
     assert model.sample(7, steps=3).shape == (7, 2)
 

@@ -31,8 +31,11 @@ def _sample(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if out.suffix not in (".npy", ".png"):
         raise UserError(f"--out {out}: unsupported extension {out.suffix!r}; use .npy (array) or .png (picture)")
+    if args.guidance is not None and run.config.model.num_classes is None:
+        raise UserError(f"--guidance {args.guidance}: {args.run_dir} is not class-conditional (model.num_classes is "
+                        "unset); guidance needs a model trained with model.num_classes and label_dropout > 0")
     options = sample_options(run.config, args.n, torch.Generator().manual_seed(args.seed), sampler=args.sampler,
-                             steps=args.steps, progress=sys.stderr.isatty())
+                             steps=args.steps, grid=args.grid, guidance=args.guidance, progress=sys.stderr.isatty())
     samples = run.model.sample(args.n, **options)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npy":
@@ -111,7 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=1000, help="number of samples (default 1000)")
     p.add_argument("--out", required=True, help="output file: .npy (array) or .png (picture)")
     p.add_argument("--steps", type=int, help="sampler steps (default: the run's sample.steps)")
-    p.add_argument("--sampler", choices=sorted(SOLVERS), help="ODE sampler (default: the run's sample.sampler)")
+    p.add_argument("--sampler", choices=sorted(SOLVERS), help="sampler (default: the run's sample.sampler)")
+    p.add_argument("--grid", choices=["uniform", "karras", "shifted"], help="time grid (default: the run's)")
+    p.add_argument("--guidance", type=float, help="classifier-free guidance weight (class-conditional models)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=_sample)
 
