@@ -1,4 +1,5 @@
 import subprocess
+from pathlib import Path
 import sys
 
 import pytest
@@ -81,3 +82,26 @@ def test_cli_help_for_each_command():
     for cmd in ("train", "sample", "eval", "info"):
         proc = subprocess.run([sys.executable, "-m", "flowforge.cli", cmd, "--help"], capture_output=True, text=True)
         assert proc.returncode == 0 and "usage: flowforge " + cmd in proc.stdout
+
+
+PRESET_DATA = {  # what each data set's loader reports in data.json, without loading it
+    "digits": {"shape": [1, 8, 8], "value_range": [-1.0, 1.0], "levels": 17},
+    "mnist": {"shape": [1, 28, 28], "value_range": [-1.0, 1.0], "levels": 256},
+}
+
+
+@pytest.mark.parametrize("preset", sorted(p.name for p in (Path(__file__).parents[1] / "configs").glob("*.yaml")))
+def test_every_preset_loads_and_builds_its_model(preset):
+    import torch
+
+    from flowforge.models import build_model
+
+    cfg = load_config(Path(__file__).parents[1] / "configs" / preset)
+    assert cfg.run.name == preset.removesuffix(".yaml")
+    data = PRESET_DATA.get(cfg.data.name, {"shape": [2]})
+    if cfg.data.image_range == "unit" and "value_range" in data:
+        data = {**data, "value_range": [0.0, 1.0]}
+    model = build_model(cfg.model, data)
+    lo, hi = data.get("value_range", [-4.0, 4.0])
+    x = lo + (hi - lo) * torch.rand(4, *data["shape"], generator=torch.Generator().manual_seed(0))
+    assert sum(p.numel() for p in model.parameters()) > 0 and torch.isfinite(model.loss(x))

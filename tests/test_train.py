@@ -1,6 +1,7 @@
 """The training engine: resume equivalence, NaN guard, checkpoints, multi-process, CLI round trip."""
 
 import json
+import math
 import os
 import socket
 import subprocess
@@ -11,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from flowforge import load, load_config
-from flowforge.errors import RunError, TrainingDiverged
+from flowforge.errors import RunError, TrainingDiverged, UserError
 from flowforge.models import ContinuousFlow
 from flowforge.train import train
 from flowforge.train.checkpoint import checkpoint_dirs, latest_checkpoint
@@ -215,8 +216,11 @@ def test_image_data_end_to_end(tmp_path, tiny):
     assert Image.open(tmp_path / "run/samples/step-0000020.png").size[0] > 8
     from flowforge import evaluate
 
-    record = evaluate(tmp_path / "run")
+    record = evaluate(tmp_path / "run", n_likelihood=40)
     assert record["n_reference"] == 100 and record["repeats"] == 1
+    assert record["likelihood"]["n"] == 40 and math.isfinite(record["likelihood"]["bits_per_dim"])
+    with pytest.raises(UserError, match="n_likelihood must be >= 0"):
+        evaluate(tmp_path / "run", n_likelihood=-1)
     assert load(tmp_path / "run").sample(3, steps=2).shape == (3, 1, 8, 8)
 
 

@@ -185,6 +185,7 @@ class EvalConfig:
     n_samples: int = _bounded(5000, 2)  # model samples compared with the reference
     n_exact: int = _bounded(2000, 2)  # points used by the exact (POT) Wasserstein-2
     n_projections: int = _bounded(1000, 1)  # sliced Wasserstein-2 directions
+    n_likelihood: int = _bounded(0, 0)  # held-out examples scored by the likelihood (the first N); 0 = all
     repeats: int = _bounded(3, 1)  # independent reference draws (toy sets); scores are mean and std over them
     seed: int = _bounded(12345, 0, MAX_SEED)
 

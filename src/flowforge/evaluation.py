@@ -19,7 +19,7 @@ from .train.pictures import write_samples_picture
 
 
 def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str | None = None,
-             steps: int | None = None, progress: bool = False) -> dict[str, Any]:
+             steps: int | None = None, n_likelihood: int | None = None, progress: bool = False) -> dict[str, Any]:
     """Compare ``n_samples`` model samples with held-out draws of the data distribution.
 
     Three rows, each scored against the same reference draws (``eval.repeats`` independent
@@ -31,7 +31,8 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
       toy sets, the training split for finite sets): the best score sampling noise allows;
     - ``matched_gaussian``: a Gaussian with the training data's mean and covariance.
 
-    Writes ``eval.json``, a record in ``metrics.jsonl``, ``samples/eval.png`` and
+    The held-out likelihood scores the test split (``n_likelihood`` or ``eval.n_likelihood``: its first N
+    examples; 0 = all). Writes ``eval.json``, a record in ``metrics.jsonl``, ``samples/eval.png`` and
     refreshes ``report.md``. Returns the record.
     """
     run = load_run(run_dir)
@@ -80,8 +81,13 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
         values = {metric: torch.tensor([r[metric] for r in rows], dtype=torch.float64) for metric in rows[0]}
         record[key] = {metric: float(v.mean()) for metric, v in values.items()}
         record[key + "_std"] = {metric: float(v.std()) if len(v) > 1 else 0.0 for metric, v in values.items()}
-    # held-out likelihood on the test split, or on the first fresh reference draw of a toy set
-    likelihood = heldout_likelihood(run.model, dataset.test if dataset.fresh is None else references[0], seed=ec.seed)
+    # held-out likelihood on the test split, or on the first fresh reference draw of a toy set; an ODE likelihood
+    # costs hundreds of network passes per example, so eval.n_likelihood can score the first N only
+    held_out = dataset.test if dataset.fresh is None else references[0]
+    n_lik = n_likelihood if n_likelihood is not None else ec.n_likelihood
+    if n_lik < 0:
+        raise UserError(f"n_likelihood must be >= 0 (0 = every held-out example), got {n_lik}")
+    likelihood = heldout_likelihood(run.model, held_out[:n_lik] if n_lik else held_out, seed=ec.seed)
     if likelihood is not None:
         record["likelihood"] = likelihood
     run_dir = Path(run_dir)

@@ -49,7 +49,7 @@ def _eval(args: argparse.Namespace) -> None:
     from ..evaluation import evaluate
 
     record = evaluate(args.run_dir, n_samples=args.n, sampler=args.sampler, steps=args.steps,
-                      progress=sys.stderr.isatty())
+                      n_likelihood=args.n_likelihood, progress=sys.stderr.isatty())
     how = record["sampler"] + (f", {record['steps']} steps" if record["steps"] else "")
     print(f"{how}, {record['n_reference']} samples vs "
           f"{record['n_reference']} held-out points, mean ± std over {record['repeats']} reference draw(s)")
@@ -125,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, help="number of samples (default: the run's eval.n_samples)")
     p.add_argument("--steps", type=int, help="sampler steps (default: the run's sample.steps)")
     p.add_argument("--sampler", choices=sorted(SOLVERS))
+    p.add_argument("--n-likelihood", type=int, dest="n_likelihood",
+                   help="held-out examples scored by the likelihood, the first N (default: eval.n_likelihood; 0 = all)")
     p.set_defaults(fn=_eval)
 
     p = sub.add_parser("inpaint", help="fill masked parts of held-out images; writes (original, masked, filled)")
