@@ -129,7 +129,8 @@ def measure_run(run_dir: str, samplers: list[str], nfes: list[int], n: int, seed
     # the grid model.time_grid picks when sample.grid is None
     default_grid = cfg.sample.grid or ("karras" if math.isfinite(model.path.sigma_range()[1]) else "uniform")
     return {"run": str(run_dir), "name": cfg.run.name, "step": run.step, "weights": run.weights,
-            "path": cfg.model.path, "grid": default_grid, "n": n, "n_test": len(test), "seed": seed,
+            "path": cfg.model.path, "grid": default_grid, "data": cfg.data.name,
+            "shape": list(run.data["shape"]), "levels": run.data.get("levels"), "n": n, "n_test": len(test), "seed": seed,
             "noise_floor": mean_std(floor), "matched_gaussian": mean_std(gauss), "rows": rows}
 
 
@@ -146,7 +147,8 @@ def render_tables(result: dict) -> str:
         targets = list(dict.fromkeys(r["target_nfe"] for r in run["rows"]))
         by = {(r["sampler"], r["target_nfe"]): r for r in run["rows"]}
         for key, label in (("energy_distance", "energy distance, samples as returned"),
-                           ("energy_distance_snapped", "energy distance, samples snapped to the 17 data levels")):
+                           ("energy_distance_snapped",
+                            f"energy distance, samples snapped to the {run.get('levels', 17)} data levels")):
             if not any(key in r for r in run["rows"]):
                 continue
             out.append(f"\n{label} (cell: value [real NFE])\n")
@@ -195,9 +197,10 @@ def plot(result: dict, path: Path) -> None:
         ax.set_title(f"{run['name']} ({run['grid']} grid)")
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].set_ylabel(f"energy distance vs {runs[0]['n_test']} test images")
-    axes[0][0].plot([], [], color="k", ls=":", label="dotted: snapped to 17 levels")
+    axes[0][0].plot([], [], color="k", ls=":", label="dotted: snapped to the data levels")
     axes[0][0].legend(fontsize=8)
-    fig.suptitle(f"digits 8x8: {runs[0]['n']} samples, seed {runs[0]['seed']}, same prior draw for every sampler",
+    data = runs[0].get("data", "digits") + " " + "x".join(str(d) for d in runs[0].get("shape", [8, 8])[-2:])
+    fig.suptitle(f"{data}: {runs[0]['n']} samples, seed {runs[0]['seed']}, same prior draw for every sampler",
                  fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
