@@ -14,11 +14,11 @@ counted (``return_nfe=True``), not the target.
 
 Two model columns:
 
-- ``ED``: the samples as ``model.sample`` returns them. A continuous model is trained on uniformly dequantized
-  data, so its samples are continuous values ``lo + (hi - lo) (k + u) / L``, while the test images sit on the
-  ``L`` grid points ``lo + (hi - lo) k / (L - 1)``: this column includes that mismatch;
-- ``ED snapped``: each sample mapped to the data value of the dequantization bin it falls in
-  (``Quantization.from_unit``, what the normalizing flows' ``sample`` returns), i.e. a discrete sample.
+- ``ED``: the ODE's continuous end points (``model.sample(..., dequantized=True)``). A continuous model is
+  trained on uniformly dequantized data, so these are values ``lo + (hi - lo) (k + u) / L``, while the test
+  images sit on the ``L`` grid points ``lo + (hi - lo) k / (L - 1)``: this column includes that mismatch;
+- ``ED snapped``: each sample mapped to the data value of the dequantization bin it falls in, i.e. a discrete
+  sample, what ``model.sample`` returns by default (and the normalizing flows' ``sample``).
 
 Yardsticks, each with the same number of points as the model rows against the same test images (the V-statistic's
 bias depends on the sample sizes): the noise floor, ``--n`` training images (a random subset) against the test
@@ -48,7 +48,6 @@ import torch
 
 import flowforge
 from flowforge.data import load_dataset
-from flowforge.data.dequantize import Quantization
 from flowforge.metrics import energy_distance, matched_gaussian
 from flowforge.runs import load_run, sample_options
 
@@ -59,12 +58,6 @@ NFES = (2, 4, 8, 16, 32, 64)
 def steps_for(sampler: str, nfe: int) -> int:
     """Grid intervals giving about ``nfe`` evaluations (heun: two per step)."""
     return max(1, nfe // 2) if sampler == "heun" else nfe
-
-
-def snap(x: torch.Tensor, quant: Quantization, value_range: tuple[float, float]) -> torch.Tensor:
-    """Continuous model-space samples to the data value of the dequantization bin each falls in."""
-    lo, hi = value_range
-    return quant.from_unit(((x - lo) / (hi - lo)).clamp(0.0, 1.0))
 
 
 def flowforge_source() -> dict:
@@ -91,8 +84,7 @@ def measure_run(run_dir: str, samplers: list[str], nfes: list[int], n: int, seed
     cfg, model = run.config, run.model
     dataset = load_dataset(cfg.data)
     test = dataset.test
-    quant = Quantization.from_spec(run.data)
-    value_range = tuple(run.data["value_range"]) if run.data.get("value_range") is not None else None
+    discrete = getattr(model, "quantization", None) is not None
     if n > len(dataset.train):
         raise SystemExit(f"--n {n} is more than the {len(dataset.train)} training images the noise floor draws from")
 
@@ -107,7 +99,7 @@ def measure_run(run_dir: str, samplers: list[str], nfes: list[int], n: int, seed
         for target in nfes:
             steps = steps_for(sampler, target)
             opts = sample_options(cfg, n, torch.Generator().manual_seed(seed), sampler=sampler, steps=steps)
-            opts["return_nfe"] = True
+            opts.update(return_nfe=True, dequantized=True)
             t0 = time.perf_counter()
             x, nfe = model.sample(n, **opts)
             seconds = time.perf_counter() - t0
@@ -116,8 +108,8 @@ def measure_run(run_dir: str, samplers: list[str], nfes: list[int], n: int, seed
                    "finite": bool(torch.isfinite(x).all())}
             if row["finite"]:
                 row["energy_distance"] = energy_distance(x, test)
-                if quant is not None and value_range is not None:
-                    row["energy_distance_snapped"] = energy_distance(snap(x, quant, value_range), test)
+                if discrete:
+                    row["energy_distance_snapped"] = energy_distance(model.from_model_space(x), test)
                 row["range"] = [float(x.min()), float(x.max())]
             else:
                 row["nonfinite_samples"] = int((~torch.isfinite(x.reshape(n, -1))).any(1).sum())

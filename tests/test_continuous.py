@@ -198,6 +198,42 @@ def test_a_ve_denoiser_samples_with_any_path(sample_path, floor):
     assert energy_distance(x, ref) < 2.0 * noise_floor
 
 
+def test_a_model_undefined_at_alpha_zero_starts_at_sigma_max(floor):
+    """On the linear path ``t = 1`` is ``alpha = 0``: an eps prediction gives ``x0 = 0 / 0`` there, so its
+    grids start at EDM's ``sigma_max = 80``; a velocity / x0 model and the karras grid are unchanged."""
+    ref, noise_floor, _ = floor
+    assert mixture().time_grid(10)[0] == 1.0  # x0 target: finite at alpha = 0
+    model = mixture()
+    model.target = "eps"
+    for grid in ("uniform", "shifted"):
+        times = model.time_grid(10, grid=grid)
+        assert math.isclose(float(LinearPath().edm_sigma(times[:1])), 80.0, rel_tol=1e-5) and times[-1] == 0
+    x = model.sample(N, sampler="heun", steps=40, generator=torch.Generator().manual_seed(5))
+    assert torch.isfinite(x).all() and energy_distance(x, ref) < 2.0 * noise_floor
+
+
+@pytest.mark.parametrize("sampler", ["euler", "heun", "ddim", "dpm++2m"])
+def test_a_vp_model_on_the_linear_ode_starts_at_its_own_noise_level(sampler, floor):
+    """The linear path's ``t = 1`` is ``sigma = inf``, beyond the VP model's ``sigma(1) ~ 152``: the default
+    (uniform) grid starts where the two noise levels meet instead of feeding the model 0 / 0."""
+    ref, noise_floor, _ = floor
+    model = mixture(VPPath())
+    times = model.time_grid(40, path=LinearPath())
+    assert math.isclose(float(LinearPath().edm_sigma(times[:1])), VPPath().sigma_range()[1], rel_tol=1e-5)
+    x = model.sample(N, sampler=sampler, steps=100 if sampler in ("euler", "ddim") else 40, path=LinearPath(),
+                     generator=torch.Generator().manual_seed(5))
+    assert torch.isfinite(x).all() and energy_distance(x, ref) < 2.0 * noise_floor, sampler
+    assert PathField(mixture(), LinearPath()).same_path  # an equal path object is the model's own path
+
+
+def test_vp_cosine_sigma_is_zero_at_t_zero_in_float32():
+    path = VPPath("cosine")
+    for dtype in (torch.float32, torch.float64):
+        c = path.coefficients(torch.tensor([0.0, 1e-3, 0.5], dtype=dtype))
+        ref = path.coefficients(torch.tensor([0.0, 1e-3, 0.5], dtype=torch.float64))
+        assert c.sigma[0] == 0 and torch.allclose(c.sigma.double(), (1 - ref.alpha**2).sqrt(), rtol=1e-5)
+
+
 # ----------------------------------------------------------------------------- likelihood
 
 
@@ -258,6 +294,25 @@ def test_inpainting_keeps_the_known_part_and_resampling_finds_the_conditional():
         errors[resample] = (second.mean(0) - target).abs()
     assert (errors[5] < torch.tensor([0.15, 0.15, 0.3])).all(), errors
     assert errors[5].sum() < 0.5 * errors[1].sum(), errors
+    # a multistep sampler's history is the one from before the step for every repeat of it
+    from flowforge.solvers.dpm_solver import DPMSolverPP2M
+
+    seen = []
+    original = DPMSolverPP2M.step
+
+    def recording(self, field, x, t, t_next, ctx):
+        seen.append((ctx.index, ctx.memory.get("h_last")))
+        return original(self, field, x, t, t_next, ctx)
+
+    DPMSolverPP2M.step = recording
+    try:
+        model.inpaint(x[:6], known, sampler="dpm++2m", steps=5, resample=3, generator=torch.Generator().manual_seed(0))
+    finally:
+        DPMSolverPP2M.step = original
+    by_index = {}
+    for index, h_last in seen:
+        by_index.setdefault(index, set()).add(h_last)
+    assert len(seen) == 13 and all(len(v) == 1 for v in by_index.values()), seen  # last step: no repeat
     for sampler in ("euler", "heun", "dpm++2m"):  # every fixed-step sampler keeps the known part exactly
         filled = model.inpaint(x[:6], known, sampler=sampler, steps=10, generator=torch.Generator().manual_seed(0))
         assert torch.equal(filled[:, 0], x[:6, 0]) and torch.isfinite(filled).all()
@@ -312,6 +367,11 @@ def test_classifier_free_guidance_combines_conditional_and_unconditional():
         model.predict(x, t, "x0", torch.tensor([0, 1, 2, 0, 5]))
     with pytest.raises(ValueError, match="without classes"):
         ContinuousFlow(LinearPath(), MLP((2,), 8, 1), (2,)).predict(x, t, "x0", y)
+    with pytest.raises(ValueError, match="integer class indices"):
+        model.predict(x, t, "x0", y.float() + 0.5)
+    calls = []
+    model.net.register_forward_hook(lambda *_: calls.append(1))
+    assert torch.allclose(model.predict(x, t, "x0", None, guidance=3.0), uncond) and len(calls) == 1  # nothing to guide
 
 
 def test_ot_coupling_shortens_the_pairing():
@@ -331,6 +391,12 @@ def test_time_samplers():
     assert abs(shifted.median() - 0.75) < 0.02  # SD3 shift maps 0.5 to 3 * 0.5 / (1 + 2 * 0.5)
     sigma = LogNormalSigma().sample(rng, EDMPath(), like)
     assert abs(sigma.log().median() + 1.2) < 0.05 and abs(sigma.log().std() - 1.2) < 0.05
+    for m in (-40.0, 40.0):  # sigmoid saturates to exactly 0 / 1 in float32; the times stay inside (0, 1)
+        t = LogitNormal(m=m).sample(rng, LinearPath(), like)
+        assert 0 < t.min() and t.max() < 1
+        edm = ContinuousFlow(LinearPath(), MLP((2,), 8, 1), (2,), target="x0", weighting="edm",
+                             time_sampler=LogitNormal(m=m))
+        assert torch.isfinite(edm.loss(torch.randn(8, 2), BatchRandom(torch.Generator().manual_seed(0), 8, 0, 8)))
     u = Uniform().sample(rng, VEPath(), like)
     assert u.min() >= VEPath.train_t_min and u.max() <= 6400 and abs(u.mean() - 3200) < 100
 

@@ -113,7 +113,10 @@ class ContinuousFlow(GenerativeModel):
             return None
         if labels is None:
             return torch.full((batch,), self.num_classes, dtype=torch.long, device=device)  # "no label"
-        labels = torch.as_tensor(labels, device=device).long().reshape(-1)
+        labels = torch.as_tensor(labels, device=device)
+        if labels.is_floating_point() or labels.is_complex():
+            raise ValueError(f"labels must be integer class indices, got dtype {labels.dtype}")
+        labels = labels.long().reshape(-1)
         if labels.numel() == 1 and batch > 1:
             labels = labels.expand(batch)
         if labels.shape != (batch,):
@@ -134,7 +137,7 @@ class ContinuousFlow(GenerativeModel):
     def _guided(self, x: Tensor, t: Tensor, labels: Tensor | None, guidance: float) -> Tensor:
         """The network's output, with classifier-free guidance ``raw_u + w (raw_c - raw_u)`` (Ho & Salimans, 2022)."""
         labels = self._labels(labels, x.shape[0], x.device)
-        if guidance == 1.0 or labels is None:
+        if guidance == 1.0 or labels is None or bool((labels == self.num_classes).all()):  # nothing to guide
             return self._raw(x, t, labels).to(x.dtype)
         null = torch.full_like(labels, self.num_classes)
         both = self._raw(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null])).to(x.dtype)
@@ -170,6 +173,14 @@ class ContinuousFlow(GenerativeModel):
         y = self.quantization.dequantize(x, u) if u is not None else self.quantization.center(x)  # [0, 1)
         lo, hi = self.value_range
         return lo + (hi - lo) * y
+
+    def from_model_space(self, x: Tensor) -> Tensor:
+        """Model-space values back to data: for discrete data, the data value of the dequantization bin each
+        falls in (what a normalizing flow's ``sample`` returns), else ``x`` itself."""
+        if self.quantization is None:
+            return x
+        lo, hi = self.value_range
+        return self.quantization.from_unit(((x - lo) / (hi - lo)).clamp(0.0, 1.0))
 
     # ------------------------------------------------------------------ training
 
@@ -209,6 +220,20 @@ class ContinuousFlow(GenerativeModel):
 
     # ------------------------------------------------------------------ generation
 
+    def sigma_top(self, sigma_max: float = 80.0) -> float:
+        """The highest EDM noise level ``sigma = sigma_t / alpha_t`` at which the model can be queried.
+
+        The end of its own path, unless that end is ``alpha = 0`` (the linear path's
+        ``t = 1``, ``sigma = inf``) and the network's output does not determine the
+        field there: an ``eps`` or ``score`` prediction, or EDM preconditioning
+        (``x / alpha``), gives ``x0 = (x - sigma eps) / alpha = 0 / 0``. Such a model
+        starts sampling at ``sigma_max`` instead, like EDM.
+        """
+        top = self.path.sigma_range()[1]
+        if math.isfinite(top) or (self.precond is None and self.target in ("velocity", "x0", "v")):
+            return top
+        return sigma_max
+
     def time_grid(self, steps: int, *, grid: str | None = None, path: AffinePath | None = None,
                   sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0,
                   shift: float = 3.0) -> Tensor:
@@ -217,30 +242,42 @@ class ContinuousFlow(GenerativeModel):
         ``uniform`` in ``t``; ``karras`` (EDM eq. 5, noise levels clipped to what
         the path reaches); ``shifted`` (SD3's shift of a uniform grid). The
         default is ``karras`` when the path's noise level at ``t_max`` is finite
-        (VE, VP, EDM) and ``uniform`` when it is not (the linear path).
+        (VE, VP, EDM) and ``uniform`` when it is not (the linear path). Every grid
+        starts at most at the model's :meth:`sigma_top`: a VP model sampled on the
+        linear path's ODE starts where the linear path's noise level is VP's
+        ``sigma(1)``, not at ``sigma = inf``, which the model never saw.
         """
         from ..solvers import karras_sigmas, shifted_grid, uniform_grid
 
         path = path or self.path
         lo, hi = path.sigma_range()
+        top = self.sigma_top(sigma_max)
         grid = grid or ("karras" if math.isfinite(hi) else "uniform")
-        if grid == "uniform":
-            return uniform_grid(steps, path.t_max, 0.0)
-        if grid == "shifted":
-            return shifted_grid(steps, shift, 1.0, 0.0) * path.t_max
-        if grid != "karras":
+        if grid not in ("uniform", "shifted", "karras"):
             raise ValueError(f"unknown grid {grid!r}; choose uniform, karras or shifted")
-        sigmas = karras_sigmas(steps, max(sigma_min, lo + 1e-12), min(sigma_max, hi), rho)
-        times = path.t_from_sigma(sigmas).clamp(0.0, path.t_max)
-        times[-1] = 0.0
-        return times
+        if grid == "karras":
+            sigmas = karras_sigmas(steps, max(sigma_min, lo + 1e-12), min(sigma_max, hi, top), rho)
+            times = path.t_from_sigma(sigmas).clamp(0.0, path.t_max)
+            times[-1] = 0.0
+            return times
+        t_start = path.t_max
+        if hi > top:
+            t_start = min(float(path.t_from_sigma(torch.tensor(top, dtype=torch.float64))), path.t_max)
+        if grid == "uniform":
+            return uniform_grid(steps, t_start, 0.0)
+        return shifted_grid(steps, shift, 1.0, 0.0) * t_start
 
     @torch.no_grad()
     def sample(self, n: int, *, sampler: str = "euler", steps: int = 100, grid: str | None = None,
                path: AffinePath | None = None, labels: Tensor | None = None, guidance: float = 1.0,
                generator: torch.Generator | None = None, progress: bool = False, return_nfe: bool = False,
-               grid_options: dict[str, float] | None = None, **sampler_options: Any) -> Tensor:
+               grid_options: dict[str, float] | None = None, dequantized: bool = False,
+               **sampler_options: Any) -> Tensor:
         """``n`` samples (n, *shape) by ``sampler`` on ``path``'s ODE/SDE (default: the training path).
+
+        For discrete data the samples are data values, each the level whose dequantization bin the ODE's
+        end point falls in, as the normalizing flows return them; ``dequantized=True`` returns the
+        continuous end points themselves.
 
         Arguments:
             sampler: a name of :data:`flowforge.solvers.SOLVERS`; ``sampler_options`` go to it (``eta``, ``S_churn``...).
@@ -255,7 +292,8 @@ class ContinuousFlow(GenerativeModel):
         times = self.time_grid(steps, grid=grid, path=field.path, **(grid_options or {}))
         x = field.path.prior_sample((n, *self.shape), float(times[0]), generator=generator).to(device)
         result = get_solver(sampler, **sampler_options).solve(field, x, times, progress=progress, generator=generator)
-        return (result.x, result.nfe) if return_nfe else result.x
+        x = result.x if dequantized else self.from_model_space(result.x)
+        return (x, result.nfe) if return_nfe else x
 
     # ------------------------------------------------------------------ likelihood and inpainting
 

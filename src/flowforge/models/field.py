@@ -32,7 +32,9 @@ class PathField:
     def __init__(self, model, path: AffinePath | None = None, labels: Tensor | None = None,
                  guidance: float = 1.0, sigma_floor: float = 2e-3):
         self.model, self.labels, self.guidance = model, labels, guidance
-        self.same_path = path is None or path is model.path
+        # an equal path object (same class and parameters) is the model's own path, not another one
+        self.same_path = path is None or path is model.path or (
+            type(path) is type(model.path) and vars(path) == vars(model.path))
         self.path = model.path if path is None else path
         self.finite_at_zero = self.same_path and model.predicts_velocity
         self.sigma_floor = sigma_floor
@@ -45,7 +47,7 @@ class PathField:
 
     def _floor(self, t: Tensor) -> Tensor:
         """Times at noise level 0 moved to the noise level ``sigma_floor``."""
-        at_zero = self.path.coefficients(t).sigma == 0
+        at_zero = (t <= 0) | (self.path.coefficients(t).sigma == 0)
         if not bool(at_zero.any()):
             return t
         t_floor = self.path.t_from_sigma(torch.tensor(self.sigma_floor, dtype=torch.float64)).to(t.dtype)

@@ -26,7 +26,8 @@ def inpaint_along_path(model, x: Tensor, mask: Tensor, *, sampler: str = "euler"
     ``t_i`` (``x <- (alpha_i/alpha_{i+1}) x + sqrt(sigma_i^2 - (alpha_i/alpha_{i+1})^2 sigma_{i+1}^2) z``)
     and the step redone, which lets the generated part harmonise with the
     known part (RePaint's resampling with jump length 1, Algorithm 1).
-    The last step imposes ``x`` itself.
+    The last step imposes ``x`` itself; for discrete data the generated entries are returned as data
+    values, like :meth:`~flowforge.models.ContinuousFlow.sample`'s.
     """
     from .field import PathField
 
@@ -48,8 +49,10 @@ def inpaint_along_path(model, x: Tensor, mask: Tensor, *, sampler: str = "euler"
             t, t_next = times[i], times[i + 1]
             alpha_i, sigma_i = alpha_sigma(field, t)
             alpha_n, sigma_n = alpha_sigma(field, t_next)
+            memory = dict(ctx.memory)  # a multistep method's history before step i, the same for every repeat
             for r in range(resample):
                 ctx.index = i
+                ctx.memory = dict(memory)
                 out = solver.step(field, state, t, t_next, ctx)
                 noised_known = alpha_n * known + sigma_n * randn_like(known, generator)
                 out = torch.where(mask, noised_known, out)
@@ -58,5 +61,5 @@ def inpaint_along_path(model, x: Tensor, mask: Tensor, *, sampler: str = "euler"
                     break
                 ratio = alpha_i / alpha_n  # noise back from t_next to t
                 state = ratio * out + math.sqrt(max(sigma_i**2 - ratio**2 * sigma_n**2, 0.0)) * randn_like(out, generator)
-    return torch.where(mask, x, state)
+    return torch.where(mask, x, model.from_model_space(state))  # generated entries on the data's levels too
 

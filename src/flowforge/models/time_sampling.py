@@ -12,6 +12,9 @@ from ..rng import BatchRandom
 from ..solvers import shift_times
 
 
+U_EPS = 1e-6  # the unit time stays in [U_EPS, 1 - U_EPS]
+
+
 class TimeSampler:
     """Draws ``t`` (batch,) on a path's training range ``[train_t_min, t_max]``."""
 
@@ -34,6 +37,9 @@ class _UnitSampler(TimeSampler):
         u = self.unit(rng, like)  # (B,)
         if self.shift != 1.0:
             u = shift_times(u, self.shift)
+        # rand() returns exactly 0 once in 2^24 float32 draws and sigmoid saturates to 1: keep off both ends,
+        # where EDM weighting and preconditioning (sigma = 0) and eps / score targets (alpha = 0) are infinite
+        u = u.clamp(U_EPS, 1.0 - U_EPS)
         return path.train_t_min + u * (path.t_max - path.train_t_min)
 
 

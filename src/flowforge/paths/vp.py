@@ -57,7 +57,15 @@ class VPPath(AffinePath):
     def coefficients(self, t: Tensor) -> PathCoefficients:
         log_alpha, d_log_alpha = self._log_alpha(t)
         alpha = log_alpha.exp()
-        sigma = (-torch.expm1(2 * log_alpha)).clamp_min(0).sqrt()  # sqrt(1 - alpha^2), accurate near t = 0
+        if self.schedule == "cosine":
+            # 1 - alpha^2 = sin(theta - theta_0) sin(theta + theta_0) / cos^2 theta_0: no cancellation near t = 0,
+            # where log cos theta - log cos theta_0 leaves float32 with sigma(0) = 2e-4 instead of 0
+            s = self.cosine_s
+            theta_0 = s / (1 + s) * math.pi / 2
+            gap = t / (1 + s) * math.pi / 2  # theta - theta_0, exactly 0 at t = 0
+            sigma = (torch.sin(gap) * torch.sin(gap + 2 * theta_0)).clamp_min(0).sqrt() / math.cos(theta_0)
+        else:
+            sigma = (-torch.expm1(2 * log_alpha)).clamp_min(0).sqrt()  # sqrt(1 - alpha^2), accurate near t = 0
         d_alpha = alpha * d_log_alpha
         d_sigma = -alpha * d_alpha / sigma
         return PathCoefficients(alpha=alpha, sigma=sigma, d_alpha=d_alpha, d_sigma=d_sigma)
