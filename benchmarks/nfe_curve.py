@@ -138,7 +138,7 @@ def render_tables(result: dict) -> str:
         samplers = list(dict.fromkeys(r["sampler"] for r in run["rows"]))
         targets = list(dict.fromkeys(r["target_nfe"] for r in run["rows"]))
         by = {(r["sampler"], r["target_nfe"]): r for r in run["rows"]}
-        for key, label in (("energy_distance", "energy distance, samples as returned"),
+        for key, label in (("energy_distance", "energy distance, the ODE end points (dequantized values)"),
                            ("energy_distance_snapped",
                             f"energy distance, samples snapped to the {run.get('levels', 17)} data levels")):
             if not any(key in r for r in run["rows"]):
@@ -189,7 +189,8 @@ def plot(result: dict, path: Path) -> None:
         ax.set_title(f"{run['name']} ({run['grid']} grid)")
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].set_ylabel(f"energy distance vs {runs[0]['n_test']} test images")
-    axes[0][0].plot([], [], color="k", ls=":", label="dotted: snapped to the data levels")
+    axes[0][0].plot([], [], color="k", ls="-", label="solid: ODE end points (dequantized)")
+    axes[0][0].plot([], [], color="k", ls=":", label="dotted: snapped to the data levels (what sample returns)")
     axes[0][0].legend(fontsize=8)
     data = runs[0].get("data", "digits") + " " + "x".join(str(d) for d in runs[0].get("shape", [8, 8])[-2:])
     fig.suptitle(f"{data}: {runs[0]['n']} samples, seed {runs[0]['seed']}, same prior draw for every sampler",
