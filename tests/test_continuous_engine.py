@@ -44,6 +44,12 @@ def test_class_conditional_unet_on_digits_with_guidance_and_cli(tmp_path, tiny):
     model = load(tmp_path / "run")
     x = model.sample(10, labels=torch.arange(10), guidance=3.0, steps=2)
     assert x.shape == (10, 1, 8, 8) and torch.isfinite(x).all()
+    levels = (x + 1) / 2 * 16  # digits: 17 levels on [-1, 1]; samples come back on them, like the flows'
+    assert torch.allclose(levels, levels.round(), atol=1e-5) and levels.min() >= 0 and levels.max() <= 16
+    raw = model.sample(10, steps=2, dequantized=True, generator=torch.Generator().manual_seed(0))
+    assert not torch.allclose((raw + 1) / 2 * 16, ((raw + 1) / 2 * 16).round(), atol=1e-3)  # the ODE's end points
+    snapped = model.sample(10, steps=2, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(snapped, model.from_model_space(raw))
     cli = [sys.executable, "-m", "flowforge.cli"]
     for args in (["sample", str(tmp_path / "run"), "--n", "10", "--out", str(tmp_path / "s.png")],
                  ["sample", str(tmp_path / "run"), "--n", "10", "--out", str(tmp_path / "g.npy"), "--guidance", "4",
