@@ -167,7 +167,7 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     runs = result["runs"]
-    fig, axes = plt.subplots(1, len(runs), figsize=(4.6 * len(runs), 4.0), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(runs), figsize=(max(7.0, 4.6 * len(runs)), 4.4), squeeze=False, sharey=True)
     markers = {"euler": "o", "heun": "s", "dpm++2m": "^", "ddim": "v"}
     for ax, run in zip(axes[0], runs):
         samplers = list(dict.fromkeys(r["sampler"] for r in run["rows"]))
@@ -191,7 +191,7 @@ def plot(result: dict, path: Path) -> None:
     axes[0][0].set_ylabel(f"energy distance vs {runs[0]['n_test']} test images")
     axes[0][0].plot([], [], color="k", ls="-", label="solid: ODE end points (dequantized)")
     axes[0][0].plot([], [], color="k", ls=":", label="dotted: snapped to the data levels (what sample returns)")
-    axes[0][0].legend(fontsize=8)
+    axes[0][0].legend(fontsize=7, loc="upper right")
     data = runs[0].get("data", "digits") + " " + "x".join(str(d) for d in runs[0].get("shape", [8, 8])[-2:])
     fig.suptitle(f"{data}: {runs[0]['n']} samples, seed {runs[0]['seed']}, same prior draw for every sampler",
                  fontsize=10)
