@@ -31,11 +31,12 @@ def main() -> None:
     run = load_run(args.run)
     model = run.model
     test = load_dataset(run.config.data).test
-    x1 = model.path.prior_sample((args.n, *model.shape), model.path.t_max,
-                                 generator=torch.Generator().manual_seed(args.seed))
     print(f"{args.run}: {args.n} samples vs {len(test)} test images, seed {args.seed}")
     for steps in args.steps:
         times = model.time_grid(steps)
+        # the prior at the grid's first time, as model.sample draws it (not always t_max: see sigma_top)
+        x1 = model.path.prior_sample((args.n, *model.shape), float(times[0]),
+                                     generator=torch.Generator().manual_seed(args.seed))
         for label, euler_last in (("heun", False), ("heun, Euler last step", True)):
             field = PathField(model)
             if euler_last:

@@ -44,6 +44,11 @@ class VPPath(AffinePath):
             raise ValueError(f"need 0 <= beta_min < beta_max, got {beta_min}, {beta_max}")
         self.schedule, self.beta_min, self.beta_max, self.cosine_s = schedule, beta_min, beta_max, cosine_s
 
+    @property
+    def _theta_0(self) -> float:
+        """The cosine schedule's angle at ``t = 0``, ``s / (1 + s) pi / 2``."""
+        return self.cosine_s / (1 + self.cosine_s) * math.pi / 2
+
     def _log_alpha(self, t: Tensor) -> tuple[Tensor, Tensor]:
         """``log alpha_t`` and its derivative."""
         if self.schedule == "linear":
@@ -51,7 +56,7 @@ class VPPath(AffinePath):
             return -0.25 * beta_d * t**2 - 0.5 * self.beta_min * t, -0.5 * beta_d * t - 0.5 * self.beta_min
         s = self.cosine_s
         theta = (t + s) / (1 + s) * math.pi / 2
-        log_alpha = torch.log(torch.cos(theta).clamp_min(0)) - math.log(math.cos(s / (1 + s) * math.pi / 2))
+        log_alpha = torch.log(torch.cos(theta).clamp_min(0)) - math.log(math.cos(self._theta_0))
         return log_alpha, -torch.tan(theta) * math.pi / (2 * (1 + s))
 
     def coefficients(self, t: Tensor) -> PathCoefficients:
@@ -60,9 +65,8 @@ class VPPath(AffinePath):
         if self.schedule == "cosine":
             # 1 - alpha^2 = sin(theta - theta_0) sin(theta + theta_0) / cos^2 theta_0: no cancellation near t = 0,
             # where log cos theta - log cos theta_0 leaves float32 with sigma(0) = 2e-4 instead of 0
-            s = self.cosine_s
-            theta_0 = s / (1 + s) * math.pi / 2
-            gap = t / (1 + s) * math.pi / 2  # theta - theta_0, exactly 0 at t = 0
+            theta_0 = self._theta_0
+            gap = t / (1 + self.cosine_s) * math.pi / 2  # theta - theta_0, exactly 0 at t = 0
             sigma = (torch.sin(gap) * torch.sin(gap + 2 * theta_0)).clamp_min(0).sqrt() / math.cos(theta_0)
         else:
             sigma = (-torch.expm1(2 * log_alpha)).clamp_min(0).sqrt()  # sqrt(1 - alpha^2), accurate near t = 0
@@ -78,5 +82,5 @@ class VPPath(AffinePath):
             # beta_d t^2 / 4 + beta_min t / 2 = -log alpha, the positive root
             return (-self.beta_min + torch.sqrt(self.beta_min**2 + 4 * beta_d * neg_log_alpha)) / beta_d
         s = self.cosine_s
-        cos_theta = torch.exp(-neg_log_alpha) * math.cos(s / (1 + s) * math.pi / 2)
+        cos_theta = torch.exp(-neg_log_alpha) * math.cos(self._theta_0)
         return torch.arccos(cos_theta) * 2 / math.pi * (1 + s) - s
