@@ -103,19 +103,19 @@ def test_unknown_prediction_is_named():
 # ----------------------------------------------------------------------------- an exact model
 
 
-class MixtureFlow(ContinuousFlow):
-    """A 'trained' model whose denoiser is the exact posterior mean of a Gaussian mixture.
+class MixturePosteriorMean(nn.Module):
+    """The exact denoiser ``E[x0 | x_t]`` of a Gaussian mixture on ``path``, in the signature of a network.
 
     Data ``x0 ~ sum_k w_k N(mu_k, s^2 I)``; on a path, ``x_t | k ~ N(alpha mu_k, (alpha^2 s^2 + sigma^2) I)`` and
     ``E[x0 | x_t, k] = mu_k + alpha s^2 / (alpha^2 s^2 + sigma^2) (x_t - alpha mu_k)``.
     """
 
-    def __init__(self, path, means, std, weights=None):
-        super().__init__(path, nn.Linear(1, 1), (means.shape[1],), target="x0")
-        self.means, self.std = means, std
-        self.log_w = torch.log(weights if weights is not None else torch.full((len(means),), 1 / len(means)))
+    def __init__(self, path, means, std, log_w, output="x0"):
+        super().__init__()
+        self.path, self.means, self.std, self.log_w, self.output = path, means, std, log_w, output
 
-    def x0_eps(self, x, t, labels=None, guidance=1.0):
+    def forward(self, x, t_scaled):
+        t = t_scaled * self.path.t_max  # ContinuousFlow hands networks t / t_max
         c = self.path.coefficients(expand_like(t, x).to(x.dtype))
         a, s = c.alpha[:, None], c.sigma[:, None]  # (B, 1, 1)
         means = self.means.to(x.dtype)
@@ -125,7 +125,18 @@ class MixtureFlow(ContinuousFlow):
         r = torch.softmax(logits, -1)  # (B, K)
         posterior = means[None] + a * self.std**2 / var * diff  # (B, K, D)
         x0 = (r[..., None] * posterior).sum(1)
-        return x0, (x - c.alpha * x0) / c.sigma
+        return x0 if self.output == "x0" else (x - c.alpha * x0) / c.sigma  # the exact eps prediction
+
+
+class MixtureFlow(ContinuousFlow):
+    """A 'trained' model whose network is the exact x0 (or eps) prediction for a Gaussian mixture."""
+
+    def __init__(self, path, means, std, weights=None, target="x0"):
+        log_w = torch.log(weights if weights is not None else torch.full((len(means),), 1 / len(means)))
+        super().__init__(path, MixturePosteriorMean(path, means, std, log_w, target), (means.shape[1],),
+                         target=target)
+        self.means, self.std, self.log_w = means, std, log_w
+        self.register_parameter("unused", nn.Parameter(torch.zeros(())))  # samplers find the device from it
 
     def draw(self, n, seed):
         gen = torch.Generator().manual_seed(seed)
@@ -203,8 +214,7 @@ def test_a_model_undefined_at_alpha_zero_starts_at_sigma_max(floor):
     grids start at EDM's ``sigma_max = 80``; a velocity / x0 model and the karras grid are unchanged."""
     ref, noise_floor, _ = floor
     assert mixture().time_grid(10)[0] == 1.0  # x0 target: finite at alpha = 0
-    model = mixture()
-    model.target = "eps"
+    model = MixtureFlow(LinearPath(), MEANS, 0.3, target="eps")
     for grid in ("uniform", "shifted"):
         times = model.time_grid(10, grid=grid)
         assert math.isclose(float(LinearPath().edm_sigma(times[:1])), 80.0, rel_tol=1e-5) and times[-1] == 0
@@ -372,6 +382,24 @@ def test_classifier_free_guidance_combines_conditional_and_unconditional():
     calls = []
     model.net.register_forward_hook(lambda *_: calls.append(1))
     assert torch.allclose(model.predict(x, t, "x0", None, guidance=3.0), uncond) and len(calls) == 1  # nothing to guide
+    unconditional = ContinuousFlow(LinearPath(), MLP((2,), 8, 1), (2,))
+    for call in (lambda: unconditional.sample(4, steps=2, guidance=2.0),
+                 lambda: unconditional.predict(x, t, "x0", guidance=2.0)):
+        with pytest.raises(ValueError, match="guidance=2.0 needs a class-conditional model"):
+            call()
+
+
+def test_a_sigma_min_model_on_the_edm_ode_is_asked_only_within_its_range(floor):
+    """A LinearPath(sigma_min) model knows noise levels >= sigma_min only; the EDM grid ends at 0.002 < 0.05,
+    where it is asked at its own t = 0 instead of at a negative time."""
+    ref, noise_floor, _ = floor
+    model = mixture(LinearPath(sigma_min=0.05))
+    seen = []
+    model.net.register_forward_hook(lambda module, args, out: seen.append(float(args[1].min())))
+    x = model.sample(N, sampler="heun", steps=40, grid="karras", path=EDMPath(),
+                     generator=torch.Generator().manual_seed(9))
+    assert min(seen) >= 0.0 and torch.isfinite(x).all()
+    assert energy_distance(x, ref) < 2.0 * noise_floor
 
 
 def test_ot_coupling_shortens_the_pairing():

@@ -134,10 +134,28 @@ class ContinuousFlow(GenerativeModel):
             return self.precond(x_hat, c.sigma / c.alpha, *extra)
         return self.net(x, t / self.path.t_max, *extra)
 
-    def _guided(self, x: Tensor, t: Tensor, labels: Tensor | None, guidance: float) -> Tensor:
-        """The network's output, with classifier-free guidance ``raw_u + w (raw_c - raw_u)`` (Ho & Salimans, 2022)."""
-        labels = self._labels(labels, x.shape[0], x.device)
-        if guidance == 1.0 or labels is None or bool((labels == self.num_classes).all()):  # nothing to guide
+    def conditioning(self, labels: Tensor | None, batch: int, device: torch.device,
+                     guidance: float = 1.0) -> tuple[Tensor | None, float]:
+        """Checked labels (batch,) and the guidance weight that applies (1.0 when there is nothing to guide).
+
+        The checks read values back to the host, so a sampler does them once per run, here, and evaluates the
+        network through :meth:`guided_output`, which does none.
+        """
+        if guidance != 1.0 and self.num_classes is None:
+            raise ValueError(f"guidance={guidance} needs a class-conditional model (model.num_classes set in "
+                             f"training); this model has no classes, so sample it with guidance=1")
+        labels = self._labels(labels, batch, device)
+        if labels is None or bool((labels == self.num_classes).all()):
+            guidance = 1.0  # unconditional: one pass
+        return labels, guidance
+
+    def guided_output(self, x: Tensor, t: Tensor, labels: Tensor | None, guidance: float) -> Tensor:
+        """The network's output with classifier-free guidance ``raw_u + w (raw_c - raw_u)`` (Ho & Salimans,
+        2022) for labels and weight from :meth:`conditioning`; labels None on a class-conditional model means
+        "no label"."""
+        if labels is None and self.num_classes is not None:
+            labels = torch.full((x.shape[0],), self.num_classes, dtype=torch.long, device=x.device)
+        if guidance == 1.0:
             return self._raw(x, t, labels).to(x.dtype)
         null = torch.full_like(labels, self.num_classes)
         both = self._raw(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null])).to(x.dtype)
@@ -147,13 +165,17 @@ class ContinuousFlow(GenerativeModel):
     def x0_eps(self, x: Tensor, t: Tensor, labels: Tensor | None = None,
                guidance: float = 1.0) -> tuple[Tensor, Tensor]:
         """``(E[x0 | x_t], E[eps | x_t])`` on the model's path; ``x`` (B, ...), ``t`` (B,)."""
-        raw = self._guided(x, t, labels, guidance)
+        raw = self.guided_output(x, t, *self.conditioning(labels, x.shape[0], x.device, guidance))
         return to_x0_eps(raw, self.target, x, self.path.coefficients(expand_like(t, x)))
 
     def predict(self, x: Tensor, t: Tensor, kind: str, labels: Tensor | None = None,
                 guidance: float = 1.0) -> Tensor:
         """The prediction of ``kind`` (x0, eps, v, velocity, score) at ``x`` (B, ...), ``t`` (B,)."""
-        raw = self._guided(x, t, labels, guidance)
+        raw = self.guided_output(x, t, *self.conditioning(labels, x.shape[0], x.device, guidance))
+        return self.convert(raw, x, t, kind)
+
+    def convert(self, raw: Tensor, x: Tensor, t: Tensor, kind: str) -> Tensor:
+        """The network output ``raw`` at ``(x, t)`` as the prediction of ``kind``."""
         if kind == self.target:
             return raw
         c = self.path.coefficients(expand_like(t, x))
@@ -288,7 +310,7 @@ class ContinuousFlow(GenerativeModel):
         from ..solvers import get_solver
 
         device = next(self.parameters()).device
-        field = PathField(self, path, labels=self._labels(labels, n, device), guidance=guidance)
+        field = PathField(self, path, *self.conditioning(labels, n, device, guidance))
         times = self.time_grid(steps, grid=grid, path=field.path, **(grid_options or {}))
         x = field.path.prior_sample((n, *self.shape), float(times[0]), generator=generator).to(device)
         result = get_solver(sampler, **sampler_options).solve(field, x, times, progress=progress, generator=generator)

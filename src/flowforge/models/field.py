@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..paths import AffinePath, PathCoefficients, expand_like
+from ..paths import AffinePath, PathCoefficients, expand_like, to_x0_eps
 
 
 class PathField:
@@ -25,8 +25,9 @@ class PathField:
     Arguments:
         model: a :class:`~flowforge.models.ContinuousFlow`.
         path: the path whose ODE to integrate; None for the model's own.
-        labels: (batch,) class labels for a class-conditional model, or None.
-        guidance: classifier-free guidance weight ``w`` (1 = plain conditional).
+        labels, guidance: the class labels (batch,) of a class-conditional model (None: "no label") and the
+            classifier-free guidance weight ``w`` (1 = plain conditional), as checked once per run by
+            :meth:`ContinuousFlow.conditioning`; the field itself reads nothing back to the host per step.
     """
 
     def __init__(self, model, path: AffinePath | None = None, labels: Tensor | None = None,
@@ -38,6 +39,7 @@ class PathField:
         self.path = model.path if path is None else path
         self.finite_at_zero = self.same_path and model.predicts_velocity
         self.sigma_floor = sigma_floor
+        self._t_floor = float(self.path.t_from_sigma(torch.tensor(sigma_floor, dtype=torch.float64)))
 
     def coefficients(self, t: Tensor) -> PathCoefficients:
         return self.path.coefficients(t)
@@ -48,22 +50,26 @@ class PathField:
     def _floor(self, t: Tensor) -> Tensor:
         """Times at noise level 0 moved to the noise level ``sigma_floor``."""
         at_zero = (t <= 0) | (self.path.coefficients(t).sigma == 0)
-        if not bool(at_zero.any()):
-            return t
-        t_floor = self.path.t_from_sigma(torch.tensor(self.sigma_floor, dtype=torch.float64)).to(t.dtype)
-        return torch.where(at_zero, t_floor, t)
+        return torch.where(at_zero, torch.full_like(t, self._t_floor), t)  # no host read: no sync per step
 
     def x0_eps(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         """``(E[x0 | x_t], E[eps | x_t])`` in this path's coordinates; ``x`` (B, ...), ``t`` (B,)."""
         if self.same_path:
-            return self.model.x0_eps(x, t, self.labels, self.guidance)
+            return self._model_x0_eps(x, t)
         c = self.path.coefficients(expand_like(t, x))
         sigma = (c.sigma / c.alpha).flatten()  # (B,) EDM noise level
-        t_model = self.model.path.t_from_sigma(sigma.double()).to(t.dtype)  # (B,)
-        c_model = self.model.path.coefficients(expand_like(t_model, x))
+        # Noise levels outside the model's own range (below a LinearPath's sigma_min, above its top) are
+        # asked at the nearest end of that range.
+        model_path = self.model.path
+        t_model = model_path.t_from_sigma(sigma.double()).clamp(0.0, model_path.t_max).to(t.dtype)  # (B,)
+        c_model = model_path.coefficients(expand_like(t_model, x))
         x_model = x * (c_model.alpha / c.alpha)  # the same point in the model's coordinates
-        x0, _ = self.model.x0_eps(x_model, t_model, self.labels, self.guidance)
+        x0, _ = self._model_x0_eps(x_model, t_model)
         return x0, (x - c.alpha * x0) / c.sigma
+
+    def _model_x0_eps(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        raw = self.model.guided_output(x, t, self.labels, self.guidance)
+        return to_x0_eps(raw, self.model.target, x, self.model.path.coefficients(expand_like(t, x)))
 
     def denoise(self, x: Tensor, t: Tensor) -> Tensor:
         return self.x0_eps(x, t)[0]
@@ -72,7 +78,7 @@ class PathField:
         # adaptive solvers (torchdiffeq) evaluate stages past the end of the interval; the path stops at [0, t_max]
         t = t.clamp(0.0, self.path.t_max)
         if self.finite_at_zero:
-            return self.model.predict(x, t, "velocity", self.labels, self.guidance)
+            return self.model.convert(self.model.guided_output(x, t, self.labels, self.guidance), x, t, "velocity")
         t = self._floor(t)
         x0, eps = self.x0_eps(x, t)
         c = self.path.coefficients(expand_like(t, x))

@@ -38,7 +38,7 @@ def inpaint_along_path(model, x: Tensor, mask: Tensor, *, sampler: str = "euler"
     model.check_batch(x)
     mask = torch.as_tensor(mask, dtype=torch.bool, device=x.device).expand_as(x)
     solver = get_solver(sampler, **sampler_options)
-    field = CountedField(PathField(model, labels=model._labels(labels, x.shape[0], x.device), guidance=guidance))
+    field = CountedField(PathField(model, None, *model.conditioning(labels, x.shape[0], x.device, guidance)))
     path = model.path
     times = model.time_grid(steps, grid=grid).tolist()
     known = model.to_model_space(x, None)
