@@ -40,6 +40,7 @@ def test_overrides_are_typed_and_nested():
     (["model.net.time_embed_dim=3"], ["time_embed_dim", "even"]),
     (["run.name=../x"], ["run.name", "plain directory name"]),
     (["run.name="], ["run.name"]),
+    (["sample.guidance=2"], ["sample.guidance", "not class-conditional", "model.num_classes"]),
 ])
 def test_bad_values_name_key_value_and_choices(override, words):
     with pytest.raises(ConfigError) as err:
