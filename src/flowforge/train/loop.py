@@ -372,9 +372,10 @@ def train(config: Config, *, resume: bool = False, progress: bool | None = None)
     # The last collective must be one whose tensors Python does not own. Gloo's worker thread frees a finished
     # collective's tensors a moment after the caller's wait returns; freeing a Python-owned one (the broadcast
     # above) needs the GIL, and if the interpreter is shutting down by then the process aborts ("terminate called
-    # without an active exception": 1 in 10 two-process runs here). DDP keeps the process group alive past
+    # without an active exception": 1 in 5 two-process runs here). DDP keeps the process group alive past
     # destroy_process_group (torch 2.13), so the group's threads are never joined before exit. A barrier's
-    # waiting hands the GIL to that thread first, and the barrier itself holds no Python tensor.
+    # waiting hands the GIL to that thread first, and the barrier itself holds no Python tensor: measured 1 abort
+    # in 70 runs with it. `flowforge train` then exits without interpreter shutdown, which closes the rest.
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return TrainResult(run_dir=run_dir, step=tc.steps, model=model, ema=ema.module if ema is not None else None,
