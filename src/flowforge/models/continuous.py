@@ -162,11 +162,16 @@ class ContinuousFlow(GenerativeModel):
         cond, uncond = both.chunk(2)
         return uncond + guidance * (cond - uncond)
 
+    def guided_x0_eps(self, x: Tensor, t: Tensor, labels: Tensor | None,
+                      guidance: float) -> tuple[Tensor, Tensor]:
+        """:meth:`x0_eps` for labels and weight already checked by :meth:`conditioning` (no host reads)."""
+        raw = self.guided_output(x, t, labels, guidance)
+        return to_x0_eps(raw, self.target, x, self.path.coefficients(expand_like(t, x)))
+
     def x0_eps(self, x: Tensor, t: Tensor, labels: Tensor | None = None,
                guidance: float = 1.0) -> tuple[Tensor, Tensor]:
         """``(E[x0 | x_t], E[eps | x_t])`` on the model's path; ``x`` (B, ...), ``t`` (B,)."""
-        raw = self.guided_output(x, t, *self.conditioning(labels, x.shape[0], x.device, guidance))
-        return to_x0_eps(raw, self.target, x, self.path.coefficients(expand_like(t, x)))
+        return self.guided_x0_eps(x, t, *self.conditioning(labels, x.shape[0], x.device, guidance))
 
     def predict(self, x: Tensor, t: Tensor, kind: str, labels: Tensor | None = None,
                 guidance: float = 1.0) -> Tensor:

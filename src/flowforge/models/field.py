@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import torch
 from torch import Tensor
 
-from ..paths import AffinePath, PathCoefficients, expand_like, to_x0_eps
+from ..paths import AffinePath, PathCoefficients, expand_like
 
 
 class PathField:
@@ -39,13 +41,17 @@ class PathField:
         self.path = model.path if path is None else path
         self.finite_at_zero = self.same_path and model.predicts_velocity
         self.sigma_floor = sigma_floor
-        self._t_floor = float(self.path.t_from_sigma(torch.tensor(sigma_floor, dtype=torch.float64)))
 
     def coefficients(self, t: Tensor) -> PathCoefficients:
         return self.path.coefficients(t)
 
     def t_from_sigma(self, sigma: Tensor) -> Tensor:
         return self.path.t_from_sigma(sigma)
+
+    @cached_property
+    def _t_floor(self) -> float:
+        """The time of noise level ``sigma_floor`` on this path (computed once, only for fields that floor)."""
+        return float(self.path.t_from_sigma(torch.tensor(self.sigma_floor, dtype=torch.float64)))
 
     def _floor(self, t: Tensor) -> Tensor:
         """Times at noise level 0 moved to the noise level ``sigma_floor``."""
@@ -55,7 +61,7 @@ class PathField:
     def x0_eps(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         """``(E[x0 | x_t], E[eps | x_t])`` in this path's coordinates; ``x`` (B, ...), ``t`` (B,)."""
         if self.same_path:
-            return self._model_x0_eps(x, t)
+            return self.model.guided_x0_eps(x, t, self.labels, self.guidance)
         c = self.path.coefficients(expand_like(t, x))
         sigma = (c.sigma / c.alpha).flatten()  # (B,) EDM noise level
         # Noise levels outside the model's own range (below a LinearPath's sigma_min, above its top) are
@@ -64,12 +70,8 @@ class PathField:
         t_model = model_path.t_from_sigma(sigma.double()).clamp(0.0, model_path.t_max).to(t.dtype)  # (B,)
         c_model = model_path.coefficients(expand_like(t_model, x))
         x_model = x * (c_model.alpha / c.alpha)  # the same point in the model's coordinates
-        x0, _ = self._model_x0_eps(x_model, t_model)
+        x0, _ = self.model.guided_x0_eps(x_model, t_model, self.labels, self.guidance)
         return x0, (x - c.alpha * x0) / c.sigma
-
-    def _model_x0_eps(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-        raw = self.model.guided_output(x, t, self.labels, self.guidance)
-        return to_x0_eps(raw, self.model.target, x, self.model.path.coefficients(expand_like(t, x)))
 
     def denoise(self, x: Tensor, t: Tensor) -> Tensor:
         return self.x0_eps(x, t)[0]
