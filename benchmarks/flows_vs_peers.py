@@ -24,16 +24,15 @@ Results also go to benchmarks/results/flows_vs_peers.json.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import platform
 import statistics
 import time
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
+from common import RESULTS, write_results
 from sklearn.datasets import make_moons
 
 LIBS = ("flowforge", "normflows", "zuko")
@@ -189,7 +188,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=100, help="steps left out of the median step time")
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--seed", type=int, default=0, help="seed of the training set and of the batches")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "flows_vs_peers.json"))
+    parser.add_argument("--out", default=str(RESULTS / "flows_vs_peers.json"))
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -263,18 +262,14 @@ def main() -> None:
           "flowforge needed for all its steps" + ("; * = finished earlier, final NLL shown"
                                                  if not all(summary[n]["reached_flowforge_time"] for n in LIBS) else ""))
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "command": "benchmarks/flows_vs_peers.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-                                                            if k != "out"),
+    out = write_results("flows_vs_peers", {
         "args": vars(args), "versions": versions, "threads": torch.get_num_threads(),
         "noise_floor_true_density_nll": floor, "gaussian_baseline_nll": baseline,
         "summary": summary,
         "curves": {n: [rep["curves"][n] for rep in reps] for n in LIBS},
         "step_ms_median_per_repeat": {n: [statistics.median(rep["times"][n][args.warmup:]) * 1e3 for rep in reps]
                                       for n in LIBS},
-    }, indent=1))
+    }, path=args.out)
     print(f"wrote {out}")
 
 

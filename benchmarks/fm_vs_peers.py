@@ -45,11 +45,9 @@ and ``--render FILE`` prints the tables of such a file again.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -57,6 +55,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from common import RESULTS, command_line, mean_std, write_results
 from torch import Tensor, nn
 
 from flowforge.config import DataConfig
@@ -358,26 +357,6 @@ def run_repeat(dataset, rep: int, args) -> dict:
 # --------------------------------------------------------------------------- summary and CLI
 
 
-def flowforge_source() -> dict:
-    """Where flowforge was imported from, its git commit and the uncommitted files under src/ at run time."""
-    import flowforge
-
-    root = Path(flowforge.__file__).resolve().parents[2]
-
-    def git(*cmd: str) -> str:
-        try:
-            return subprocess.run(["git", *cmd], cwd=root, capture_output=True, text=True, timeout=10).stdout.rstrip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    return {"path": str(Path(flowforge.__file__).parent), "commit": git("rev-parse", "HEAD"),
-            "uncommitted": git("status", "--porcelain", "--", "src").splitlines()}
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
 def fmt(values: list[float], fixed: int | None = None) -> str:
     """``mean ± std``: 3 significant digits (distances span 1e-5 to 1), or ``fixed`` decimals."""
     m, s = mean_std(values)
@@ -430,7 +409,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--round", type=int, default=100, help="steps per library before switching")
     p.add_argument("--warmup", type=int, default=100, help="steps left out of the median step time")
     p.add_argument("--seed", type=int, default=0, help="seed of the training set and of the repeats")
-    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "fm_vs_peers.json"))
+    p.add_argument("--out", default=str(RESULTS / "fm_vs_peers.json"))
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 50 steps, 1 repeat, NFE 1 and 4, 1000 evaluation points")
     p.add_argument("--render", metavar="JSON", help="print the tables of an earlier results file; run nothing")
@@ -467,22 +446,16 @@ def main(argv: list[str] | None = None) -> dict:
                                                                     for r in range(args.repeats)]}
     wall = time.perf_counter() - wall
 
-    command = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fm_vs_peers.py" + "".join(f" {a}" for a in argv)
     record = {
-        "command": command, "args": vars(args), "date": datetime.datetime.now().astimezone().isoformat(),
-        "versions": versions, "flowforge_source": flowforge_source(), "threads": torch.get_num_threads(),
-        "platform": platform.platform(),
-        "wall_s": wall, "library_notes": {name: BUILDERS[name](MLP(shape=(2,), width=4, depth=1)).note
-                                          for name in LIBS},
+        "command": command_line(["benchmarks/fm_vs_peers.py", *argv]), "args": vars(args), "versions": versions,
+        "threads": torch.get_num_threads(), "wall_s": wall,
+        "library_notes": {name: BUILDERS[name](MLP(shape=(2,), width=4, depth=1)).note for name in LIBS},
         "results": results,
     }
     print()
     print(report(record))
     print(f"\nwall time {wall:.0f} s")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1, default=float))
-    print(f"wrote {out}")
+    print(f"wrote {write_results('fm_vs_peers', record, path=args.out)}")
     return record
 
 

@@ -28,14 +28,12 @@ digit, one panel per weight in ``--picture-weights``) to ``--figure``.
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib.util
-import json
-import platform
 import time
 from pathlib import Path
 
 import torch
+from common import RESULTS, write_results
 from torch import nn
 
 from flowforge.data import load_dataset
@@ -108,7 +106,7 @@ def main() -> None:
     parser.add_argument("--sampler", default=None, help="default: the run's sample.sampler")
     parser.add_argument("--steps", type=int, default=None, help="default: the run's sample.steps")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="benchmarks/results/guidance_mnist.json")
+    parser.add_argument("--out", default=str(RESULTS / "guidance_mnist.json"))
     parser.add_argument("--figure", default="docs/guidance-mnist.png")
     parser.add_argument("--picture-weights", type=float, nargs="+", default=[0.0, 1.0, 2.0, 5.0])
     args = parser.parse_args()
@@ -158,14 +156,11 @@ def main() -> None:
               f"FD {row['frechet_distance']:.3f}  largest class {row['class_spread']:.3f}  "
               f"NFE {nfe}  {seconds:.0f} s", flush=True)
 
-    result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
-              "threads": torch.get_num_threads(), "run": args.run_dir, "step": run.step, "ema": run.weights,
+    result = {"run": args.run_dir, "step": run.step, "ema": run.weights,
               "sampler": args.sampler or cfg.sample.sampler, "steps": args.steps or cfg.sample.steps,
-              "per_class": args.per_class, "seed": args.seed, "classifier_test_accuracy": test_acc,
-              "frechet_floor": floor, "rows": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
+              "run_sample_guidance": cfg.sample.guidance, "per_class": args.per_class, "seed": args.seed,
+              "classifier_test_accuracy": test_acc, "frechet_floor": floor, "rows": rows}
+    write_results("guidance_mnist", result, path=args.out)
 
     print(f"\n{result['sampler']}, {result['steps']} steps, {n} samples ({args.per_class} per digit), "
           f"run {args.run_dir} step {run.step}\n")

@@ -35,18 +35,14 @@ as horizontal lines). ``--render JSON`` prints the tables and redraws the figure
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
-import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import torch
+from common import RESULTS, command_line, mean_std, write_results
 
-import flowforge
 from flowforge.data import load_dataset
 from flowforge.metrics import energy_distance, matched_gaussian
 from flowforge.runs import load_run, sample_options
@@ -60,23 +56,10 @@ def steps_for(sampler: str, nfe: int) -> int:
     return max(1, nfe // 2) if sampler == "heun" else nfe
 
 
-def flowforge_source() -> dict:
-    """Where flowforge was imported from, its git commit and the uncommitted files under src/ at run time."""
-    root = Path(flowforge.__file__).resolve().parents[2]
-
-    def git(*cmd: str) -> str:
-        try:
-            return subprocess.run(["git", *cmd], cwd=root, capture_output=True, text=True, timeout=10).stdout.rstrip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    return {"path": str(Path(flowforge.__file__).parent), "commit": git("rev-parse", "HEAD"),
-            "uncommitted": git("status", "--porcelain", "--", "src").splitlines()}
-
-
-def mean_std(values: list[float]) -> dict[str, float]:
-    t = torch.tensor(values, dtype=torch.float64)
-    return {"mean": float(t.mean()), "std": float(t.std()) if len(values) > 1 else 0.0, "values": values}
+def spread(values: list[float]) -> dict:
+    """``{"mean", "std", "values"}`` of a yardstick's draws."""
+    mean, std = mean_std(values)
+    return {"mean": mean, "std": std, "values": values}
 
 
 def measure_run(run_dir: str, samplers: list[str], nfes: list[int], n: int, seed: int, draws: int) -> dict:
@@ -123,7 +106,7 @@ def measure_run(run_dir: str, samplers: list[str], nfes: list[int], n: int, seed
     return {"run": str(run_dir), "name": cfg.run.name, "step": run.step, "weights": run.weights,
             "path": cfg.model.path, "grid": default_grid, "data": cfg.data.name,
             "shape": list(run.data["shape"]), "levels": run.data.get("levels"), "n": n, "n_test": len(test), "seed": seed,
-            "noise_floor": mean_std(floor), "matched_gaussian": mean_std(gauss), "rows": rows}
+            "noise_floor": spread(floor), "matched_gaussian": spread(gauss), "rows": rows}
 
 
 def render_tables(result: dict) -> str:
@@ -206,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("runs", nargs="*", help="trained run directories, e.g. runs/fm-digits")
     p.add_argument("--n", type=int, default=1000, help="samples per (sampler, NFE) (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the prior draw, the same for every sampler")
-    p.add_argument("--out", default="benchmarks/results/nfe_curve.json", help="results JSON")
+    p.add_argument("--out", default=str(RESULTS / "nfe_curve.json"), help="results JSON")
     p.add_argument("--figure", default="docs/nfe-curve-digits.png", help="figure (PNG)")
     p.add_argument("--samplers", nargs="+", default=list(SAMPLERS))
     p.add_argument("--nfes", nargs="+", type=int, default=list(NFES), help="target NFEs")
@@ -221,19 +204,12 @@ def main(argv: list[str] | None = None) -> None:
             p.error("give at least one run directory (or --render JSON)")
         torch.manual_seed(args.seed)
         t0 = time.perf_counter()
-        result = {
-            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if argv is None else " ".join(argv),
-            "date": datetime.datetime.now().isoformat(timespec="seconds"),
-            "platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "flowforge": flowforge_source(),
-            "runs": [measure_run(r, args.samplers, args.nfes, args.n, args.seed, args.yardstick_draws)
-                     for r in args.runs],
-        }
+        result = {"runs": [measure_run(r, args.samplers, args.nfes, args.n, args.seed, args.yardstick_draws)
+                           for r in args.runs]}
         result["seconds"] = time.perf_counter() - t0
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=1))
-        print(f"wrote {out}")
+        if argv is not None:  # called from Python: record the arguments given, not the caller's command line
+            result["command"] = command_line(["benchmarks/nfe_curve.py", *argv])
+        print(f"wrote {write_results('nfe_curve', result, path=args.out)}")
     print(render_tables(result))
     plot(result, Path(args.figure))
     print(f"\nwrote {args.figure}")

@@ -10,6 +10,9 @@ and projects the step at which the curve would reach the paper's figure in two w
 - power law: ``LL(s) = a - b * s^(-c)`` fitted to the curve (scipy least squares), solved for 1980.50;
   reported only when the fit is not degenerate and its asymptote ``a`` lies above the target.
 
+Writes the curve and the projections (steps needed, ``None`` where a fit gives none) to ``--out`` (default
+``benchmarks/results/nice_projection.json``).
+
     .venv/bin/python benchmarks/nice_projection.py runs/nice-mnist
 """
 
@@ -20,6 +23,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from common import RESULTS, write_results
 
 PAPER_LL = 1980.50  # Dinh et al., 2015, Table 2 (MNIST, logistic prior)
 
@@ -28,6 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--steps-per-epoch", type=int, default=300, help="60000 images / batch 200")
+    parser.add_argument("--out", default=str(RESULTS / "nice_projection.json"))
     args = parser.parse_args()
     rows = [json.loads(line) for line in (args.run_dir / "metrics.jsonl").read_text().splitlines()]
     val = [(r["step"], r["log_likelihood"]) for r in rows if r.get("kind") == "val"]
@@ -44,14 +49,18 @@ def main() -> None:
     print(f"paper: {PAPER_LL} nats; gap now {PAPER_LL - ll[-1]:.1f} nats")
 
     tail = max(3, len(val) // 3)
+    projections: dict[str, dict] = {}
     slope = np.polyfit(steps[-tail:], ll[-tail:], 1)[0]
     if slope > 0:
         need = steps[-1] + (PAPER_LL - ll[-1]) / slope
+        projections["linear"] = {"points": tail, "nats_per_epoch": slope * spe, "steps": need, "epochs": need / spe,
+                                 "note": "a lower bound: the curve decelerates"}
         print(f"linear (last {tail} points, {slope * spe:.1f} nats/epoch): >= {need:,.0f} steps "
               f"= {need / spe:,.0f} epochs (a lower bound: the curve decelerates)")
     a, b = np.polyfit(np.log(steps[-tail:]), ll[-tail:], 1)[::-1]  # LL = a + b ln s on the last points
     if b > 0:
         need = np.exp((PAPER_LL - a) / b)
+        projections["logarithmic"] = {"points": tail, "a": a, "b": b, "steps": need, "epochs": need / spe}
         print(f"logarithmic (last {tail} points, LL = {a:.0f} + {b:.1f} ln s): {need:,.0f} steps "
               f"= {need / spe:,.0f} epochs")
     try:
@@ -61,10 +70,12 @@ def main() -> None:
             return a - b * np.power(s, -c)
 
         (a, b, c), _ = curve_fit(power, steps, ll, p0=(ll[-1] + 500, 1e4, 0.5), maxfev=20000)
+        need = (b / (a - PAPER_LL)) ** (1 / c) if c >= 0.01 and a > PAPER_LL and b > 0 else None
+        projections["power_law"] = {"a": a, "b": b, "c": c, "steps": need,
+                                    "epochs": None if need is None else need / spe}
         if c < 0.01:
             print("power law: the fit degenerates to the logarithm above (exponent ~ 0)")
-        elif a > PAPER_LL and b > 0:
-            need = (b / (a - PAPER_LL)) ** (1 / c)
+        elif need is not None:
             print(f"power law LL = {a:.0f} - {b:.3g} s^-{c:.3f}: reaches {PAPER_LL} at {need:,.0f} steps "
                   f"= {need / spe:,.0f} epochs")
         else:
@@ -72,6 +83,12 @@ def main() -> None:
                   f"the curve is too short to extrapolate that far")
     except (ImportError, RuntimeError) as err:
         print(f"power-law fit unavailable: {err}")
+
+    out = write_results("nice_projection", {
+        "run": str(args.run_dir), "paper_log_likelihood": PAPER_LL, "steps_per_epoch": spe,
+        "train_minutes": train[-1]["seconds"] / 60, "held_out": [{"step": s, "log_likelihood": v} for s, v in val],
+        "projections": projections}, path=args.out)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

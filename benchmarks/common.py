@@ -1,0 +1,105 @@
+"""What every benchmark script records next to its numbers, written once.
+
+- ``flowforge_source()``: which flowforge was measured (where it was imported from, its git commit, the files
+  changed and not committed at run time);
+- ``machine()``: the platform, CPU model, torch's CPU capability and native-bf16 flag, thread count and versions;
+- ``mean_std(values)``: mean and sample standard deviation of repeats;
+- ``write_results(name, record)``: ``benchmarks/results/<name>.json`` with the record under a block of date,
+  command, machine and source, so that a figure in the README can be traced to the run that produced it
+  (``benchmarks/render_tables.py`` renders the README's tables from these files).
+
+Nothing here imports flowforge (``find_spec`` locates it without running it), so a script's record can be
+written, and ``render_tables.py`` can run, while the library is being edited.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.util
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _git(root: Path, *cmd: str) -> str:
+    try:
+        return subprocess.run(["git", *cmd], cwd=root, capture_output=True, text=True, timeout=10,
+                              check=False).stdout.rstrip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def flowforge_source() -> dict:
+    """Where flowforge is imported from, its git commit and the uncommitted files under src/ and benchmarks/.
+
+    ``uncommitted`` lists ``git status --porcelain`` lines (results files left out): a non-empty list means the
+    numbers come from code that no commit holds.
+    """
+    spec = importlib.util.find_spec("flowforge")
+    if spec is None or spec.origin is None:
+        return {"path": None, "commit": "", "uncommitted": []}
+    package = Path(spec.origin).resolve().parent
+    root = package.parents[1]  # <root>/src/flowforge
+    status = _git(root, "status", "--porcelain", "--", "src", "benchmarks", ":(exclude)benchmarks/results")
+    return {"path": str(package), "commit": _git(root, "rev-parse", "HEAD"), "uncommitted": status.splitlines()}
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (``/proc/cpuinfo``'s ``model name`` on Linux), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict:
+    """The machine a measurement ran on: the facts that move CPU timings and bf16 results."""
+    import torch
+
+    try:
+        bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        bf16 = None  # this torch cannot tell
+    return {"platform": platform.platform(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "mkldnn_bf16_supported": bf16,
+            "threads": torch.get_num_threads(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+            "torch": torch.__version__, "python": platform.python_version()}
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    """The command that ran this script, with ``OMP_NUM_THREADS`` when set (it changes every timing)."""
+    argv = sys.argv if argv is None else argv
+    threads = os.environ.get("OMP_NUM_THREADS")
+    return " ".join(([f"OMP_NUM_THREADS={threads}"] if threads else []) + [".venv/bin/python"]
+                    + [shlex.quote(a) for a in argv])
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def write_results(name: str, record: dict, path: str | Path | None = None) -> Path:
+    """Write ``record`` to ``benchmarks/results/<name>.json`` (or ``path``) under a block of date, command,
+    machine and flowforge source; a key of ``record`` with one of those names wins. Returns the path."""
+    out = Path(path) if path is not None else RESULTS / f"{name}.json"
+    head = {"benchmark": name, "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "command": command_line(), "machine": machine(), "flowforge_source": flowforge_source()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({**head, **record}, indent=1, default=float) + "\n")
+    return out
+
+
+def read_results(name: str) -> dict:
+    """``benchmarks/results/<name>.json`` as written by ``write_results``."""
+    return json.loads((RESULTS / f"{name}.json").read_text())
