@@ -24,6 +24,7 @@ def _numbers(obj):
             yield from _numbers(v)
 
 
+@pytest.mark.slow
 def test_fm_vs_peers_quick_writes_finite_numbers(tmp_path):
     pytest.importorskip("torchcfm")
     pytest.importorskip("flow_matching")

@@ -33,7 +33,6 @@ def test_overrides_are_typed_and_nested():
     (["data.image_range=no"], ["data.image_range", "quote"]),
     (["train"], ["key=value"]),
     (["train.steps.x=1"], ["train.steps", "a value, not a section"]),
-    (["train.warmup_steps=5000", "train.steps=100"], ["warmup_steps", "at most train.steps"]),
     (["data.name=array"], ["data.path"]),
     (["train.ema_decay=1.0"], ["train.ema_decay", "< 1.0"]),
     (["run.seed=99999999999999999999999"], ["run.seed", "<="]),

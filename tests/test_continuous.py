@@ -439,6 +439,7 @@ def test_karras_grid_on_each_path():
         assert math.isclose(float(sigmas[0]), hi, rel_tol=1e-6) and math.isclose(float(sigmas[-1]), 0.002, rel_tol=1e-6)
 
 
+@pytest.mark.slow
 def test_trained_ve_model_gives_one_distribution_on_every_path():
     """A small EDM-preconditioned denoiser trained on the VE path, sampled by the VE, VP and linear ODEs."""
     import numpy as np

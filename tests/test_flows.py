@@ -147,7 +147,7 @@ def test_cli_inpaint_writes_a_grid_and_rejects_bad_masks(tmp_path, tiny):
 
 
 def test_make_mask_shapes():
-    from flowforge.inpainting import make_mask
+    from flowforge.data.masks import make_mask
 
     left = make_mask("left", (1, 8, 8))
     assert left.shape == (1, 8, 8) and not left[:, :, :4].any() and left[:, :, 4:].all()

@@ -73,7 +73,7 @@ def test_dopri5_meets_its_tolerance():
 
 
 def test_denoiser_samplers_need_a_path():
-    with pytest.raises(ValueError, match="needs a model on a noising path"):
+    with pytest.raises(ValueError, match="needs a denoiser on a noising path"):
         get_solver("ddim").solve(gaussian_velocity, torch.zeros(2, 2), uniform_grid(4))
     with pytest.raises(ValueError, match="does not take options"):
         get_solver("euler", eta=0.5)

@@ -15,7 +15,7 @@ from flowforge import load, load_config
 from flowforge.errors import RunError, TrainingDiverged, UserError
 from flowforge.models import ContinuousFlow
 from flowforge.train import train
-from flowforge.train.checkpoint import checkpoint_dirs, latest_checkpoint
+from flowforge.runs import checkpoint_dirs, latest_checkpoint
 
 
 def free_port() -> int:
@@ -50,8 +50,11 @@ def test_resume_continues_exactly(tmp_path, tiny):
     assert resumed.step == full.step == 20
     assert_same(weights(latest_checkpoint(tmp_path / "full")), weights(latest_checkpoint(tmp_path / "split")))
     # the resumed log reads like the uninterrupted one
-    steps = [r["step"] for r in map(json.loads, (tmp_path / "split/metrics.jsonl").read_text().splitlines())]
-    assert steps == [5, 10, 15, 20]
+    records = list(map(json.loads, (tmp_path / "split/metrics.jsonl").read_text().splitlines()))
+    assert [r["step"] for r in records if r.get("kind", "train") == "train"] == [5, 10, 15, 20]
+    # and says what changed on resume
+    assert [r for r in records if r.get("kind") == "resume"] == [
+        {"kind": "resume", "step": 10, "changed": {"train.steps": [10, 20]}}]
 
 
 def test_resume_of_an_interrupted_cosine_run(tmp_path, tiny, monkeypatch):
@@ -62,11 +65,11 @@ def test_resume_of_an_interrupted_cosine_run(tmp_path, tiny, monkeypatch):
     real_loss = ContinuousFlow.loss
     calls = {"n": 0}
 
-    def interrupted(self, x, rng=None):
+    def interrupted(self, x, rng=None, labels=None):
         calls["n"] += torch.is_grad_enabled()  # training steps only, not the no-grad init pass
         if calls["n"] == 13:
             raise KeyboardInterrupt
-        return real_loss(self, x, rng)
+        return real_loss(self, x, rng, labels)
 
     monkeypatch.setattr(ContinuousFlow, "loss", interrupted)
     with pytest.raises(KeyboardInterrupt):
@@ -82,9 +85,9 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny, monkeypat
     real_loss = ContinuousFlow.loss
     calls = {"n": 0}
 
-    def poisoned(self, x, rng=None):
+    def poisoned(self, x, rng=None, labels=None):
         calls["n"] += torch.is_grad_enabled()  # training steps only, not the no-grad init pass
-        loss = real_loss(self, x, rng)
+        loss = real_loss(self, x, rng, labels)
         return loss * float("nan") if calls["n"] == 15 else loss
 
     monkeypatch.setattr(ContinuousFlow, "loss", poisoned)
@@ -102,8 +105,8 @@ def test_nan_gradient_is_caught(tmp_path, tiny, monkeypatch):
     cfg = load_config("configs/rf-moons.yaml", tiny(tmp_path / "run"))
     real_loss = ContinuousFlow.loss
 
-    def poisoned_grad(self, x, rng=None):
-        loss = real_loss(self, x, rng)
+    def poisoned_grad(self, x, rng=None, labels=None):
+        loss = real_loss(self, x, rng, labels)
         # finite loss, infinite gradient: d/dw of w * 0 * inf
         w = next(self.parameters()).sum()
         return loss + (w * torch.tensor(float("inf"))).clamp(max=0.0) * 0.0 if loss.requires_grad else loss
@@ -173,6 +176,7 @@ def test_cli_round_trip(tmp_path, tiny):
     assert model.sample(7, steps=3).shape == (7, 2)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists(os.path.join(os.path.dirname(sys.executable), "torchrun")),
                     reason="torchrun is not installed beside this Python")
 def test_two_processes_match_one(tmp_path, tiny):
@@ -257,9 +261,9 @@ import torch
 import flowforge.models.continuous as c
 real = c.ContinuousFlow.loss
 calls = {"n": 0}
-def loss(self, x, rng=None):
+def loss(self, x, rng=None, labels=None):
     calls["n"] += torch.is_grad_enabled()  # training steps only, not the no-grad init pass
-    out = real(self, x, rng)
+    out = real(self, x, rng, labels)
     # a NaN that has no gradient path: only the loss check can see it, and only on rank 1
     if calls["n"] == 15 and os.environ.get("RANK") == "1":
         out = out + float("nan") * out.detach()
@@ -270,6 +274,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists(os.path.join(os.path.dirname(sys.executable), "torchrun")),
                     reason="torchrun is not installed beside this Python")
 def test_nan_on_one_rank_stops_every_rank(tmp_path, tiny):

@@ -107,11 +107,10 @@ def test_adam_fits_minus_x():
 
 
 def test_bad_labels_raise():
+    # label values are checked once per run by the model (flowforge.models.conditioning), which reads them
+    # back to the host; the network itself checks only what it can without a host read
     net = UNet(**DIGITS, num_classes=10)
     x, t = torch.randn(2, 1, 8, 8), torch.rand(2)
-    for y in ([0, 11], [-1, 2]):
-        with pytest.raises(ValueError, match=r"\[0, 10\]"):
-            net(x, t, torch.tensor(y))
     with pytest.raises(ValueError, match="integer labels"):
         net(x, t, torch.tensor([1.0, 2.0]))
     with pytest.raises(ValueError, match="num_classes=None"):

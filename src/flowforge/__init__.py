@@ -21,10 +21,11 @@ def load(run_dir, *, ema: bool = True, device: str = "cpu"):
 
 
 def evaluate(run_dir, **options):
-    """Score a trained run's samples (see :func:`flowforge.evaluation.evaluate`)."""
-    from .evaluation import evaluate as _evaluate
+    """Score a trained run's samples (see :func:`flowforge.runs.evaluate`)."""
+    from .runs import evaluate as _evaluate
 
     return _evaluate(run_dir, **options)
+
 
 __all__ = ["Config", "ConfigError", "RunError", "TrainingDiverged", "UserError", "evaluate", "load",
            "load_config", "__version__"]

@@ -11,3 +11,7 @@ class RunError(UserError):
 
 class TrainingDiverged(UserError):
     """The loss or the gradient became NaN or infinite."""
+
+
+class ConfigError(UserError, ValueError):
+    """A user error in a configuration file or override."""

@@ -1,51 +1,75 @@
 """The one protocol every model family implements.
 
-The training engine, the CLI and the metrics call only these methods, so they
-never ask whether a model is a normalizing flow or a continuous one.
+The training engine, the CLI and the metrics call only these methods and read
+only these attributes, so they never ask whether a model is a normalizing flow
+or a continuous one.
 """
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
+import torch
 from torch import Tensor, nn
 
+from .data.dequantize import Quantization
 from .rng import BatchRandom
 
 
 class GenerativeModel(nn.Module):
     """Base class of all flowforge models.
 
-    ``shape`` is the per-example shape of the data the model was built for.
+    Attributes:
+        shape: the per-example shape of the data the model was built for.
+        quantization: how discrete data is dequantized, or None for continuous data.
+        num_classes: the number of classes of a class-conditional model, or None.
+        takes_sampler: whether :meth:`sample` integrates along a time grid (``sampler``, ``steps``, ``grid``,
+            ``guidance``), as continuous models do, rather than inverting a flow exactly.
     """
 
     shape: tuple[int, ...]
+    quantization: Quantization | None = None
+    num_classes: int | None = None
+    takes_sampler: bool = False
 
-    def loss(self, x: Tensor, rng: BatchRandom | None = None) -> Tensor:
-        """Scalar training objective on a batch ``x`` (batch, *shape); ``rng`` supplies its randomness.
+    @property
+    def dims(self) -> int:
+        """Dimensions per example, ``prod(shape)``."""
+        return math.prod(self.shape)
 
-        Class-conditional models also take ``labels`` (batch,) as a keyword; the engine passes them only
-        when ``model.num_classes`` is set.
-        """
+    def loss(self, x: Tensor, rng: BatchRandom | None = None, labels: Tensor | None = None) -> Tensor:
+        """Scalar training objective on a batch ``x`` (batch, *shape); ``rng`` supplies its randomness and
+        ``labels`` (batch,) the classes of a class-conditional model (None otherwise)."""
         raise NotImplementedError(f"{type(self).__name__} does not define a training loss")
 
-    def sample(self, n: int, **options) -> Tensor:
-        """``n`` samples, (n, *shape)."""
+    def sample(self, n: int, **options: Any) -> Tensor:
+        """``n`` samples, (n, *shape). An option the model does not take is an error, never ignored."""
         raise NotImplementedError(f"{type(self).__name__} cannot sample")
 
-    def log_prob(self, x: Tensor, **options) -> Tensor:
+    def log_prob(self, x: Tensor, **options: Any) -> Tensor:
         """Log-density in nats per example, (batch,)."""
-        raise NotImplementedError(f"{type(self).__name__} does not compute log-likelihoods yet")
+        raise NotImplementedError(f"{type(self).__name__} does not compute log-likelihoods")
 
-    def bits_per_dim(self, x: Tensor, **options) -> Tensor:
-        """Negative log-likelihood in bits per dimension (batch,), dequantization-aware for discrete data."""
-        raise NotImplementedError(f"{type(self).__name__} does not compute log-likelihoods yet")
+    def inpaint(self, x: Tensor, mask: Tensor, **options: Any) -> Tensor:
+        """Fill ``x`` where ``mask`` is False, keep it where True."""
+        raise NotImplementedError(f"{type(self).__name__} does not inpaint")
+
+    def bits_per_dim(self, x: Tensor, **options: Any) -> Tensor:
+        """Negative log-likelihood in bits per dimension (batch,); for discrete data the dequantization bound
+        on the code length of the discrete values."""
+        return self.log_prob_to_bits_per_dim(self.log_prob(x, **options))
 
     def log_prob_to_bits_per_dim(self, log_p: Tensor) -> Tensor:
-        """Bits per dimension (batch,) from this model's ``log_prob`` values, without recomputing them."""
-        raise NotImplementedError(f"{type(self).__name__} does not compute log-likelihoods yet")
+        """Bits per dimension (batch,) of examples whose :meth:`log_prob` is ``log_p``, without recomputing it.
 
-    def inpaint(self, x: Tensor, mask: Tensor, **options) -> Tensor:
-        """Fill ``x`` where ``mask`` is False, keep it where True."""
-        raise NotImplementedError(f"{type(self).__name__} does not inpaint yet")
+        For discrete data ``log_p`` is the density of the dequantized point in ``[0, 1]^D``; the bin volume
+        ``(1 / levels)^D`` turns it into a probability of the discrete value.
+        """
+        nll = -log_p
+        if self.quantization is not None:
+            nll = nll - self.quantization.log_bin_volume(self.dims)
+        return nll / (self.dims * math.log(2))
 
     def check_batch(self, x: Tensor) -> None:
         """Raise a ValueError naming the problem when ``x`` is not a batch of this model's data."""
@@ -53,3 +77,13 @@ class GenerativeModel(nn.Module):
             raise ValueError(
                 f"expected a batch of shape (batch, {', '.join(map(str, self.shape))}), got {tuple(x.shape)}"
             )
+
+    def dequantization_noise(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor | None:
+        """The preamble of every ``log_prob``: check that ``x`` is a finite batch of the model's data, and draw
+        the uniform dequantization noise (x's shape) for discrete data (None for continuous data)."""
+        self.check_batch(x)
+        if not torch.isfinite(x).all():
+            raise ValueError("x contains NaN or inf values; log_prob needs finite data")
+        if self.quantization is None:
+            return None
+        return torch.rand(x.shape, generator=generator, dtype=x.dtype).to(x.device)

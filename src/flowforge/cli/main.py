@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
 
 from ..errors import UserError
+
+SAMPLE_CHUNK = 10_000  # `flowforge sample` draws this many examples per model call
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -29,24 +32,36 @@ def _train(args: argparse.Namespace) -> None:
         os._exit(0)
 
 
+def _check_memory(n: int, shape: tuple[int, ...]) -> None:
+    """Refuse a sample count whose float32 array alone would not fit in this machine's memory."""
+    need = n * math.prod(shape) * 4
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > total // 2:
+        raise UserError(f"--n {n}: {n} samples of shape {tuple(shape)} take {need / 2**30:,.1f} GiB as float32, more "
+                        f"than half of this machine's {total / 2**30:.0f} GiB; draw fewer (or several files with "
+                        f"different --seed)")
+
+
 def _sample(args: argparse.Namespace) -> None:
     import numpy as np
     import torch
 
     from ..data import load_dataset
-    from ..runs import load_run, sample_options
-    from ..train.pictures import write_samples_picture
+    from ..runs import check_finite_samples, draw_samples, load_run, write_samples_picture
 
-    run = load_run(args.run_dir)
     out = Path(args.out)
     if out.suffix not in (".npy", ".png"):
         raise UserError(f"--out {out}: unsupported extension {out.suffix!r}; use .npy (array) or .png (picture)")
+    run = load_run(args.run_dir)
+    _check_memory(args.n, tuple(run.data["shape"]))
     if args.guidance is not None and run.config.model.num_classes is None:
         raise UserError(f"--guidance {args.guidance}: {args.run_dir} is not class-conditional (model.num_classes is "
                         "unset); guidance needs a model trained with model.num_classes and label_dropout > 0")
-    options = sample_options(run.config, args.n, torch.Generator().manual_seed(args.seed), sampler=args.sampler,
-                             steps=args.steps, grid=args.grid, guidance=args.guidance, progress=sys.stderr.isatty())
-    samples = run.model.sample(args.n, **options)
+    options = run.sample_options(args.n, torch.Generator().manual_seed(args.seed), sampler=args.sampler,
+                                 steps=args.steps, grid=args.grid, guidance=args.guidance,
+                                 progress=sys.stderr.isatty())
+    samples = draw_samples(run.model, args.n, options, SAMPLE_CHUNK)
+    check_finite_samples(samples)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npy":
         np.save(out, samples.cpu().numpy())
@@ -56,9 +71,9 @@ def _sample(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from ..evaluation import evaluate
+    from ..runs import evaluate
 
-    record = evaluate(args.run_dir, n_samples=args.n, sampler=args.sampler, steps=args.steps,
+    record = evaluate(args.run_dir, n_samples=args.n, sampler=args.sampler, steps=args.steps, grid=args.grid,
                       n_likelihood=args.n_likelihood, progress=sys.stderr.isatty())
     how = record["sampler"] + (f", {record['steps']} steps" if record["steps"] else "")
     print(f"{how}, {record['n_reference']} samples vs "
@@ -76,8 +91,12 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 def _inpaint(args: argparse.Namespace) -> None:
-    from ..inpainting import inpaint_run
+    from ..runs import inpaint_run
 
+    if Path(args.out).suffix != ".png":
+        raise UserError(f"--out {args.out}: inpainting writes a picture; give a .png path")
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
+        raise UserError(f"--lr {args.lr}: expected a positive finite step size, e.g. --lr 0.05")
     options = {k: v for k, v in (("steps", args.steps), ("lr", args.lr), ("sampler", args.sampler),
                                  ("resample", args.resample)) if v is not None}
     path = inpaint_run(args.run_dir, args.mask, n=args.n, out=args.out, seed=args.seed, **options)
@@ -85,17 +104,15 @@ def _inpaint(args: argparse.Namespace) -> None:
 
 
 def _info(args: argparse.Namespace) -> None:
-    from ..runs import load_run
-    from ..train.checkpoint import checkpoint_dirs
-    from ..train.logging import read_metrics
+    from ..models import describe_model
+    from ..runs import checkpoint_dirs, load_run, read_metrics
 
     run = load_run(args.run_dir)
     cfg = run.config
     n_params = sum(p.numel() for p in run.model.parameters())
     print(f"run        {run.dir}")
     print(f"data       {cfg.data.name}, example shape {tuple(run.data['shape'])}")
-    print(f"model      {cfg.model.kind} ({cfg.model.path} path), {cfg.model.net.name} "
-          f"{cfg.model.net.depth}x{cfg.model.net.width}, {n_params:,} parameters")
+    print(f"model      {describe_model(cfg.model)}; {n_params:,} parameters")
     print(f"trained    step {run.step} of {cfg.train.steps}")
     print(f"checkpoints {', '.join(p.name for p in checkpoint_dirs(run.dir))}")
     train_rows = [r for r in read_metrics(run.dir) if r.get("kind", "train") == "train"]
@@ -103,11 +120,14 @@ def _info(args: argparse.Namespace) -> None:
         print(f"last loss  {train_rows[-1]['loss']:.5f} at step {train_rows[-1]['step']}")
     ev = run.dir / "eval.json"
     if ev.is_file():
-        print("eval       " + json.dumps(json.loads(ev.read_text())["model"]))
+        try:
+            print("eval       " + json.dumps(json.loads(ev.read_text())["model"]))
+        except (ValueError, KeyError, TypeError):
+            print(f"eval       {ev} is unreadable; run `flowforge eval {run.dir}` again")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..solvers import SOLVERS
+    from ..solvers import GRIDS, SOLVERS
 
     parser = argparse.ArgumentParser(prog="flowforge", description="Flow-based generative models: train, sample, evaluate.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -125,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output file: .npy (array) or .png (picture)")
     p.add_argument("--steps", type=int, help="sampler steps (default: the run's sample.steps)")
     p.add_argument("--sampler", choices=sorted(SOLVERS), help="sampler (default: the run's sample.sampler)")
-    p.add_argument("--grid", choices=["uniform", "karras", "shifted"], help="time grid (default: the run's)")
+    p.add_argument("--grid", choices=GRIDS, help="time grid (default: the run's)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance weight (class-conditional models)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=_sample)
@@ -135,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, help="number of samples (default: the run's eval.n_samples)")
     p.add_argument("--steps", type=int, help="sampler steps (default: the run's sample.steps)")
     p.add_argument("--sampler", choices=sorted(SOLVERS))
+    p.add_argument("--grid", choices=GRIDS, help="time grid (default: the run's sample.grid)")
     p.add_argument("--n-likelihood", type=int, dest="n_likelihood",
                    help="held-out examples scored by the likelihood, the first N (default: eval.n_likelihood; 0 = all)")
     p.set_defaults(fn=_eval)
@@ -157,6 +178,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _describe_error(err: BaseException) -> str:
+    """One line naming the cause (and the path, for an OS error); FLOWFORGE_DEBUG=1 shows the traceback."""
+    if isinstance(err, OSError) and err.strerror:
+        where = f"{err.filename}: " if err.filename else ""
+        return f"{where}{err.strerror} (set FLOWFORGE_DEBUG=1 for the traceback)"
+    if isinstance(err, MemoryError) or "allocate" in str(err):
+        return f"out of memory ({err}); ask for fewer samples or a smaller batch"
+    return f"{err} (set FLOWFORGE_DEBUG=1 for the traceback)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     for name, least in (("n", 2 if args.command == "eval" else 1), ("steps", 1)):
@@ -168,6 +199,13 @@ def main(argv: list[str] | None = None) -> int:
         args.fn(args)
     except UserError as err:
         print(f"flowforge {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError, MemoryError) as err:
+        # ValueError: an argument the library refused (a sampler option, a grid the sampler cannot use);
+        # OSError / MemoryError: a path that cannot be written, a full disk, an allocation that failed.
+        if os.environ.get("FLOWFORGE_DEBUG"):
+            raise
+        print(f"flowforge {args.command}: error: {_describe_error(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; the newest complete checkpoint is kept (continue with --resume)", file=sys.stderr)

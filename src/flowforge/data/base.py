@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -61,6 +61,12 @@ class Dataset:
     def shape(self) -> tuple[int, ...]:
         """Shape of one example: ``(D,)`` for points, ``(C, H, W)`` for images."""
         return tuple(self.train.shape[1:])
+
+    def spec(self) -> dict[str, Any]:
+        """What building and loading a model of this data needs to know, without the data itself
+        (a run's ``data.json``): name, kind, per-example shape, value range and intensity levels."""
+        return {"name": self.name, "kind": self.kind, "shape": list(self.shape),
+                "value_range": list(self.value_range) if self.value_range else None, "levels": self.levels}
 
     def reference(self, n: int, seed: int) -> torch.Tensor:
         """Examples of the true distribution, for evaluation.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -41,7 +40,6 @@ class NormalizingFlow(GenerativeModel):
         self.shape = tuple(shape)
         self.quantization = quantization
         self.flatten = flatten
-        self.dims = math.prod(self.shape)
 
     # ------------------------------------------------------------------ data space <-> flow input y
 
@@ -80,28 +78,13 @@ class NormalizingFlow(GenerativeModel):
     def log_prob(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
         """Log-density in nats per example (batch,): of ``x`` itself for continuous data; of ``x``
         dequantized with uniform noise (drawn from ``generator``) for discrete data."""
-        self.check_batch(x)
-        if not torch.isfinite(x).all():
-            raise ValueError("x contains NaN or inf values; log_prob needs finite data")
-        u = None
-        if self.quantization is not None:
-            u = torch.rand(x.shape, generator=generator, dtype=x.dtype).to(x.device)
-        return self.log_prob_flow(self.to_flow_input(x, u))
+        return self.log_prob_flow(self.to_flow_input(x, self.dequantization_noise(x, generator)))
 
-    def bits_per_dim(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
-        """Negative log-likelihood in bits per dimension (batch,); for discrete data the dequantization
-        bound on the code length of the discrete values."""
-        return self.log_prob_to_bits_per_dim(self.log_prob(x, generator=generator))
-
-    def log_prob_to_bits_per_dim(self, log_p: Tensor) -> Tensor:
-        """Bits per dimension of examples whose :meth:`log_prob` is ``log_p`` (batch,)."""
-        nll = -log_p
-        if self.quantization is not None:
-            nll = nll - self.quantization.log_bin_volume(self.dims)
-        return nll / (self.dims * math.log(2))
-
-    def loss(self, x: Tensor, rng: BatchRandom | None = None) -> Tensor:
+    def loss(self, x: Tensor, rng: BatchRandom | None = None, labels: Tensor | None = None) -> Tensor:
         """Mean negative log-likelihood per dimension, in nats (dequantized with ``rng``'s noise)."""
+        if labels is not None:
+            raise ValueError("labels were given to a normalizing flow, which has no class input; "
+                             "unset model.num_classes")
         self.check_batch(x)
         rng = rng or BatchRandom.local(x.shape[0])
         u = rng.rand(self.shape, like=x) if self.quantization is not None else None
@@ -110,8 +93,7 @@ class NormalizingFlow(GenerativeModel):
     # ------------------------------------------------------------------ generation and inpainting
 
     @torch.no_grad()
-    def sample(self, n: int, *, temperature: float = 1.0, generator: torch.Generator | None = None,
-               **_ignored) -> Tensor:
+    def sample(self, n: int, *, temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
         """``n`` samples (n, *shape) in data space; ``temperature`` scales the prior (Glow, §5)."""
         device = next(self.parameters()).device
         flow_shape = (n, self.dims) if self.flatten else (n, *self.shape)

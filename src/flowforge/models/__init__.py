@@ -1,7 +1,9 @@
 """Models: the shared protocol and the families that implement it."""
 
-from .build import MODELS, NETS, build_model
-from .continuous import ContinuousFlow
 from ..protocol import GenerativeModel
+from .build import MODELS, NETS, TIME_SAMPLERS, build_model, describe_model
+from .conditioning import Conditioning
+from .continuous import WEIGHTINGS, ContinuousFlow
 
-__all__ = ["ContinuousFlow", "GenerativeModel", "MODELS", "NETS", "build_model"]
+__all__ = ["MODELS", "NETS", "TIME_SAMPLERS", "WEIGHTINGS", "Conditioning", "ContinuousFlow", "GenerativeModel",
+           "build_model", "describe_model"]

@@ -1,25 +1,36 @@
 """Build a model from its typed config: registries of real constructors, no string lookups.
 
 ``data`` is the run's data spec (``data.json``): ``shape``, ``kind``, ``levels``, ``value_range``.
+Each registry here is the one source of truth for its config choice; a test checks that the
+config's ``Literal`` and the registry's keys agree.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from torch import nn
 
-from ..config import ModelConfig, NetConfig
+from ..config import ConfigError, ModelConfig, NetConfig
 from ..data.dequantize import Quantization
 from ..flows import glow, nice, realnvp
 from ..nets import MLP, UNet
-from ..paths import EDMPath, LinearPath, VEPath, VPPath, AffinePath
+from ..paths import PATHS
 from ..protocol import GenerativeModel
-from .continuous import ContinuousFlow
+from .continuous import WEIGHTINGS, ContinuousFlow
 from .time_sampling import LogitNormal, LogNormalSigma, TimeSampler, Uniform
 
 EDM_TIME_SCALE = 1.0  # EDM feeds c_noise = ln(sigma) / 4 to the sinusoidal features unscaled
 UNIT_TIME_SCALE = 1000.0  # t in [0, 1] scaled to DDPM's step range
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """A backbone: how to build it from its config, and a one-line description of its size."""
+
+    build: Callable[[NetConfig, tuple[int, ...], float, int | None], nn.Module]
+    describe: Callable[[NetConfig], str]
 
 
 def _mlp(cfg: NetConfig, shape: tuple[int, ...], time_scale: float, num_classes: int | None) -> nn.Module:
@@ -37,14 +48,10 @@ def _unet(cfg: NetConfig, shape: tuple[int, ...], time_scale: float, num_classes
                 time_embed_dim=cfg.time_embed_dim, num_classes=num_classes, time_scale=time_scale)
 
 
-NETS: dict[str, Callable[[NetConfig, tuple[int, ...], float, int | None], nn.Module]] = {"mlp": _mlp, "unet": _unet}
-
-PATH_BUILDERS: dict[str, Callable[[ModelConfig], AffinePath]] = {
-    "linear": lambda cfg: LinearPath(cfg.sigma_min),
-    "ve": lambda cfg: VEPath(cfg.sigma_max),
-    "vp": lambda cfg: VPPath("linear"),
-    "vp-cosine": lambda cfg: VPPath("cosine"),
-    "edm": lambda cfg: EDMPath(cfg.sigma_max),
+NETS: dict[str, NetSpec] = {
+    "mlp": NetSpec(_mlp, lambda n: f"MLP {n.depth}x{n.width} ({n.activation})"),
+    "unet": NetSpec(_unet, lambda n: f"U-Net, {n.channels} channels x {n.channel_mult}, "
+                                     f"{n.num_res_blocks} res blocks/level, attention at levels {n.attention_levels}"),
 }
 
 TIME_SAMPLERS: dict[str, Callable[[ModelConfig], TimeSampler]] = {
@@ -57,30 +64,80 @@ TIME_SAMPLERS: dict[str, Callable[[ModelConfig], TimeSampler]] = {
 def _continuous(cfg: ModelConfig, data: dict[str, Any]) -> GenerativeModel:
     shape = tuple(data["shape"])
     precond = cfg.precond == "edm"
-    net = NETS[cfg.net.name](cfg.net, shape, EDM_TIME_SCALE if precond else UNIT_TIME_SCALE, cfg.num_classes)
+    net = NETS[cfg.net.name].build(cfg.net, shape, EDM_TIME_SCALE if precond else UNIT_TIME_SCALE, cfg.num_classes)
     quantization = Quantization.from_spec(data) if cfg.dequantize else None
     return ContinuousFlow(
-        PATH_BUILDERS[cfg.path](cfg), net, shape, target=cfg.target, precond=cfg.sigma_data if precond else None,
-        time_sampler=TIME_SAMPLERS[cfg.time_sampler](cfg), weighting=cfg.weighting, num_classes=cfg.num_classes,
+        PATHS[cfg.path](sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max), net, shape, target=cfg.target,
+        precond=cfg.sigma_data if precond else None, time_sampler=TIME_SAMPLERS[cfg.time_sampler](cfg),
+        weighting=cfg.weighting, num_classes=cfg.num_classes,
         label_dropout=cfg.label_dropout if cfg.num_classes is not None else 0.0, ot_coupling=cfg.ot_coupling,
         quantization=quantization, value_range=tuple(data["value_range"]) if quantization is not None else None)
 
 
+def _describe_continuous(cfg: ModelConfig) -> str:
+    what = (f"EDM-preconditioned denoiser (sigma_data {cfg.sigma_data})" if cfg.precond == "edm"
+            else f"`{cfg.target}` target")
+    classes = f", {cfg.num_classes} classes (label dropout {cfg.label_dropout})" if cfg.num_classes else ""
+    return (f"continuous model on the `{cfg.path}` path, {what}, {cfg.time_sampler} training time{classes}; "
+            f"{NETS[cfg.net.name].describe(cfg.net)}")
+
+
 def _flow(builder: Callable) -> Callable[[ModelConfig, dict[str, Any]], GenerativeModel]:
-    return lambda cfg, data: builder(cfg.flow, data)
+    def build(cfg: ModelConfig, data: dict[str, Any]) -> GenerativeModel:
+        if cfg.num_classes is not None:
+            raise ValueError(f"model.num_classes: the {cfg.kind} flow has no class input; unset model.num_classes")
+        return builder(cfg.flow, data)
+
+    return build
 
 
-MODELS: dict[str, Callable[[ModelConfig, dict[str, Any]], GenerativeModel]] = {
-    "continuous": _continuous, "rectified-flow": _continuous,
-    "nice": _flow(nice), "realnvp": _flow(realnvp), "glow": _flow(glow),
+def _describe_nice(cfg: ModelConfig) -> str:
+    f = cfg.flow
+    return (f"NICE: {f.couplings} additive couplings, MLP conditioners {f.hidden_layers}x{f.hidden}, diagonal "
+            f"scaling, {f.prior} prior")
+
+
+def _describe_realnvp(cfg: ModelConfig) -> str:
+    f = cfg.flow
+    return (f"RealNVP: {f.couplings} affine couplings per level ({f.scale_fn} scale), {f.levels} levels on images, "
+            f"conditioner width {f.hidden} ({f.blocks} residual blocks on images, {f.hidden_layers} layers on "
+            f"vectors), {f.prior} prior")
+
+
+def _describe_glow(cfg: ModelConfig) -> str:
+    f = cfg.flow
+    return (f"Glow: {f.levels} levels x {f.steps_per_level} steps (ActNorm, invertible 1x1 convolution, affine "
+            f"coupling with {f.scale_fn} scale), conditioner width {f.hidden}, {f.prior} prior")
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """A ``model.kind``: how to build it from the config and the data's spec, and how to describe it."""
+
+    build: Callable[[ModelConfig, dict[str, Any]], GenerativeModel]
+    describe: Callable[[ModelConfig], str]
+
+
+MODELS: dict[str, ModelFamily] = {
+    "continuous": ModelFamily(_continuous, _describe_continuous),
+    "nice": ModelFamily(_flow(nice), _describe_nice),
+    "realnvp": ModelFamily(_flow(realnvp), _describe_realnvp),
+    "glow": ModelFamily(_flow(glow), _describe_glow),
 }
 
 
 def build_model(cfg: ModelConfig, data: dict[str, Any]) -> GenerativeModel:
     """The model described by ``cfg`` for the data described by ``data`` (at least ``{"shape": [...]}``)."""
     try:
-        return MODELS[cfg.kind](cfg, data)
+        return MODELS[cfg.kind].build(cfg, data)
     except ValueError as err:
-        from ..config import ConfigError
-
         raise ConfigError(f"model: {err}") from None
+
+
+def describe_model(cfg: ModelConfig) -> str:
+    """One line saying what the model of ``cfg`` is, for ``flowforge info`` and the run report."""
+    return MODELS[cfg.kind].describe(cfg)
+
+
+__all__ = ["MODELS", "NETS", "TIME_SAMPLERS", "WEIGHTINGS", "ModelFamily", "NetSpec", "build_model",
+           "describe_model"]

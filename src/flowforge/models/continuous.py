@@ -12,9 +12,12 @@ from ..data.dequantize import Quantization
 from ..paths import PREDICTIONS, AffinePath, PathCoefficients, expand_like, from_x0_eps, to_x0_eps
 from ..protocol import GenerativeModel
 from ..rng import BatchRandom
+from ..solvers import get_solver, ode_likelihood, time_grid
+from .conditioning import Conditioning, check_labels, drop_labels
 from .field import PathField
 from .ot import ot_permutation
 from .precond import EDMPrecond
+from .repaint import inpaint_along_path
 from .time_sampling import TimeSampler, Uniform
 
 WEIGHTINGS = ("none", "edm", "min-snr")
@@ -97,7 +100,8 @@ class ContinuousFlow(GenerativeModel):
         self.sigma_data = precond if precond is not None else 0.5
         self.num_classes, self.label_dropout, self.ot_coupling = num_classes, label_dropout, ot_coupling
         self.quantization, self.value_range = quantization, value_range
-        self.dims = math.prod(self.shape)
+
+    takes_sampler = True  # sample() integrates the ODE/SDE along a time grid
 
     @property
     def predicts_velocity(self) -> bool:
@@ -105,25 +109,6 @@ class ContinuousFlow(GenerativeModel):
         return self.precond is None and self.target == "velocity"
 
     # ------------------------------------------------------------------ the network's prediction
-
-    def _labels(self, labels: Tensor | None, batch: int, device: torch.device) -> Tensor | None:
-        if self.num_classes is None:
-            if labels is not None:
-                raise ValueError("labels were given to a model without classes; train with model.num_classes set")
-            return None
-        if labels is None:
-            return torch.full((batch,), self.num_classes, dtype=torch.long, device=device)  # "no label"
-        labels = torch.as_tensor(labels, device=device)
-        if labels.is_floating_point() or labels.is_complex():
-            raise ValueError(f"labels must be integer class indices, got dtype {labels.dtype}")
-        labels = labels.long().reshape(-1)
-        if labels.numel() == 1 and batch > 1:
-            labels = labels.expand(batch)
-        if labels.shape != (batch,):
-            raise ValueError(f"expected {batch} labels, got shape {tuple(labels.shape)}")
-        if bool((labels < 0).any()) or bool((labels > self.num_classes).any()):
-            raise ValueError(f"labels must be in 0..{self.num_classes - 1} (or {self.num_classes} for no label)")
-        return labels
 
     def _raw(self, x: Tensor, t: Tensor, labels: Tensor | None) -> Tensor:
         """The network's output at path point ``x`` (B, ...), time ``t`` (B,): the target, or x0 under precond."""
@@ -135,48 +120,39 @@ class ContinuousFlow(GenerativeModel):
         return self.net(x, t / self.path.t_max, *extra)
 
     def conditioning(self, labels: Tensor | None, batch: int, device: torch.device,
-                     guidance: float = 1.0) -> tuple[Tensor | None, float]:
-        """Checked labels (batch,) and the guidance weight that applies (1.0 when there is nothing to guide).
+                     guidance: float = 1.0) -> Conditioning:
+        """Labels and guidance checked once per sampling run; :meth:`guided_output` then reads nothing back
+        to the host per network evaluation."""
+        return Conditioning.check(self.num_classes, labels, batch, device, guidance)
 
-        The checks read values back to the host, so a sampler does them once per run, here, and evaluates the
-        network through :meth:`guided_output`, which does none.
-        """
-        if guidance != 1.0 and self.num_classes is None:
-            raise ValueError(f"guidance={guidance} needs a class-conditional model (model.num_classes set in "
-                             f"training); this model has no classes, so sample it with guidance=1")
-        labels = self._labels(labels, batch, device)
-        if labels is None or bool((labels == self.num_classes).all()):
-            guidance = 1.0  # unconditional: one pass
-        return labels, guidance
-
-    def guided_output(self, x: Tensor, t: Tensor, labels: Tensor | None, guidance: float) -> Tensor:
-        """The network's output with classifier-free guidance ``raw_u + w (raw_c - raw_u)`` (Ho & Salimans,
-        2022) for labels and weight from :meth:`conditioning`; labels None on a class-conditional model means
-        "no label"."""
+    def guided_output(self, x: Tensor, t: Tensor, cond: Conditioning = Conditioning()) -> Tensor:
+        """The network's output at ``x`` (B, ...), ``t`` (B,) under ``cond`` (from :meth:`conditioning`),
+        with classifier-free guidance ``raw_u + w (raw_c - raw_u)`` when ``cond.guidance != 1``; no labels on
+        a class-conditional model mean "no label"."""
+        labels = cond.labels
         if labels is None and self.num_classes is not None:
             labels = torch.full((x.shape[0],), self.num_classes, dtype=torch.long, device=x.device)
-        if guidance == 1.0:
+        if cond.guidance == 1.0:
             return self._raw(x, t, labels).to(x.dtype)
         null = torch.full_like(labels, self.num_classes)
         both = self._raw(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null])).to(x.dtype)
-        cond, uncond = both.chunk(2)
-        return uncond + guidance * (cond - uncond)
+        raw_c, raw_u = both.chunk(2)
+        return raw_u + cond.guidance * (raw_c - raw_u)
 
-    def guided_x0_eps(self, x: Tensor, t: Tensor, labels: Tensor | None,
-                      guidance: float) -> tuple[Tensor, Tensor]:
-        """:meth:`x0_eps` for labels and weight already checked by :meth:`conditioning` (no host reads)."""
-        raw = self.guided_output(x, t, labels, guidance)
+    def guided_x0_eps(self, x: Tensor, t: Tensor, cond: Conditioning = Conditioning()) -> tuple[Tensor, Tensor]:
+        """``(E[x0 | x_t], E[eps | x_t])`` under ``cond`` (already checked: no host reads)."""
+        raw = self.guided_output(x, t, cond)
         return to_x0_eps(raw, self.target, x, self.path.coefficients(expand_like(t, x)))
 
     def x0_eps(self, x: Tensor, t: Tensor, labels: Tensor | None = None,
                guidance: float = 1.0) -> tuple[Tensor, Tensor]:
         """``(E[x0 | x_t], E[eps | x_t])`` on the model's path; ``x`` (B, ...), ``t`` (B,)."""
-        return self.guided_x0_eps(x, t, *self.conditioning(labels, x.shape[0], x.device, guidance))
+        return self.guided_x0_eps(x, t, self.conditioning(labels, x.shape[0], x.device, guidance))
 
     def predict(self, x: Tensor, t: Tensor, kind: str, labels: Tensor | None = None,
                 guidance: float = 1.0) -> Tensor:
         """The prediction of ``kind`` (x0, eps, v, velocity, score) at ``x`` (B, ...), ``t`` (B,)."""
-        raw = self.guided_output(x, t, *self.conditioning(labels, x.shape[0], x.device, guidance))
+        raw = self.guided_output(x, t, self.conditioning(labels, x.shape[0], x.device, guidance))
         return self.convert(raw, x, t, kind)
 
     def convert(self, raw: Tensor, x: Tensor, t: Tensor, kind: str) -> Tensor:
@@ -232,18 +208,17 @@ class ContinuousFlow(GenerativeModel):
             noise = noise[ot_permutation(x0, noise)]
         if self.num_classes is not None:
             drop = rng.rand((), like=x) < self.label_dropout  # (B,)
-            labels = self._labels(labels, x.shape[0], x.device)
-            labels = torch.where(drop, torch.full_like(labels, self.num_classes), labels)
+            labels = drop_labels(check_labels(self.num_classes, labels, x.shape[0], x.device), drop,
+                                 self.num_classes)
         else:
             labels = None  # an unconditional model ignores the data set's labels
-        c = self.path.coefficients(expand_like(t, x0))  # computed once: (B, 1, ...)
-        x_t = c.alpha * x0 + c.sigma * noise
-        target = from_x0_eps(x0, noise, self.target, c)
-        pred = self._raw(x_t, t, labels).float()  # float32 even under bf16 autocast
+        xt = self.path.sample(x0, noise, t)  # x_t = alpha_t x0 + sigma_t eps; coefficients (B, 1, ...)
+        target = from_x0_eps(x0, noise, self.target, xt.coefficients)
+        pred = self._raw(xt.x_t, t, labels).float()  # float32 even under bf16 autocast
         err = (pred - target.float()).square().flatten(1).mean(1)  # (B,)
         if self.weighting == "none":
             return err.mean()
-        return (self.loss_weight(t, c).flatten().float() * err).mean()
+        return (self.loss_weight(t, xt.coefficients).flatten().float() * err).mean()
 
     # ------------------------------------------------------------------ generation
 
@@ -263,36 +238,11 @@ class ContinuousFlow(GenerativeModel):
 
     def time_grid(self, steps: int, *, grid: str | None = None, path: AffinePath | None = None,
                   sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0,
-                  shift: float = 3.0) -> Tensor:
-        """Sampling times (steps + 1,) on ``path`` from noise to ``t = 0``.
-
-        ``uniform`` in ``t``; ``karras`` (EDM eq. 5, noise levels clipped to what
-        the path reaches); ``shifted`` (SD3's shift of a uniform grid). The
-        default is ``karras`` when the path's noise level at ``t_max`` is finite
-        (VE, VP, EDM) and ``uniform`` when it is not (the linear path). Every grid
-        starts at most at the model's :meth:`sigma_top`: a VP model sampled on the
-        linear path's ODE starts where the linear path's noise level is VP's
-        ``sigma(1)``, not at ``sigma = inf``, which the model never saw.
-        """
-        from ..solvers import karras_sigmas, shifted_grid, uniform_grid
-
-        path = path or self.path
-        lo, hi = path.sigma_range()
-        top = self.sigma_top(sigma_max)
-        grid = grid or ("karras" if math.isfinite(hi) else "uniform")
-        if grid not in ("uniform", "shifted", "karras"):
-            raise ValueError(f"unknown grid {grid!r}; choose uniform, karras or shifted")
-        if grid == "karras":
-            sigmas = karras_sigmas(steps, max(sigma_min, lo + 1e-12), min(sigma_max, hi, top), rho)
-            times = path.t_from_sigma(sigmas).clamp(0.0, path.t_max)
-            times[-1] = 0.0
-            return times
-        t_start = path.t_max
-        if hi > top:
-            t_start = min(float(path.t_from_sigma(torch.tensor(top, dtype=torch.float64))), path.t_max)
-        if grid == "uniform":
-            return uniform_grid(steps, t_start, 0.0)
-        return shifted_grid(steps, shift, 1.0, 0.0) * t_start
+                  shift: float = 3.0, finite_start: bool = False) -> Tensor:
+        """Sampling times (steps + 1,) on ``path`` (default: the model's own) from noise to ``t = 0``, starting
+        at most at :meth:`sigma_top`; see :func:`flowforge.solvers.time_grid` for the grids."""
+        return time_grid(path or self.path, steps, grid=grid, sigma_top=self.sigma_top(sigma_max),
+                         sigma_min=sigma_min, sigma_max=sigma_max, rho=rho, shift=shift, finite_start=finite_start)
 
     @torch.no_grad()
     def sample(self, n: int, *, sampler: str = "euler", steps: int = 100, grid: str | None = None,
@@ -310,15 +260,17 @@ class ContinuousFlow(GenerativeModel):
             sampler: a name of :data:`flowforge.solvers.SOLVERS`; ``sampler_options`` go to it (``eta``, ``S_churn``...).
             steps: grid intervals (NFE per step depends on the method; ``return_nfe`` reports it).
             grid: ``uniform``, ``karras`` or ``shifted`` (:meth:`time_grid`); ``grid_options`` its parameters.
+                The default is the path's (:func:`~flowforge.solvers.time_grid`), or ``karras`` for a sampler
+                that cannot start at infinite noise (``finite_start``).
             labels: (n,) classes of a class-conditional model; ``guidance`` the CFG weight.
         """
-        from ..solvers import get_solver
-
+        solver = get_solver(sampler, **sampler_options)
         device = next(self.parameters()).device
-        field = PathField(self, path, *self.conditioning(labels, n, device, guidance))
-        times = self.time_grid(steps, grid=grid, path=field.path, **(grid_options or {}))
+        field = PathField(self, path, self.conditioning(labels, n, device, guidance))
+        times = self.time_grid(steps, grid=grid, path=field.path, finite_start=solver.finite_start,
+                               **(grid_options or {}))
         x = field.path.prior_sample((n, *self.shape), float(times[0]), generator=generator).to(device)
-        result = get_solver(sampler, **sampler_options).solve(field, x, times, progress=progress, generator=generator)
+        result = solver.solve(field, x, times, progress=progress, generator=generator)
         x = result.x if dequantized else self.from_model_space(result.x)
         return (x, result.nfe) if return_nfe else x
 
@@ -344,15 +296,7 @@ class ContinuousFlow(GenerativeModel):
         integrates another path's ODE of the same model (e.g. ``EDMPath`` for a
         VE model, whose ``sqrt(t)`` time is singular at 0).
         """
-        from ..solvers import ode_likelihood
-
-        self.check_batch(x)
-        if not torch.isfinite(x).all():
-            raise ValueError("x contains NaN or inf values; log_prob needs finite data")
-        u = None
-        if self.quantization is not None:
-            u = torch.rand(x.shape, generator=generator, dtype=x.dtype).to(x.device)
-        x_model = self.to_model_space(x, u)
+        x_model = self.to_model_space(x, self.dequantization_noise(x, generator))
         divergence = divergence or ("exact" if self.dims <= 16 else "hutchinson")
         field = PathField(self, path)
         t_end = field.path.t_max
@@ -369,17 +313,6 @@ class ContinuousFlow(GenerativeModel):
         log_p = log_p.to(x.dtype)
         return (log_p, result.nfe) if return_nfe else log_p
 
-    def bits_per_dim(self, x: Tensor, **options: Any) -> Tensor:
-        return self.log_prob_to_bits_per_dim(self.log_prob(x, **options))
-
-    def log_prob_to_bits_per_dim(self, log_p: Tensor) -> Tensor:
-        nll = -log_p
-        if self.quantization is not None:
-            nll = nll - self.quantization.log_bin_volume(self.dims)
-        return nll / (self.dims * math.log(2))
-
     def inpaint(self, x: Tensor, mask: Tensor, **options: Any) -> Tensor:
-        """Fill ``x`` where ``mask`` is False; see :func:`flowforge.models.inpaint.inpaint_along_path`."""
-        from .inpaint import inpaint_along_path
-
+        """Fill ``x`` where ``mask`` is False; see :func:`flowforge.models.repaint.inpaint_along_path`."""
         return inpaint_along_path(self, x, mask, **options)

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from ..paths import AffinePath, PathCoefficients, expand_like
+from .conditioning import Conditioning
 
 
 class PathField:
@@ -27,14 +28,14 @@ class PathField:
     Arguments:
         model: a :class:`~flowforge.models.ContinuousFlow`.
         path: the path whose ODE to integrate; None for the model's own.
-        labels, guidance: the class labels (batch,) of a class-conditional model (None: "no label") and the
-            classifier-free guidance weight ``w`` (1 = plain conditional), as checked once per run by
-            :meth:`ContinuousFlow.conditioning`; the field itself reads nothing back to the host per step.
+        cond: the labels and guidance weight, as checked once per run by
+            :meth:`ContinuousFlow.conditioning` (default: no label, no guidance); the field itself reads
+            nothing back to the host per step.
     """
 
-    def __init__(self, model, path: AffinePath | None = None, labels: Tensor | None = None,
-                 guidance: float = 1.0, sigma_floor: float = 2e-3):
-        self.model, self.labels, self.guidance = model, labels, guidance
+    def __init__(self, model, path: AffinePath | None = None, cond: Conditioning = Conditioning(),
+                 sigma_floor: float = 2e-3):
+        self.model, self.cond = model, cond
         # an equal path object (same class and parameters) is the model's own path, not another one
         self.same_path = path is None or path is model.path or (
             type(path) is type(model.path) and vars(path) == vars(model.path))
@@ -61,7 +62,7 @@ class PathField:
     def x0_eps(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         """``(E[x0 | x_t], E[eps | x_t])`` in this path's coordinates; ``x`` (B, ...), ``t`` (B,)."""
         if self.same_path:
-            return self.model.guided_x0_eps(x, t, self.labels, self.guidance)
+            return self.model.guided_x0_eps(x, t, self.cond)
         c = self.path.coefficients(expand_like(t, x))
         sigma = (c.sigma / c.alpha).flatten()  # (B,) EDM noise level
         # Noise levels outside the model's own range (below a LinearPath's sigma_min, above its top) are
@@ -70,7 +71,7 @@ class PathField:
         t_model = model_path.t_from_sigma(sigma.double()).clamp(0.0, model_path.t_max).to(t.dtype)  # (B,)
         c_model = model_path.coefficients(expand_like(t_model, x))
         x_model = x * (c_model.alpha / c.alpha)  # the same point in the model's coordinates
-        x0, _ = self.model.guided_x0_eps(x_model, t_model, self.labels, self.guidance)
+        x0, _ = self.model.guided_x0_eps(x_model, t_model, self.cond)
         return x0, (x - c.alpha * x0) / c.sigma
 
     def denoise(self, x: Tensor, t: Tensor) -> Tensor:
@@ -80,7 +81,7 @@ class PathField:
         # adaptive solvers (torchdiffeq) evaluate stages past the end of the interval; the path stops at [0, t_max]
         t = t.clamp(0.0, self.path.t_max)
         if self.finite_at_zero:
-            return self.model.convert(self.model.guided_output(x, t, self.labels, self.guidance), x, t, "velocity")
+            return self.model.convert(self.model.guided_output(x, t, self.cond), x, t, "velocity")
         t = self._floor(t)
         x0, eps = self.x0_eps(x, t)
         c = self.path.coefficients(expand_like(t, x))

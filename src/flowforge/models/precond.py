@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 
@@ -53,7 +52,3 @@ class EDMPrecond(nn.Module):
         out = self.net(*args) if labels is None else self.net(*args, labels)  # F: (B, ...)
         return c_skip.reshape(shape) * x + c_out.reshape(shape) * out.to(x.dtype)
 
-
-def sigma_data_of(x: Tensor) -> float:
-    """The data's standard deviation over all examples and dimensions, EDM's ``sigma_data`` estimate."""
-    return float(torch.as_tensor(x).float().std())

@@ -38,11 +38,6 @@ class PathCoefficients:
     d_sigma: Tensor  # d sigma / dt
 
     @property
-    def s(self) -> Tensor:
-        """EDM's scale ``s(t) = alpha_t``."""
-        return self.alpha
-
-    @property
     def edm_sigma(self) -> Tensor:
         """EDM's noise level ``sigma(t) = sigma_t / alpha_t`` (infinite where ``alpha_t = 0``)."""
         return self.sigma / self.alpha
@@ -59,7 +54,8 @@ class PathSample:
 
     ``x_t`` and ``dx_t`` have the shape of ``x0``; ``t`` has shape ``(batch,)``.
     ``dx_t`` is the conditional velocity ``d x_t / dt``, the regression target of
-    flow matching (Lipman et al., 2023, arXiv:2210.02747, eq. 21).
+    flow matching (Lipman et al., 2023, arXiv:2210.02747, eq. 21); ``coefficients``
+    are the path's at ``t``, shaped to broadcast against ``x0``.
     """
 
     x0: Tensor
@@ -67,6 +63,7 @@ class PathSample:
     t: Tensor
     x_t: Tensor
     dx_t: Tensor
+    coefficients: PathCoefficients
 
 
 def expand_like(t: Tensor, x: Tensor) -> Tensor:
@@ -110,7 +107,7 @@ class AffinePath:
         c = self.coefficients(expand_like(t, x0))
         x_t = c.alpha * x0 + c.sigma * noise
         dx_t = c.d_alpha * x0 + c.d_sigma * noise
-        return PathSample(x0=x0, noise=noise, t=t, x_t=x_t, dx_t=dx_t)
+        return PathSample(x0=x0, noise=noise, t=t, x_t=x_t, dx_t=dx_t, coefficients=c)
 
     def prior_sample(self, shape: tuple[int, ...], t: float | None = None,
                      generator: torch.Generator | None = None, **kwargs) -> Tensor:

@@ -9,12 +9,15 @@ diffusion methods (DDIM, DPM-Solver++, EDM's stochastic sampler) use
 
 Every sampler has the same signature: ``solve(field, x, times, progress=...,
 generator=...)``. Options specific to a method (``eta``, ``S_churn``, ...) are
-constructor arguments.
+constructor arguments, and a method declares what it needs of the field and the
+grid as class attributes; the configuration, the CLI and the models read those
+declarations instead of keeping lists of their own.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field as dataclass_field
+import inspect
 import math
 from typing import Any, Callable, Protocol
 
@@ -69,8 +72,7 @@ class VelocityField:
 
     def _no_path(self, *args: Any) -> Tensor:
         raise ValueError("this sampler needs a model on a noising path (a denoiser and the path's coefficients); "
-                         "a bare velocity function only supports the ODE samplers euler, heun, midpoint, rk4, "
-                         "dopri5")
+                         "a bare velocity function only supports the samplers with needs_denoiser = False")
 
     denoise = coefficients = t_from_sigma = _no_path
 
@@ -117,11 +119,22 @@ class Solver:
     """Base class: a method that advances a state along a time grid.
 
     Subclasses set ``name`` and ``order`` (global order of accuracy on a smooth
-    ODE; 0 for stochastic methods) and implement :meth:`step`.
+    ODE; 0 for stochastic methods), declare what they need, and implement
+    :meth:`step`. Their options are the keyword arguments of their constructor
+    (:meth:`option_names`).
     """
 
     name: str = ""
     order: int = 0
+    needs_denoiser: bool = False  # uses field.denoise and the path's coefficients, not only field.velocity
+    finite_start: bool = False  # cannot start at infinite noise (the linear path's t = 1): needs a karras grid
+    fixed_grid: bool = True  # steps along the given grid (False: adaptive, the grid gives only its ends)
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        """The method's own options: its constructor's keyword arguments (e.g. ``eta``, ``S_churn``)."""
+        params = inspect.signature(cls.__init__).parameters
+        return tuple(name for name, p in params.items() if name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD)
 
     def step(self, field: Field, x: Tensor, t: float, t_next: float, ctx: StepContext) -> Tensor:
         """Advance ``x`` from time ``t`` to ``t_next``."""
@@ -148,7 +161,11 @@ class Solver:
             generator: randomness of stochastic samplers.
         """
         self.check_grid(times)
-        counted = CountedField(field if hasattr(field, "velocity") else VelocityField(field))
+        field = field if hasattr(field, "velocity") else VelocityField(field)
+        if self.needs_denoiser and isinstance(field, VelocityField):
+            raise ValueError(f"sampler {self.name!r} needs a denoiser on a noising path; a bare velocity function "
+                             f"supports only the samplers with needs_denoiser = False")
+        counted = CountedField(field)
         grid = times.tolist()
         ctx = StepContext(index=0, times=grid, generator=generator)
         steps = range(len(grid) - 1)

@@ -27,6 +27,7 @@ class DDIM(Solver):
 
     name = "ddim"
     order = 1
+    needs_denoiser = True
 
     def __init__(self, eta: float = 0.0):
         if eta < 0:

@@ -33,6 +33,7 @@ class Dopri5(Solver):
 
     name = "dopri5"
     order = 5
+    fixed_grid = False  # adaptive steps between the grid's two ends
 
     def __init__(self, rtol: float = 1e-5, atol: float = 1e-5):
         if rtol <= 0 or atol <= 0:

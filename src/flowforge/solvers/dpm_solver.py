@@ -33,6 +33,7 @@ class DPMSolverPP2M(Solver):
 
     name = "dpm++2m"
     order = 2
+    needs_denoiser = True
 
     def step(self, field: Field, x: Tensor, t: float, t_next: float, ctx: StepContext) -> Tensor:
         alpha, sigma = alpha_sigma(field, t)

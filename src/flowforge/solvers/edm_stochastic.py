@@ -30,6 +30,8 @@ class EDMStochastic(Solver):
 
     name = "edm-stochastic"
     order = 0  # stochastic; with S_churn = 0 it is Heun's second-order method
+    needs_denoiser = True
+    finite_start = True  # works in EDM's sigma, which is infinite at the linear path's t = 1
 
     def __init__(self, S_churn: float = 0.0, S_tmin: float = 0.0, S_tmax: float = float("inf"),
                  S_noise: float = 1.0):

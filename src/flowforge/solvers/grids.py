@@ -2,8 +2,23 @@
 
 from __future__ import annotations
 
+import math
+from typing import Protocol
+
 import torch
 from torch import Tensor
+
+GRIDS = ("uniform", "karras", "shifted")  # the choices of :func:`time_grid`
+
+
+class GridPath(Protocol):
+    """What a grid needs of a path: its time domain and the map between time and EDM's noise level."""
+
+    t_max: float
+
+    def sigma_range(self) -> tuple[float, float]: ...
+
+    def t_from_sigma(self, sigma: Tensor) -> Tensor: ...
 
 
 def _check_steps(steps: int) -> None:
@@ -50,3 +65,35 @@ def shift_times(t: Tensor, shift: float) -> Tensor:
 def shifted_grid(steps: int, shift: float, t_start: float = 1.0, t_end: float = 0.0) -> Tensor:
     """A uniform grid on ``[t_end, t_start]`` passed through :func:`shift_times`."""
     return shift_times(uniform_grid(steps, t_start, t_end), shift)
+
+
+def time_grid(path: GridPath, steps: int, *, grid: str | None = None, sigma_top: float = math.inf,
+              sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0, shift: float = 3.0,
+              finite_start: bool = False) -> Tensor:
+    """Sampling times (steps + 1,) on ``path`` from noise to ``t = 0``.
+
+    ``uniform`` in ``t``; ``karras`` (EDM eq. 5, noise levels clipped to what the
+    path reaches); ``shifted`` (SD3's shift of a uniform grid). The default is
+    ``karras`` when the path's noise level at ``t_max`` is finite (VE, VP, EDM)
+    and ``uniform`` when it is not (the linear path), unless the sampler cannot
+    start at infinite noise (``finite_start``, EDM's stochastic sampler), which
+    gets ``karras`` on every path. Every grid starts at most at
+    the noise level ``sigma_top`` the model can be queried at: a VP model sampled
+    on the linear path's ODE starts where the linear path's noise level is VP's
+    ``sigma(1)``, not at ``sigma = inf``, which the model never saw.
+    """
+    lo, hi = path.sigma_range()
+    grid = grid or ("karras" if finite_start or math.isfinite(hi) else "uniform")
+    if grid not in GRIDS:
+        raise ValueError(f"unknown grid {grid!r}; choose one of {', '.join(GRIDS)}")
+    if grid == "karras":
+        sigmas = karras_sigmas(steps, max(sigma_min, lo + 1e-12), min(sigma_max, hi, sigma_top), rho)
+        times = path.t_from_sigma(sigmas).clamp(0.0, path.t_max)
+        times[-1] = 0.0
+        return times
+    t_start = path.t_max
+    if hi > sigma_top:
+        t_start = min(float(path.t_from_sigma(torch.tensor(sigma_top, dtype=torch.float64))), path.t_max)
+    if grid == "uniform":
+        return uniform_grid(steps, t_start, 0.0)
+    return shifted_grid(steps, shift, 1.0, 0.0) * t_start

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from ..solvers import StepContext, get_solver
 from ..solvers.base import CountedField, alpha_sigma, randn_like
+from .field import PathField
 
 
 def inpaint_along_path(model, x: Tensor, mask: Tensor, *, sampler: str = "euler", steps: int = 100,
@@ -29,18 +30,16 @@ def inpaint_along_path(model, x: Tensor, mask: Tensor, *, sampler: str = "euler"
     The last step imposes ``x`` itself; for discrete data the generated entries are returned as data
     values, like :meth:`~flowforge.models.ContinuousFlow.sample`'s.
     """
-    from .field import PathField
-
-    if sampler == "dopri5":
-        raise ValueError("inpainting steps along a fixed grid; choose a fixed-step sampler, not dopri5")
+    solver = get_solver(sampler, **sampler_options)
+    if not solver.fixed_grid:
+        raise ValueError(f"inpainting steps along a fixed grid; choose a fixed-step sampler, not {sampler}")
     if resample < 1:
         raise ValueError(f"resample must be >= 1, got {resample}")
     model.check_batch(x)
     mask = torch.as_tensor(mask, dtype=torch.bool, device=x.device).expand_as(x)
-    solver = get_solver(sampler, **sampler_options)
-    field = CountedField(PathField(model, None, *model.conditioning(labels, x.shape[0], x.device, guidance)))
+    field = CountedField(PathField(model, None, model.conditioning(labels, x.shape[0], x.device, guidance)))
     path = model.path
-    times = model.time_grid(steps, grid=grid).tolist()
+    times = model.time_grid(steps, grid=grid, finite_start=solver.finite_start).tolist()
     known = model.to_model_space(x, None)
     state = path.prior_sample(tuple(x.shape), times[0], generator=generator).to(x.device, x.dtype)
     ctx = StepContext(index=0, times=times, generator=generator)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import yaml
-
-from .train.logging import read_metrics
-from .viz import plot_curves
+from ..models import describe_model
+from ..viz import plot_curves
+from .load import read_config
+from .checkpoint import atomic_write_text
+from .metrics_log import read_metrics
 
 _ROWS = (("model", "model"), ("noise_floor", "noise floor (data vs data)"),
          ("matched_gaussian", "matched Gaussian baseline"))
@@ -32,34 +33,20 @@ def _eval_table(ev: dict) -> list[str]:
     return lines
 
 
-def _describe_model(model: dict) -> str:
-    if model["kind"] in ("continuous", "rectified-flow"):
-        net = model["net"]
-        size = (f"{net['depth']}x{net['width']} ({net['activation']})" if net["name"] == "mlp" else
-                f"{net['channels']} channels x {net.get('channel_mult')}, {net.get('num_res_blocks')} blocks/level")
-        what = "EDM-preconditioned denoiser" if model.get("precond") == "edm" else f"`{model.get('target', 'velocity')}` target"
-        classes = f", {model['num_classes']} classes" if model.get("num_classes") else ""
-        return (f"continuous model on the `{model['path']}` path, {what}, {model.get('time_sampler', 'uniform')} "
-                f"training time{classes}; {net['name']} {size}")
-    f = model["flow"]
-    return (f"`{model['kind']}` normalizing flow: {f['couplings']} couplings, {f['levels']} levels, "
-            f"{f['steps_per_level']} steps/level, conditioner width {f['hidden']}, {f['prior']} prior")
-
-
 def write_report(run_dir: str | Path) -> Path:
     """(Re)write ``run_dir/report.md`` from the files the run has produced so far."""
     run_dir = Path(run_dir)
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config = read_config(run_dir)
+    tc = config.train
     records = read_metrics(run_dir)
     train_rows = [r for r in records if r.get("kind", "train") == "train"]
     data_path = run_dir / "data.json"
     data = json.loads(data_path.read_text()) if data_path.is_file() else {}
-    lines = [f"# flowforge run `{cfg['run']['name']}`", "",
-             f"- data: `{cfg['data']['name']}`, example shape {tuple(data.get('shape', []))}",
-             f"- model: {_describe_model(cfg['model'])}",
-             f"- training: batch {cfg['train']['batch_size']}, AdamW lr {cfg['train']['lr']} "
-             f"({cfg['train']['schedule']}, {cfg['train']['warmup_steps']} warmup), EMA {cfg['train']['ema_decay']}, "
-             f"precision {cfg['train']['precision']}"]
+    lines = [f"# flowforge run `{config.run.name}`", "",
+             f"- data: `{config.data.name}`, example shape {tuple(data.get('shape', []))}",
+             f"- model: {describe_model(config.model)}",
+             f"- training: batch {tc.batch_size}, AdamW lr {tc.lr} ({tc.schedule}, {tc.warmup_steps} warmup), "
+             f"EMA {tc.ema_decay}, precision {tc.precision}"]
     if train_rows:
         last = train_rows[-1]
         lines.append(f"- trained {last['step']} steps in {last['seconds']:.1f} s; last logged loss {last['loss']:.5f}")
@@ -74,7 +61,7 @@ def write_report(run_dir: str | Path) -> Path:
         if pictures:
             lines += ["", "## Samples", "", f"![samples](samples/{pictures[-1].name})"]
         lines += ["", f"Run `flowforge eval {run_dir}` to score the samples."]
-    lines += ["", "## Config", "", "```yaml", yaml.safe_dump(cfg, sort_keys=False).rstrip(), "```", ""]
+    lines += ["", "## Config", "", "```yaml", config.to_yaml().rstrip(), "```", ""]
     out = run_dir / "report.md"
-    out.write_text("\n".join(lines))
+    atomic_write_text(out, "\n".join(lines))
     return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import time
 from pathlib import Path
@@ -10,23 +9,26 @@ from typing import Any
 
 import torch
 
-from .data import load_dataset
-from .metrics import heldout_likelihood, matched_gaussian, sample_distances
-from .errors import RunError, UserError
-from .runs import load_run, sample_options
-from .train.logging import MetricsLog
-from .train.pictures import write_samples_picture
+from ..data import load_dataset
+from ..errors import UserError
+from ..metrics import heldout_likelihood, matched_gaussian, sample_distances
+from .checkpoint import atomic_write_text
+from .load import check_finite_samples, load_run
+from .metrics_log import MetricsLog
+from .pictures import write_samples_picture
+from .report import write_report
 
 
 def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str | None = None,
-             steps: int | None = None, n_likelihood: int | None = None, progress: bool = False) -> dict[str, Any]:
+             steps: int | None = None, grid: str | None = None, n_likelihood: int | None = None,
+             progress: bool = False) -> dict[str, Any]:
     """Compare ``n_samples`` model samples with held-out draws of the data distribution.
 
     Three rows, each scored against the same reference draws (``eval.repeats`` independent
     draws for toy sets, whose distribution can be sampled afresh; the test split otherwise):
 
     - ``model``: the trained model (EMA weights), sampled with ``sampler`` / ``steps``
-      (defaults: the run's ``sample`` section);
+      (defaults: the run's ``sample`` section; ``grid`` likewise), or by its exact inverse (flows);
     - ``noise_floor``: a second, independent draw of the data (a fresh sample for
       toy sets, the training split for finite sets): the best score sampling noise allows;
     - ``matched_gaussian``: a Gaussian with the training data's mean and covariance.
@@ -41,19 +43,15 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
     n = n_samples or ec.n_samples
     if n < 2:
         raise UserError(f"n_samples must be at least 2 to compare samples, got {n}")
-    sampler = sampler or cfg.sample.sampler
-    steps = steps or cfg.sample.steps
-    if "sampler" not in inspect.signature(run.model.sample).parameters:  # e.g. a normalizing flow's exact inverse
-        sampler, steps = "exact inverse", None
+    options = run.sample_options(n, torch.Generator().manual_seed(ec.seed), sampler=sampler, steps=steps, grid=grid,
+                                 progress=progress)
+    sampler, steps = options.get("sampler", run.sampler_name), options.get("steps")
     dataset = load_dataset(cfg.data)
 
     t0 = time.perf_counter()
-    samples = run.model.sample(n, **sample_options(cfg, n, torch.Generator().manual_seed(ec.seed), sampler=sampler,
-                                                   steps=steps, progress=progress))
+    samples = run.model.sample(n, **options)
     sample_seconds = time.perf_counter() - t0
-    if not torch.isfinite(samples).all():
-        bad = int((~torch.isfinite(samples.reshape(n, -1))).any(1).sum())
-        raise RunError(f"{bad} of {n} samples are NaN/inf: the sampler diverged; try more sampling steps or retrain")
+    check_finite_samples(samples)
     baseline = matched_gaussian(dataset.train, n, seed=ec.seed + 3)
 
     # A single reference draw makes a noisy yardstick (on checkerboard the floor of one draw of 5000 points
@@ -87,17 +85,12 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
     n_lik = n_likelihood if n_likelihood is not None else ec.n_likelihood
     if n_lik < 0:
         raise UserError(f"n_likelihood must be >= 0 (0 = every held-out example), got {n_lik}")
-    likelihood = heldout_likelihood(run.model, held_out[:n_lik] if n_lik else held_out, seed=ec.seed)
-    if likelihood is not None:
-        record["likelihood"] = likelihood
+    record["likelihood"] = heldout_likelihood(run.model, held_out[:n_lik] if n_lik else held_out, seed=ec.seed)
     run_dir = Path(run_dir)
-    (run_dir / "eval.json").write_text(json.dumps(record, indent=1))
-    log = MetricsLog(run_dir, tensorboard=False)
-    log.log(record)
+    atomic_write_text(run_dir / "eval.json", json.dumps(record, indent=1))
+    MetricsLog(run_dir, tensorboard=False).log(record)
     write_samples_picture(samples, dataset, run_dir / "samples" / "eval.png",
                           title=f"{cfg.run.name}: {sampler}" + (f", {steps} steps" if steps else ""))
-    from .report import write_report
-
     write_report(run_dir)
     return record
 

@@ -8,16 +8,19 @@ from typing import Any
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """All records of ``run_dir/metrics.jsonl`` (a torn last line from a crash is skipped)."""
+    """All records of ``run_dir/metrics.jsonl``: JSON objects with an integer ``step``; anything else (a torn
+    last line from a crash, a hand-edited line) is skipped."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         return []
     out = []
-    for line in path.read_text().splitlines():
+    for line in path.read_text(errors="replace").splitlines():
         try:
-            out.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if isinstance(record, dict) and isinstance(record.get("step", 0), int):
+            out.append(record)
     return out
 
 

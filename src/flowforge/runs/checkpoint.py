@@ -7,7 +7,12 @@ then renamed, so a crash mid-write never leaves a half checkpoint)::
         model.safetensors       trained weights
         ema.safetensors         EMA weights (when EMA is on)
         optimizer.safetensors   optimizer moments; param groups in its metadata
-        state.json              step, data shape, RNG states, EMA count, ...
+        state.json              step, data shape, RNG states, EMA count, the model section it was trained as
+
+A checkpoint is bound to the model it was trained as: ``state.json`` keeps the
+config's ``model`` section, and loading refuses a ``config.yaml`` whose model
+section has changed since (a shape-preserving edit such as ``model.target``
+would otherwise load silently and sample garbage).
 """
 
 from __future__ import annotations
@@ -60,12 +65,17 @@ def rng_state() -> dict[str, Any]:
     }
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(torch.frombuffer(bytearray(base64.b64decode(state["torch"])), dtype=torch.uint8))
-    kind, keys, *rest = state["numpy"]
-    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), *rest))
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
+def set_rng_state(state: dict[str, Any], ckpt: Path | None = None) -> None:
+    """Restore what :func:`rng_state` saved; a damaged state names the checkpoint to delete."""
+    try:
+        torch.set_rng_state(torch.frombuffer(bytearray(base64.b64decode(state["torch"])), dtype=torch.uint8))
+        kind, keys, *rest = state["numpy"]
+        np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), *rest))
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise RunError(f"checkpoint {ckpt}: its saved random state is damaged ({type(err).__name__}: {err}); "
+                       f"{_FALL_BACK}") from None
 
 
 # --------------------------------------------------------------------------- optimizer state as safetensors
@@ -123,14 +133,31 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def _remove_dead_leftovers(root: Path) -> None:
+    """Temporary checkpoints of processes that died mid-write; another live process's are left alone."""
+    for leftover in root.glob(".tmp-step-*"):
+        pid = leftover.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and (int(pid) == os.getpid() or not _pid_alive(int(pid))):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
 def save_checkpoint(run_dir: Path, step: int, *, model: nn.Module, optimizer: torch.optim.Optimizer,
                     ema: nn.Module | None, state: dict[str, Any], keep_last: int) -> Path:
     """Write checkpoint ``step`` atomically and delete all but the newest ``keep_last``."""
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:07d}"
-    for leftover in root.glob(".tmp-step-*"):  # from a process that died mid-write
-        shutil.rmtree(leftover, ignore_errors=True)
+    _remove_dead_leftovers(root)
     tmp = root / f".tmp-step-{step:07d}-{os.getpid()}"
     tmp.mkdir()
     save_model(model, str(tmp / "model.safetensors"))
@@ -154,16 +181,63 @@ def save_checkpoint(run_dir: Path, step: int, *, model: nn.Module, optimizer: to
     return final
 
 
+_FALL_BACK = "delete this checkpoint directory to fall back to the previous one"
+
+
+def _check_state(state: Any, ckpt: Path) -> dict[str, Any]:
+    """``state.json``'s content, or a RunError naming what is wrong and the checkpoint to delete."""
+    def bad(what: str) -> RunError:
+        return RunError(f"checkpoint {ckpt}: state.json {what}; {_FALL_BACK}")
+
+    if not isinstance(state, dict):
+        raise bad(f"holds a JSON {type(state).__name__}, not an object")
+    step, data = state.get("step"), state.get("data")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise bad(f"has step {step!r}, not a non-negative integer")
+    if not isinstance(data, dict):
+        raise bad(f"has data {data!r}, not an object with the data's shape")
+    shape = data.get("shape")
+    if not (isinstance(shape, list) and shape and all(isinstance(s, int) and s > 0 for s in shape)):
+        raise bad(f"has data.shape {shape!r}, not a list of positive integers")
+    for key, kind in (("rng", list), ("model", dict), ("seconds", (int, float)), ("ema_n_averaged", int)):
+        if key in state and not isinstance(state[key], kind):
+            raise bad(f"has {key} {state[key]!r} of the wrong type")
+    return state
+
+
 def read_state(ckpt: Path) -> dict[str, Any]:
+    """The checked JSON state of checkpoint ``ckpt``."""
     try:
         state = json.loads((Path(ckpt) / "state.json").read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise RunError(f"checkpoint {ckpt} is unreadable ({err}); delete it to fall back to an older one") from None
-    missing = [k for k in ("step", "data") if k not in state]
-    if missing:
-        raise RunError(f"checkpoint {ckpt}: state.json lacks {', '.join(missing)}; delete it to fall back to an "
-                       f"older one")
-    return state
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RunError(f"checkpoint {ckpt}: state.json is unreadable ({err}); {_FALL_BACK}") from None
+    return _check_state(state, Path(ckpt))
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested dicts (``prefix`` names the section)."""
+    a, b = _flatten(old, prefix), _flatten(new, prefix)
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+
+
+def check_model_binding(state: dict[str, Any], model_section: dict[str, Any], ckpt: Path) -> None:
+    """Refuse a checkpoint trained as another model than ``model_section`` describes (``config.yaml`` edited)."""
+    trained_as = state.get("model")
+    if trained_as is None:  # written before checkpoints recorded their model
+        return
+    changed = changed_keys(trained_as, model_section, "model.")
+    if changed:
+        a, b = _flatten(trained_as, "model."), _flatten(model_section, "model.")
+        diffs = ", ".join(f"{k} was {a.get(k)!r}, config.yaml says {b.get(k)!r}" for k in changed[:4])
+        raise RunError(f"checkpoint {ckpt} was trained as another model than config.yaml describes ({diffs}); "
+                       f"restore those settings in config.yaml, or train a new run")
 
 
 def load_weights(module: nn.Module, path: Path) -> None:

@@ -1,0 +1,11 @@
+"""Typed run configuration: the dataclasses (:mod:`.schema`) and how files and overrides become one
+(:mod:`.parse`)."""
+
+from ..errors import ConfigError
+from .parse import apply_overrides, from_dict, load_config, parse_override
+from .schema import (FILE_DATASETS, MAX_SEED, Config, DataConfig, EvalConfig, FlowConfig, ModelConfig, NetConfig,
+                     RunConfig, SampleConfig, TrainConfig)
+
+__all__ = ["FILE_DATASETS", "MAX_SEED", "Config", "ConfigError", "DataConfig", "EvalConfig", "FlowConfig",
+           "ModelConfig", "NetConfig", "RunConfig", "SampleConfig", "TrainConfig", "apply_overrides", "from_dict",
+           "load_config", "parse_override"]

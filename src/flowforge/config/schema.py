@@ -1,0 +1,197 @@
+"""The typed run configuration: what a user reads to know every setting and its default.
+
+A run is described by one :class:`Config` of six sections. Each field is typed;
+choices are ``Literal`` types (those of samplers, grids and paths come from their
+registries, so a new sampler or path is one registry line) and numeric bounds
+live in the field's metadata, checked by :mod:`flowforge.config.parse`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from ..paths import PATHS, PREDICTIONS
+from ..solvers import GRIDS, SOLVERS
+
+# Choices that come from a registry below the config: one line in the registry adds the choice here.
+PathName = Literal[tuple(PATHS)]  # type: ignore[valid-type]
+SamplerName = Literal[tuple(SOLVERS)]  # type: ignore[valid-type]
+GridName = Literal[tuple(GRIDS)]  # type: ignore[valid-type]
+PredictionName = Literal[tuple(PREDICTIONS)]  # type: ignore[valid-type]
+
+
+def _bounded(default: Any, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
+             hi_open: bool = False) -> Any:
+    return field(default=default, metadata={"min": lo, "max": hi, "min_open": lo_open, "max_open": hi_open})
+
+
+MAX_SEED = 2**63 - 1_000_000  # torch seeds are 64-bit; evaluation adds small offsets to its seed
+
+
+FILE_DATASETS = ("array", "image-folder")  # data sets read from data.path
+
+DatasetName = Literal[
+    "moons", "circles", "8gaussians", "checkerboard", "pinwheel", "spirals", "swissroll",
+    "digits", "mnist", "fashion-mnist", "cifar10", "array", "image-folder",
+]
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    dir: str = ""  # where the run writes; empty means runs/<name>
+    seed: int = _bounded(0, 0, MAX_SEED)
+
+    @property
+    def path(self) -> Path:
+        return Path(self.dir or f"runs/{self.name}")
+
+
+@dataclass
+class DataConfig:
+    name: DatasetName = "checkerboard"
+    n_train: int = _bounded(10000, 1)  # toy sets: points drawn for training
+    n_test: int = _bounded(5000, 1)  # toy sets: held-out points
+    noise: float | None = _bounded(None, 0.0)  # toy sets: noise level; None = the set's customary value
+    seed: int = _bounded(0, 0, MAX_SEED)  # seed of the data draw (toy sets) or of the split (digits)
+    path: str | None = None  # array / image-folder: file or folder to read
+    key: str | None = None  # array: array name inside an .npz file
+    image_shape: list[int] | None = None  # array: reshape each row to (C, H, W)
+    image_size: int | None = _bounded(None, 1)  # image-folder: resize to this square size
+    channels: Literal[1, 3] = 1  # image-folder: 1 = grayscale, 3 = RGB
+    image_range: Literal["symmetric", "unit"] = "symmetric"  # images in [-1, 1] or [0, 1]
+    cache_dir: str | None = None  # downloads; None = $FLOWFORGE_CACHE or ~/.cache/flowforge
+    download: bool = True  # fetch from the canonical source when no local copy exists
+
+
+@dataclass
+class NetConfig:
+    name: Literal["mlp", "unet"] = "mlp"
+    width: int = _bounded(256, 1)  # mlp: hidden units
+    depth: int = _bounded(3, 1)  # mlp: hidden layers
+    time_embed_dim: int = _bounded(64, 2)
+    activation: Literal["silu", "relu", "gelu"] = "silu"  # mlp
+    channels: int = _bounded(32, 1)  # unet: channels at full resolution
+    channel_mult: list[int] = field(default_factory=lambda: [1, 2, 2])  # unet: channels per level (x channels)
+    num_res_blocks: int = _bounded(2, 1)  # unet: residual blocks per level
+    attention_levels: list[int] = field(default_factory=lambda: [2])  # unet: levels with self-attention
+    heads: int = _bounded(4, 1)  # unet: attention heads
+    dropout: float = _bounded(0.0, 0.0, 1.0, hi_open=True)  # unet
+
+
+@dataclass
+class FlowConfig:
+    """Architecture of the discrete normalizing flows (model.kind nice / realnvp / glow)."""
+
+    couplings: int = _bounded(4, 1)  # coupling layers on vectors (NICE: 4); per level on images (RealNVP: 3)
+    hidden: int = _bounded(1000, 1)  # conditioner width: MLP units, or conv channels on images
+    hidden_layers: int = _bounded(5, 1)  # MLP conditioner hidden layers (NICE: 5)
+    blocks: int = _bounded(4, 1)  # residual blocks per RealNVP conv conditioner
+    levels: int = _bounded(2, 1)  # multi-scale levels on images (each squeezes 2x and factors out half)
+    steps_per_level: int = _bounded(8, 1)  # Glow: flow steps K per level; also Glow's steps on vectors
+    prior: Literal["gaussian", "logistic"] = "gaussian"  # NICE uses the logistic
+    scale_fn: Literal["tanh", "sigmoid"] = "tanh"  # stabilised affine scale: RealNVP tanh, Glow sigmoid
+    logit_alpha: float | None = _bounded(0.05, 0.0, 0.5, lo_open=True, hi_open=True)  # RealNVP/Glow image pre-processing; None = off
+
+
+@dataclass
+class ModelConfig:
+    # continuous = flow matching / rectified flow / diffusion (path + net + target)
+    kind: Literal["continuous", "nice", "realnvp", "glow"] = "continuous"
+    path: PathName = "linear"  # continuous: the noising path (flowforge.paths.PATHS)
+    sigma_min: float = _bounded(0.0, 0.0, 1.0, hi_open=True)  # linear path: flow matching's sigma_min
+    sigma_max: float = _bounded(80.0, 0.0, lo_open=True)  # ve / edm paths: largest noise level
+    target: PredictionName = "velocity"  # what the net predicts (without precond)
+    precond: Literal["none", "edm"] = "none"  # edm: wrap the net in EDM's c_skip/c_out/c_in/c_noise, predict x0
+    sigma_data: float = _bounded(0.5, 0.0, lo_open=True)  # EDM's data std: 0.5 for images in [-1, 1]
+    time_sampler: Literal["uniform", "logit-normal", "log-normal"] = "uniform"  # training t (log-normal: EDM's sigma)
+    logit_mean: float = 0.0  # logit-normal m (SD3: 0)
+    logit_std: float = _bounded(1.0, 0.0, lo_open=True)  # logit-normal s (SD3: 1)
+    p_mean: float = -1.2  # log-normal: EDM's P_mean
+    p_std: float = _bounded(1.2, 0.0, lo_open=True)  # log-normal: EDM's P_std
+    time_shift: float = _bounded(1.0, 0.0, lo_open=True)  # SD3's resolution shift of uniform / logit-normal t
+    weighting: Literal["none", "edm", "min-snr"] = "none"  # loss weight, given on the x0 error
+    num_classes: int | None = _bounded(None, 1)  # class-conditional model on the data set's labels
+    label_dropout: float = _bounded(0.1, 0.0, 1.0, hi_open=True)  # class-conditional: P(no label), for guidance
+    ot_coupling: bool = False  # pair noise and data by minibatch optimal transport (OT-CFM)
+    dequantize: bool = True  # discrete data: uniform dequantization in training and likelihood, as for the flows
+    net: NetConfig = field(default_factory=NetConfig)  # continuous: the backbone
+    flow: FlowConfig = field(default_factory=FlowConfig)  # nice / realnvp / glow: the flow architecture
+
+
+@dataclass
+class SampleConfig:
+    sampler: SamplerName = "euler"  # flowforge.solvers.SOLVERS
+    steps: int = _bounded(100, 1)  # grid intervals (NFE per step depends on the sampler)
+    grid: GridName | None = None  # None: karras if the path's sigma_max is finite or the sampler needs it
+    rho: float = _bounded(7.0, 0.0, lo_open=True)  # karras grid
+    shift: float = _bounded(3.0, 0.0, lo_open=True)  # shifted grid
+    guidance: float = _bounded(1.0, 0.0)  # classifier-free guidance weight (class-conditional models)
+    eta: float = _bounded(0.0, 0.0)  # ddim
+    s_churn: float = _bounded(0.0, 0.0)  # edm-stochastic
+    s_tmin: float = _bounded(0.0, 0.0)  # edm-stochastic
+    s_tmax: float = _bounded(1e9, 0.0)  # edm-stochastic
+    s_noise: float = _bounded(1.0, 0.0)  # edm-stochastic
+    rtol: float = _bounded(1e-5, 0.0, lo_open=True)  # dopri5
+    atol: float = _bounded(1e-5, 0.0, lo_open=True)  # dopri5
+
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments of a continuous model's ``sample`` for this sampler: the shared ones, and the
+        options the sampler declares (its constructor's arguments; the field of each is its lower-case name)."""
+        own = {name: getattr(self, name.lower()) for name in SOLVERS[self.sampler].option_names()}
+        return {"sampler": self.sampler, "steps": self.steps, "grid": self.grid, "guidance": self.guidance,
+                "grid_options": {"rho": self.rho, "shift": self.shift}, **own}
+
+
+@dataclass
+class TrainConfig:
+    steps: int = _bounded(2000, 1)
+    batch_size: int = _bounded(256, 1)  # global batch, split over processes
+    lr: float = _bounded(1e-3, 0.0, lo_open=True)
+    weight_decay: float = _bounded(0.0, 0.0)
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    schedule: Literal["constant", "cosine"] = "cosine"
+    warmup_steps: int = _bounded(100, 0)
+    min_lr_ratio: float = _bounded(0.0, 0.0, 1.0)  # cosine decays to lr * min_lr_ratio
+    grad_clip: float | None = _bounded(1.0, 0.0, lo_open=True)  # max global grad norm; None disables
+    ema_decay: float | None = _bounded(0.999, 0.0, 1.0, hi_open=True)  # None disables the EMA copy
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16 = bf16 autocast, weights and optimizer stay fp32
+    cpu: bool = False  # force CPU even when a GPU is present
+    log_every: int = _bounded(50, 1)
+    sample_every: int = _bounded(1000, 0)  # 0 disables periodic sample pictures
+    eval_every: int = _bounded(0, 0)  # held-out NLL every this many steps (models with likelihoods); 0 = off
+    eval_examples: int = _bounded(1000, 1)  # held-out examples scored by eval_every
+    ckpt_every: int = _bounded(1000, 1)
+    keep_last: int = _bounded(2, 1)  # checkpoints kept on disk
+    tensorboard: bool = True
+
+
+@dataclass
+class EvalConfig:
+    n_samples: int = _bounded(5000, 2)  # model samples compared with the reference
+    n_exact: int = _bounded(2000, 2)  # points used by the exact (POT) Wasserstein-2
+    n_projections: int = _bounded(1000, 1)  # sliced Wasserstein-2 directions
+    n_likelihood: int = _bounded(0, 0)  # held-out examples scored by the likelihood (the first N); 0 = all
+    repeats: int = _bounded(3, 1)  # independent reference draws (toy sets); scores are mean and std over them
+    seed: int = _bounded(12345, 0, MAX_SEED)
+
+
+@dataclass
+class Config:
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)

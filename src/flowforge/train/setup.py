@@ -1,0 +1,287 @@
+"""Setting up a training run: the accelerator, the run directory, the data, the model and what resumes.
+
+:func:`setup` returns one :class:`RunState`, which the loop's sections in
+:mod:`flowforge.train.loop` read and update.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+
+from ..config import Config, ConfigError
+from ..data import Dataset, load_dataset
+from ..errors import RunError, UserError
+from ..models import GenerativeModel, build_model
+from ..rng import BatchRandom
+from ..runs import (MetricsLog, RunLock, atomic_write_text, check_model_binding, latest_checkpoint, load_checkpoint,
+                    load_weights, read_config, read_state, set_rng_state)
+from ..runs.checkpoint import changed_keys
+from .batches import BatchOrder, step_seed
+from .ema import make_ema
+
+# Settings that may change when a run is resumed; anything else would train a different model. train.lr and
+# train.grad_clip are among them so that a diverged run can go on from its last good checkpoint more gently.
+RESUMABLE_CHANGES = ("train.steps", "train.lr", "train.grad_clip", "train.log_every", "train.sample_every",
+                     "train.ckpt_every", "train.eval_", "train.keep_last", "train.tensorboard", "train.cpu",
+                     "data.cache_dir", "data.download", "sample.", "eval.", "run.dir")
+
+# Measured by benchmarks/train_speed.py (benchmarks/results/train_speed.json) on an AVX2-only CPU.
+EMULATED_BF16_SPEED = "0.05x"
+
+
+class LossModule(nn.Module):
+    """Routes ``forward`` to ``model.loss`` so DDP's gradient sync and Accelerate's autocast apply to it."""
+
+    def __init__(self, model: GenerativeModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor, rng: BatchRandom, labels: Tensor | None = None) -> Tensor:
+        return self.model.loss(x, rng, labels)
+
+
+@dataclass
+class RunState:
+    """What one training run holds from setup to its last checkpoint."""
+
+    config: Config
+    accelerator: Any  # accelerate.Accelerator
+    dataset: Dataset
+    model: GenerativeModel
+    ema: nn.Module | None  # torch's AveragedModel around the model, when train.ema_decay is set
+    optimizer: torch.optim.Optimizer
+    loss_module: nn.Module  # LossModule, wrapped for data parallelism
+    data: Tensor  # the training split on the device (N, *shape)
+    labels: Tensor | None  # (N,) for class-conditional models
+    order: BatchOrder
+    rows: slice  # this process's rows of each global batch
+    val_x: Tensor  # held-out examples scored by train.eval_every
+    start_step: int
+    elapsed: float  # seconds trained before this process started (resume)
+    log: MetricsLog | None  # on the main process only
+    last_good: Path | None  # the newest checkpoint on disk
+    lock: RunLock | None  # held by the main process for the run's lifetime
+    t0: float = field(default_factory=time.perf_counter)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.config.run.path
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @property
+    def world(self) -> int:
+        return self.accelerator.num_processes
+
+    def seconds(self) -> float:
+        """Training time so far, over every resumed part of the run."""
+        return self.elapsed + time.perf_counter() - self.t0
+
+    def sampling_model(self) -> nn.Module:
+        """The weights pictures and validation use: the EMA copy when there is one."""
+        return self.ema.module if self.ema is not None else self.model
+
+
+def on_main(accelerator, fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` on the main process only; if it fails there, raise on every process instead of leaving the
+    others waiting at the next collective."""
+    from accelerate.utils import broadcast_object_list
+
+    result, error = None, None
+    if accelerator.is_main_process:
+        try:
+            result = fn()
+        except Exception as err:  # re-raised below, on the main process with its traceback
+            error = err
+    if accelerator.num_processes > 1:
+        flag = [None if error is None else f"{type(error).__name__}: {error}"]
+        broadcast_object_list(flag, from_process=0)
+        if flag[0] is not None and error is None:
+            raise RunError(f"the main process failed: {flag[0]}")
+    if error is not None:
+        raise error
+    return result
+
+
+def cpu_has_bf16() -> bool:
+    """Whether oneDNN has native bf16 kernels here (AVX512-BF16 or AMX); without them autocast emulates bf16."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return True  # cannot tell: stay quiet
+
+
+def make_accelerator(config: Config):
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    tc = config.train
+    # Accelerate keeps one process-wide state; a second run in the same process (a notebook, the tests) may
+    # ask for another precision, so the per-run part is reset. The process group (PartialState) is kept.
+    AcceleratorState._reset_state()
+    # Accelerate sets up multi-process CPU training (gloo) only when told cpu=True, so say it when there is no GPU.
+    use_cpu = tc.cpu or not (torch.cuda.is_available() or torch.backends.mps.is_available())
+    accelerator = Accelerator(cpu=use_cpu, mixed_precision="bf16" if tc.precision == "bf16" else "no")
+    if accelerator.is_main_process and tc.precision == "bf16" and accelerator.device.type == "cpu" \
+            and not cpu_has_bf16():
+        warnings.warn(f"train.precision=bf16 on a CPU without native bf16 ({torch.backends.cpu.get_cpu_capability()})"
+                      f": autocast emulates it, measured at {EMULATED_BF16_SPEED} the speed of fp32 on an AVX2 CPU "
+                      f"(benchmarks/train_speed.py); train.precision=fp32 is faster here", stacklevel=3)
+    if tc.batch_size % accelerator.num_processes:
+        raise UserError(f"train.batch_size ({tc.batch_size}) must be divisible by the number of processes "
+                        f"({accelerator.num_processes})")
+    return accelerator
+
+
+def check_resume_config(old: Config, new: Config) -> list[str]:
+    """The settings that changed since the run started; raise if one of them changes the model."""
+    changed = changed_keys(old.to_dict(), new.to_dict())
+    forbidden = [k for k in changed if not k.startswith(RESUMABLE_CHANGES)]
+    if forbidden:
+        k = forbidden[0]
+        old_value, new_value = _lookup(old.to_dict(), k), _lookup(new.to_dict(), k)
+        raise RunError(f"cannot resume: {k} was {old_value!r} and is now {new_value!r}; only "
+                       f"{', '.join(RESUMABLE_CHANGES)} may change on --resume (start a new run.name otherwise)")
+    if "train.steps" in changed and new.train.schedule == "cosine":
+        warnings.warn(f"train.steps changed from {old.train.steps} to {new.train.steps} on a cosine schedule: "
+                      f"the learning rate follows the new horizon from here on", stacklevel=3)
+    return changed
+
+
+def _lookup(d: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        d = d.get(part) if isinstance(d, dict) else None
+    return d
+
+
+def _check_run_dir(run_dir: Path, resume: bool) -> Path | None:
+    """Check that ``run_dir`` fits the request; return the checkpoint to resume from."""
+    ckpt = latest_checkpoint(run_dir)
+    if resume and ckpt is None:
+        raise RunError(f"--resume: no checkpoint in {run_dir}/checkpoints; start without --resume")
+    if not resume and ckpt is not None:
+        raise RunError(f"{run_dir} already holds a trained run; pass --resume to continue it, "
+                       f"or choose another run.name / run.dir")
+    return ckpt
+
+
+def _clear_stale_outputs(run_dir: Path) -> None:
+    """A fresh run in a directory left by a run that died before its first checkpoint: drop its outputs."""
+    for name in ("metrics.jsonl", "eval.json", "report.md", "curves.png"):
+        (run_dir / name).unlink(missing_ok=True)
+    for name in ("tb", "samples"):
+        shutil.rmtree(run_dir / name, ignore_errors=True)
+
+
+def _check_finite_data(x: Tensor, name: str) -> None:
+    if not torch.isfinite(x).all():
+        row = int((~torch.isfinite(x.reshape(x.shape[0], -1))).any(1).nonzero()[0])
+        raise UserError(f"dataset {name!r}: row {row} contains NaN or inf; clean the data before training")
+
+
+def _training_labels(config: Config, dataset: Dataset) -> Tensor | None:
+    if config.model.num_classes is None:
+        return None
+    if dataset.train_labels is None:
+        raise ConfigError(f"model.num_classes is set but data set {dataset.name!r} has no labels; "
+                          f"unset model.num_classes or use labelled data")
+    if int(dataset.train_labels.max()) >= config.model.num_classes:
+        raise ConfigError(f"model.num_classes: got {config.model.num_classes}, but the labels go up to "
+                          f"{int(dataset.train_labels.max())}")
+    return dataset.train_labels
+
+
+def _open_run_dir(config: Config, dataset: Dataset, resume: bool, changed: list[str],
+                  old: Config | None, start_step: int) -> MetricsLog:
+    """Write the run's config and data spec (main process); open its metrics log."""
+    run_dir = config.run.path
+    if not resume:
+        _clear_stale_outputs(run_dir)
+    atomic_write_text(run_dir / "config.yaml", config.to_yaml())
+    atomic_write_text(run_dir / "data.json", json.dumps(dataset.spec(), indent=1))
+    log = MetricsLog(run_dir, config.train.tensorboard, truncate_after=start_step if resume else None)
+    if changed:
+        print(f"resuming with changed settings: {', '.join(changed)}", file=sys.stderr)
+        log.log({"kind": "resume", "step": start_step,
+                 "changed": {k: [_lookup(old.to_dict(), k), _lookup(config.to_dict(), k)] for k in changed}})
+    return log
+
+
+def setup(config: Config, resume: bool) -> RunState:
+    """Everything a run needs before its first step: locked run directory, data, model, EMA, optimizer, and
+    on ``resume`` the newest checkpoint's weights, moments and random state."""
+    tc = config.train
+    run_dir = config.run.path
+    accelerator = make_accelerator(config)
+    lock = on_main(accelerator, lambda: RunLock(run_dir).acquire())  # a second writer stops here
+    try:
+        ckpt = _check_run_dir(run_dir, resume)
+        old = read_config(run_dir) if resume else None
+        changed = check_resume_config(old, config) if resume else []
+        with accelerator.main_process_first():  # one process downloads, the others read the cache
+            dataset = load_dataset(config.data)
+        _check_finite_data(dataset.train, dataset.name)
+        torch.manual_seed(config.run.seed)  # identical initial weights on every process
+        model = build_model(config.model, dataset.spec())
+        ema = make_ema(model, tc.ema_decay) if tc.ema_decay is not None else None
+        optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tuple(tc.betas),
+                                      weight_decay=tc.weight_decay)
+        start_step, elapsed = 0, 0.0
+        if resume:
+            start_step, elapsed = _restore(ckpt, config, model, ema, optimizer, accelerator.process_index)
+        accelerator.wait_for_everyone()  # every process has read config.yaml before the main one rewrites it
+        log = on_main(accelerator, lambda: _open_run_dir(config, dataset, resume, changed, old, start_step))
+
+        data = dataset.train.to(accelerator.device)
+        labels = _training_labels(config, dataset)
+        labels = labels.to(accelerator.device) if labels is not None else None
+        order = BatchOrder(len(data), tc.batch_size, config.run.seed)
+        model.to(accelerator.device)
+        with torch.no_grad():  # data-dependent initialisation (Glow's ActNorm) from one global batch, alike everywhere
+            first = data[order.indices(start_step + 1).to(data.device)]
+            model.loss(first, BatchRandom(torch.Generator().manual_seed(step_seed(config.run.seed, 0xA11)),
+                                          len(first), 0, len(first)))
+        loss_module, optimizer = accelerator.prepare(LossModule(model), optimizer)
+        if ema is not None:
+            ema.to(accelerator.device)
+        local = tc.batch_size // accelerator.num_processes
+        rows = slice(accelerator.process_index * local, (accelerator.process_index + 1) * local)
+        val_x = dataset.test if dataset.fresh is None else dataset.reference(tc.eval_examples, config.eval.seed + 1)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    return RunState(config=config, accelerator=accelerator, dataset=dataset, model=model, ema=ema,
+                    optimizer=optimizer, loss_module=loss_module, data=data, labels=labels, order=order, rows=rows,
+                    val_x=val_x[:tc.eval_examples].to(accelerator.device), start_step=start_step, elapsed=elapsed,
+                    log=log, last_good=ckpt, lock=lock)
+
+
+def _restore(ckpt: Path, config: Config, model: nn.Module, ema: nn.Module | None,
+             optimizer: torch.optim.Optimizer, rank: int) -> tuple[int, float]:
+    """Load the checkpoint to resume from; return its step and the seconds trained up to it."""
+    check_model_binding(read_state(ckpt), config.to_dict()["model"], ckpt)  # before any weights are read
+    state = load_checkpoint(ckpt, model=model, optimizer=optimizer)
+    if ema is not None and (ckpt / "ema.safetensors").is_file():
+        load_weights(ema.module, ckpt / "ema.safetensors")
+        ema.n_averaged.fill_(state.get("ema_n_averaged", 0))
+    step = state["step"]
+    if step >= config.train.steps:
+        raise RunError(f"{config.run.path} is already trained to step {step}; to continue, resume with "
+                       f"train.steps larger than {step}")
+    rngs = state.get("rng", [])
+    if rank < len(rngs):
+        set_rng_state(rngs[rank], ckpt)
+    return step, state.get("seconds", 0.0)
