@@ -70,10 +70,14 @@ def machine() -> dict:
         bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         bf16 = None  # this torch cannot tell
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]  # other processes on a shared machine move every timing
+    except OSError:
+        load = None
     return {"platform": platform.platform(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "mkldnn_bf16_supported": bf16,
             "threads": torch.get_num_threads(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-            "torch": torch.__version__, "python": platform.python_version()}
+            "load_average_1_5_15_min": load, "torch": torch.__version__, "python": platform.python_version()}
 
 
 def command_line(argv: list[str] | None = None) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import statistics
 import tempfile
 from pathlib import Path
@@ -86,10 +87,11 @@ def main() -> None:
     capability = torch.backends.cpu.get_cpu_capability()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability {capability}, "
           f"config {args.config} {' '.join(args.overrides)}")
+    load_before = [round(x, 2) for x in os.getloadavg()]  # the machine's "machine" block, taken after, counts this run
     rates: dict[str, list[float]] = {"fp32": [], "bf16": []}
     for _ in range(args.repeats):
-        for precision in rates:
-            rates[precision].append(steps_per_second(args.config, args.overrides, precision, args.steps))
+        for precision, runs in rates.items():
+            runs.append(steps_per_second(args.config, args.overrides, precision, args.steps))
     fp32, bf16 = statistics.median(rates["fp32"]), statistics.median(rates["bf16"])
     print(f"float32: {fp32:.1f} steps/s  (runs: {', '.join(f'{r:.1f}' for r in rates['fp32'])})")
     print(f"bf16:    {bf16:.1f} steps/s  (runs: {', '.join(f'{r:.1f}' for r in rates['bf16'])})")
@@ -100,7 +102,8 @@ def main() -> None:
             "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "command": command_line(),
             "config": args.config, "overrides": args.overrides, "steps": args.steps, "repeats": args.repeats,
             "fp32_steps_per_sec": fp32, "bf16_steps_per_sec": bf16, "bf16_over_fp32": bf16 / fp32,
-            "fp32_runs": rates["fp32"], "bf16_runs": rates["bf16"], "machine": machine(),
+            "fp32_runs": rates["fp32"], "bf16_runs": rates["bf16"], "load_average_before": load_before,
+            "machine": machine(),
             "flowforge_source": flowforge_source()}
     out = Path(args.out)
     previous = json.loads(out.read_text()) if out.exists() else {}
