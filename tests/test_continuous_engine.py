@@ -20,9 +20,15 @@ from flowforge.train import train
      "sample.sampler": "ddim", "sample.eta": 0.3},
 ])
 def test_continuous_models_train_evaluate_and_reload(tmp_path, tiny, extra):
-    result = train(load_config("configs/rf-moons.yaml", tiny(tmp_path / "run", **extra)), progress=False)
+    # long enough to learn the moons (a few seconds each): 400 steps of a 2x64 MLP, an EMA fit for that length
+    budget = {"train.steps": 400, "model.net.width": 64, "train.batch_size": 128, "train.lr": 3e-3,
+              "train.warmup_steps": 10, "train.ema_decay": 0.9, "train.ckpt_every": 400, "sample.steps": 25}
+    result = train(load_config("configs/rf-moons.yaml", tiny(tmp_path / "run", **extra, **budget)), progress=False)
     record = evaluate(tmp_path / "run")
-    assert math.isfinite(record["model"]["energy_distance"]) and record["sampler"] == extra["sample.sampler"]
+    assert record["sampler"] == extra["sample.sampler"]
+    # the trained model is closer to the data than a Gaussian with the data's mean and covariance (measured:
+    # 0.012-0.013 against 0.021, the noise floor 0.0006)
+    assert record["model"]["energy_distance"] < 0.85 * record["matched_gaussian"]["energy_distance"], record
     lk = record["likelihood"]  # ODE likelihood, exact divergence in 2-D
     assert math.isfinite(lk["nll"]) and math.isfinite(lk["bits_per_dim"])
     model = load(tmp_path / "run")

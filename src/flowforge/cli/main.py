@@ -52,6 +52,7 @@ def _sample(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if out.suffix not in (".npy", ".png"):
         raise UserError(f"--out {out}: unsupported extension {out.suffix!r}; use .npy (array) or .png (picture)")
+    out.parent.mkdir(parents=True, exist_ok=True)  # a bad path fails now, not after sampling
     run = load_run(args.run_dir)
     _check_memory(args.n, tuple(run.data["shape"]))
     if args.guidance is not None and run.config.model.num_classes is None:
@@ -62,7 +63,6 @@ def _sample(args: argparse.Namespace) -> None:
                                  progress=sys.stderr.isatty())
     samples = draw_samples(run.model, args.n, options, SAMPLE_CHUNK)
     check_finite_samples(samples)
-    out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npy":
         np.save(out, samples.cpu().numpy())
     else:
