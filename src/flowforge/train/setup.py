@@ -35,8 +35,9 @@ RESUMABLE_CHANGES = ("train.steps", "train.lr", "train.grad_clip", "train.log_ev
                      "train.ckpt_every", "train.eval_", "train.keep_last", "train.tensorboard", "train.cpu",
                      "data.cache_dir", "data.download", "sample.", "eval.", "run.dir")
 
-# Measured by benchmarks/train_speed.py (benchmarks/results/train_speed.json) on an AVX2-only CPU.
-EMULATED_BF16_SPEED = "0.05x"
+# bf16 autocast / fp32 training speed of the demo MLP on an AVX2-only CPU (AMD EPYC, 2 threads), measured by
+# benchmarks/train_speed.py on 2026-11-30: benchmarks/results/train_speed.json, by_capability.AVX2
+EMULATED_BF16_SPEED = "0.12x"
 
 
 class LossModule(nn.Module):
@@ -137,8 +138,8 @@ def make_accelerator(config: Config):
     if accelerator.is_main_process and tc.precision == "bf16" and accelerator.device.type == "cpu" \
             and not cpu_has_bf16():
         warnings.warn(f"train.precision=bf16 on a CPU without native bf16 ({torch.backends.cpu.get_cpu_capability()})"
-                      f": autocast emulates it, measured at {EMULATED_BF16_SPEED} the speed of fp32 on an AVX2 CPU "
-                      f"(benchmarks/train_speed.py); train.precision=fp32 is faster here", stacklevel=3)
+                      f": autocast emulates it; the demo MLP trained at {EMULATED_BF16_SPEED} the speed of fp32 on an AVX2 "
+                      f"CPU (benchmarks/results/train_speed.json); train.precision=fp32 is faster here", stacklevel=3)
     if tc.batch_size % accelerator.num_processes:
         raise UserError(f"train.batch_size ({tc.batch_size}) must be divisible by the number of processes "
                         f"({accelerator.num_processes})")
