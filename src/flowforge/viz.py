@@ -92,3 +92,34 @@ def plot_curves(records: list[dict[str, Any]], path: Path, keys: tuple[str, ...]
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_comparison(rows: list[dict[str, Any]], path: Path) -> Path:
+    """Runs side by side (``flowforge compare``): each score as a ratio to its noise floor against training
+    seconds (FD for images where scored, energy distance otherwise), and bits/dim where the runs have it."""
+    plt = _plt()
+    use_fd = all(r.get("fd") is not None for r in rows)
+    key, floor, name = ("fd", "fd_floor", "FD") if use_fd else ("energy_distance", "energy_floor", "energy distance")
+    panels = [name]
+    if any(r.get("bits_per_dim") is not None for r in rows):
+        panels.append("bits/dim")
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    ax = axes[0][0]
+    for r in rows:
+        x = r.get("train_seconds") or 0.0
+        ratio = r[key] / r[floor] if r.get(floor) else float("nan")
+        ax.scatter([x], [ratio])
+        ax.annotate(r["run"], (x, ratio), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+    ax.set(xlabel="training seconds", ylabel=f"{name} / noise floor", title=f"{name} (1 = the floor)")
+    ax.set_yscale("log")
+    if len(panels) > 1:
+        ax = axes[0][1]
+        scored = [r for r in rows if r.get("bits_per_dim") is not None]
+        ax.barh([r["run"] for r in scored], [r["bits_per_dim"] for r in scored])
+        ax.set(xlabel="bits/dim (lower is better)", title="held-out likelihood")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

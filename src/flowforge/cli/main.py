@@ -72,21 +72,11 @@ def _sample(args: argparse.Namespace) -> None:
 
 def _eval(args: argparse.Namespace) -> None:
     from ..runs import evaluate
+    from ..runs.report import eval_tables
 
     record = evaluate(args.run_dir, n_samples=args.n, sampler=args.sampler, steps=args.steps, grid=args.grid,
                       n_likelihood=args.n_likelihood, progress=sys.stderr.isatty())
-    how = record["sampler"] + (f", {record['steps']} steps" if record["steps"] else "")
-    print(f"{how}, {record['n_reference']} samples vs "
-          f"{record['n_reference']} held-out points, mean ± std over {record['repeats']} reference draw(s)")
-    print(f"{'':18s} {'energy distance':>20s} {'sliced W2':>18s} {'exact W2':>18s}")
-    for key in ("model", "noise_floor", "matched_gaussian"):
-        m, sd = record[key], record[key + "_std"]
-        print(f"{key:18s} {m['energy_distance']:11.5f} ± {sd['energy_distance']:.5f} "
-              f"{m['sliced_w2']:9.4f} ± {sd['sliced_w2']:.4f} {m['w2']:9.4f} ± {sd['w2']:.4f}")
-    if "likelihood" in record:
-        lk = record["likelihood"]
-        print(f"held-out NLL {lk['nll']:.3f} ± {lk['nll_stderr']:.3f} nats per example "
-              f"(log-likelihood {lk['log_likelihood']:.2f}), {lk['bits_per_dim']:.4f} bits/dim on {lk['n']} examples")
+    print("\n".join(eval_tables(record)))
     print(f"stored in {Path(args.run_dir) / 'eval.json'}")
 
 
@@ -101,6 +91,14 @@ def _inpaint(args: argparse.Namespace) -> None:
                                  ("resample", args.resample)) if v is not None}
     path = inpaint_run(args.run_dir, args.mask, n=args.n, out=args.out, seed=args.seed, **options)
     print(f"wrote {path}: rows of (original, masked, filled)")
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from ..runs.compare import compare_runs
+
+    paths = compare_runs(args.run_dirs, args.out)
+    print(paths["markdown"].read_text(), end="")
+    print(f"wrote {paths['markdown']}, {paths['csv']} and {paths['figure']}")
 
 
 def _info(args: argparse.Namespace) -> None:
@@ -171,6 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resample", type=int, help="RePaint resampling per step (continuous models; default 1)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=_inpaint)
+
+    p = sub.add_parser("compare", help="evaluated runs side by side: a table (markdown, CSV) and a figure",
+                       description="Compare runs scored by `flowforge eval`: scores beside their noise floors, "
+                                   "training time, parameters and sampling cost.")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", default="comparison", help="output stem: writes STEM.md, STEM.csv, STEM.png "
+                                                       "(default: comparison)")
+    p.set_defaults(fn=_compare)
 
     p = sub.add_parser("info", help="what a run holds: config, progress, checkpoints, metrics")
     p.add_argument("run_dir")

@@ -6,6 +6,7 @@ It knows models and files but no training loop; :mod:`flowforge.train` writes th
 
 from .checkpoint import (atomic_write_text, check_model_binding, checkpoint_dirs, latest_checkpoint, load_checkpoint,
                          load_weights, read_state, rng_state, save_checkpoint, set_rng_state)
+from .compare import compare_runs
 from .evaluate import evaluate
 from .inpaint import inpaint_run
 from .load import Run, check_finite_samples, draw_samples, load, load_run, read_config, sample_options
@@ -15,6 +16,6 @@ from .pictures import write_samples_picture
 from .report import write_report
 
 __all__ = ["MetricsLog", "Run", "RunLock", "atomic_write_text", "check_finite_samples", "check_model_binding",
-           "checkpoint_dirs", "draw_samples", "evaluate", "inpaint_run", "latest_checkpoint", "load", "load_checkpoint", "load_run",
+           "checkpoint_dirs", "compare_runs", "draw_samples", "evaluate", "inpaint_run", "latest_checkpoint", "load", "load_checkpoint", "load_run",
            "load_weights", "read_config", "read_metrics", "read_state", "rng_state", "sample_options",
            "save_checkpoint", "set_rng_state", "write_report", "write_samples_picture"]

@@ -13,6 +13,7 @@ from ..data import load_dataset
 from ..errors import UserError
 from ..metrics import heldout_likelihood, matched_gaussian, sample_distances
 from .checkpoint import atomic_write_text
+from .image_eval import image_scores
 from .load import check_finite_samples, load_run
 from .metrics_log import MetricsLog
 from .pictures import write_samples_picture
@@ -33,6 +34,8 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
       toy sets, the training split for finite sets): the best score sampling noise allows;
     - ``matched_gaussian``: a Gaussian with the training data's mean and covariance.
 
+    For images, the same three rows are also scored in a fixed feature extractor (Fréchet distance, kernel
+    distance, precision / recall, classifier scores: :mod:`flowforge.runs.image_eval`).
     The held-out likelihood scores the test split (``n_likelihood`` or ``eval.n_likelihood``: its first N
     examples; 0 = all). Writes ``eval.json``, a record in ``metrics.jsonl``, ``samples/eval.png`` and
     refreshes ``report.md``. Returns the record.
@@ -49,7 +52,10 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
     dataset = load_dataset(cfg.data)
 
     t0 = time.perf_counter()
-    samples = run.model.sample(n, **options)
+    if run.model.takes_sampler:
+        samples, nfe = run.model.sample(n, return_nfe=True, **options)
+    else:
+        samples, nfe = run.model.sample(n, **options), 1  # one pass of the inverse flow
     sample_seconds = time.perf_counter() - t0
     check_finite_samples(samples)
     baseline = matched_gaussian(dataset.train, n, seed=ec.seed + 3)
@@ -74,6 +80,7 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
     record: dict[str, Any] = {
         "kind": "eval", "step": run.step, "weights": run.weights, "sampler": sampler, "steps": steps,
         "n_samples": n, "n_reference": len(references[0]), "repeats": repeats, "sample_seconds": sample_seconds,
+        "nfe": nfe, "parameters": sum(p.numel() for p in run.model.parameters()),
     }
     for key, rows in scores.items():
         values = {metric: torch.tensor([r[metric] for r in rows], dtype=torch.float64) for metric in rows[0]}
@@ -86,6 +93,9 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
     if n_lik < 0:
         raise UserError(f"n_likelihood must be >= 0 (0 = every held-out example), got {n_lik}")
     record["likelihood"] = heldout_likelihood(run.model, held_out[:n_lik] if n_lik else held_out, seed=ec.seed)
+    images = image_scores(dataset, samples, labels=options.get("labels"), seed=ec.seed, cache_dir=cfg.data.cache_dir)
+    if images is not None:
+        record["image"] = images
     run_dir = Path(run_dir)
     atomic_write_text(run_dir / "eval.json", json.dumps(record, indent=1))
     MetricsLog(run_dir, tensorboard=False).log(record)

@@ -7,16 +7,21 @@ from pathlib import Path
 
 from ..models import describe_model
 from ..viz import plot_curves
-from .load import read_config
 from .checkpoint import atomic_write_text
+from .image_eval import image_table
+from .load import read_config
 from .metrics_log import read_metrics
 
 _ROWS = (("model", "model"), ("noise_floor", "noise floor (data vs data)"),
          ("matched_gaussian", "matched Gaussian baseline"))
 
 
-def _eval_table(ev: dict) -> list[str]:
+def eval_tables(ev: dict) -> list[str]:
+    """Markdown lines of an ``eval.json`` record: likelihood, sample distances and (images) feature scores, each
+    beside the noise floor and the matched Gaussian; ``flowforge eval`` prints them, the report shows them."""
     how = f"Sampler `{ev['sampler']}`" + (f", {ev['steps']} steps" if ev["steps"] else "")
+    if "nfe" in ev:
+        how += f" ({ev['nfe']} network evaluations)"
     lines = [f"{how}, {ev['n_reference']} samples against "
              f"{ev['n_reference']} held-out points ({ev['weights']} weights, step {ev['step']}); "
              f"mean ± std over {ev['repeats']} reference draw(s).", "",
@@ -30,6 +35,8 @@ def _eval_table(ev: dict) -> list[str]:
         m, sd = ev[key], ev[key + "_std"]
         lines.append(f"| {label} | {m['energy_distance']:.5f} ± {sd['energy_distance']:.5f} "
                      f"| {m['sliced_w2']:.4f} ± {sd['sliced_w2']:.4f} | {m['w2']:.4f} ± {sd['w2']:.4f} |")
+    if "image" in ev:
+        lines += [""] + image_table(ev["image"])
     return lines
 
 
@@ -54,7 +61,7 @@ def write_report(run_dir: str | Path) -> Path:
         lines += ["", "![training curves](curves.png)"]
     ev_path = run_dir / "eval.json"
     if ev_path.is_file():
-        lines += ["", "## Sample quality", ""] + _eval_table(json.loads(ev_path.read_text()))
+        lines += ["", "## Sample quality", ""] + eval_tables(json.loads(ev_path.read_text()))
         lines += ["", "![samples](samples/eval.png)"]
     else:
         pictures = sorted((run_dir / "samples").glob("step-*.png")) if (run_dir / "samples").is_dir() else []

@@ -1,0 +1,91 @@
+"""Image-quality scores of a run's samples in a fixed feature extractor, beside the noise floor and a baseline.
+
+Three rows, each scored against the same reference (the data set's test split, its
+features cached per extractor and weights hash):
+
+- ``model``: the samples ``flowforge eval`` drew;
+- ``noise_floor``: as many training images: the best score finite samples allow;
+- ``matched_gaussian``: a Gaussian with the training images' mean and covariance, clipped to the value range.
+
+Which extractor scores a data set is :func:`flowforge.metrics.default_extractor`'s choice:
+a classifier of its own for MNIST, Fashion-MNIST and digits (so the Fréchet distance is "FD
+in that classifier's features", never FID), Inception-v3 for other RGB images (the optional
+``fid`` extra), none for other grey images.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..data import Dataset
+from ..metrics import (ExtractorError, default_extractor, load_extractor, matched_gaussian, reference_features,
+                       score_images)
+
+ROWS = ("model", "noise_floor", "matched_gaussian")
+
+
+def image_scores(dataset: Dataset, samples: Tensor, *, labels: Tensor | None, seed: int,
+                 cache_dir: str | None = None) -> dict[str, Any] | None:
+    """Scores of ``samples`` (n, C, H, W) and of the two yardsticks, or None for data no extractor serves.
+
+    ``labels`` (n,) are the classes the samples were drawn with (class-conditional models); the floor is then
+    scored with the training images' own labels, which gives the classifier's accuracy on real images.
+    When the extractor needs an optional package that is missing, the record says so instead of failing.
+    """
+    if dataset.kind != "image":
+        return None
+    name = default_extractor(dataset.name, dataset.shape)
+    if name is None:
+        return None
+    t0 = time.perf_counter()
+    try:
+        extractor = load_extractor(name)
+    except ExtractorError as err:
+        return {"extractor": name, "skipped": str(err)}
+    value_range = tuple(dataset.value_range)
+    reference = reference_features(dataset.test, dataset=dataset.name, split="test", extractor=extractor,
+                                   value_range=value_range, cache_dir=cache_dir)
+    n = min(len(samples), len(dataset.train))  # every row the same size: FD's bias depends on it
+    samples = samples[:n]
+    labels = labels[:n] if labels is not None else None
+    pick = torch.randperm(len(dataset.train), generator=torch.Generator().manual_seed(seed + 2))[:n]
+    floor = dataset.train[pick]
+    floor_labels = dataset.train_labels[pick] if labels is not None and dataset.train_labels is not None else None
+    lo, hi = value_range
+    gaussian = matched_gaussian(dataset.train, n, seed=seed + 3).clamp(lo, hi)
+    rows = {
+        "model": score_images(samples, reference, extractor=extractor, value_range=value_range, labels=labels,
+                              seed=seed, check_range=False),
+        "noise_floor": score_images(floor, reference, extractor=extractor, value_range=value_range,
+                                    labels=floor_labels, seed=seed),
+        "matched_gaussian": score_images(gaussian, reference, extractor=extractor, value_range=value_range,
+                                         seed=seed),
+    }
+    return {"extractor": name, "weights_sha256": extractor.weights_sha256, "reference": reference.name,
+            "n_samples": n, "n_reference": len(reference), "seconds": time.perf_counter() - t0, **rows}
+
+
+def image_table(scores: dict[str, Any]) -> list[str]:
+    """Markdown lines: one row per yardstick, FD / KD / precision / recall (and label accuracy when scored)."""
+    if "skipped" in scores:
+        return [f"Image scores skipped: {scores['skipped']}"]
+    labelled = "label_accuracy" in scores["model"]
+    head = "| | FD | KD | precision | recall | confidence |" + (" label accuracy |" if labelled else "")
+    lines = [f"In the features of the `{scores['extractor']}` extractor (weights sha256 "
+             f"{scores['weights_sha256'][:12]}): {scores['n_samples']} images per row against the "
+             f"{scores['n_reference']} images of `{scores['reference']}`. FD is the Fréchet distance in these "
+             f"features (FID only in Inception's, under its protocol); KD the unbiased kernel distance (KID's "
+             f"estimator) ± its standard error.", "", head,
+             "|---|---:|---:|---:|---:|---:|" + ("---:|" if labelled else "")]
+    for key, label in (("model", "model"), ("noise_floor", "noise floor (training images)"),
+                       ("matched_gaussian", "matched Gaussian")):
+        r = scores[key]
+        conf = f"{r['confidence']:.3f}" if "confidence" in r else "-"
+        acc = f" {r['label_accuracy']:.3f} |" if "label_accuracy" in r else (" - |" if labelled else "")
+        lines.append(f"| {label} | {r['fd']:.2f} | {r['kd']:.4g} ± {r['kd_stderr']:.2g} | "
+                     f"{r['precision']:.3f} | {r['recall']:.3f} | {conf} |{acc}")
+    return lines
