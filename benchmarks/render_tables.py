@@ -1,0 +1,341 @@
+"""Render the README's benchmark tables from ``benchmarks/results/*.json``, so no figure is copied by hand.
+
+Each table sits in README.md between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` lines; this script
+rewrites what is between them from the results files named in ``TABLES`` and leaves every other line alone.
+
+    .venv/bin/python benchmarks/render_tables.py            # rewrite the tables in README.md
+    .venv/bin/python benchmarks/render_tables.py --check    # exit 1 (and show the diff) if README.md differs
+    .venv/bin/python benchmarks/render_tables.py --print nfe_curve_digits
+
+A table whose results file does not exist yet and that has no markers is skipped with a note (it waits for its
+benchmark to be run); a table with markers whose file is missing, or a file present without the table's
+markers in the README, fails ``--check``. Only the standard library is used, so the check runs anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import math
+import re
+import shlex
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+# --------------------------------------------------------------------------- number formats
+
+
+def sig(x: float, digits: int = 3) -> str:
+    """``x`` to ``digits`` significant digits, trailing zeros kept, never in exponent notation:
+    0.0000316, 0.0370, 1.68."""
+    if x == 0 or not math.isfinite(x):
+        return f"{x:g}"
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(x))))
+    return f"{x:.{decimals}f}"
+
+
+def short(x: float) -> str:
+    """At most 3 decimals and 3 significant digits: 0.048, 0.454, 3.41, 217."""
+    return f"{x:.3f}" if abs(x) < 1 else f"{x:.3g}"
+
+
+def bold_min(cells: list[str], values: list[float | None]) -> list[str]:
+    """Bold the cells holding the smallest shown value (ties, as printed, all bold)."""
+    shown = [float(c.split()[0]) if v is not None else math.inf for c, v in zip(cells, values)]
+    best = min(shown)
+    return [f"**{c}**" if v is not None and s == best else c for c, v, s in zip(cells, values, shown)]
+
+
+def table(header: list[str], rows: list[list[str]], align: list[str]) -> str:
+    """A markdown table; ``align`` holds ``---`` or ``---:`` per column."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _clean_table(text: str) -> str:
+    """Empty cells written ``| |``, as in the rest of the README (``|  |`` twice over for runs of them)."""
+    return "\n".join(re.sub(r"\|  (?=\|)", "| ", line) for line in text.splitlines())
+
+
+# --------------------------------------------------------------------------- the tables
+
+
+def _without_label(command: str) -> str:
+    """A train_speed command without its ``--label`` (a name for the table, not a setting of the measurement)."""
+    words = shlex.split(command)
+    if "--label" in words:
+        i = words.index("--label")
+        del words[i:i + 2]
+    return shlex.join(words)
+
+
+def _rate(steps_per_sec: float) -> str:
+    """Steps/s with one decimal, two significant digits below 1 (0.56, not 0.6)."""
+    return f"{steps_per_sec:.1f}" if steps_per_sec >= 1 else sig(steps_per_sec, 2)
+
+
+def train_speed(files: dict[str, dict]) -> str:
+    """bf16 autocast against fp32: one row per (CPU capability, case); native-bf16 CPUs first."""
+    by_capability = files["train_speed"]["by_capability"]
+    order = sorted(by_capability, key=lambda c: not by_capability[c]["mkldnn_bf16_supported"])
+    rows, prefixes = [], set()
+    for capability in order:
+        entry = by_capability[capability]
+        kind = "native" if entry["mkldnn_bf16_supported"] else "emulated"
+        for i, case in enumerate(entry["cases"].values()):
+            cpu = f"{capability}, bf16 {kind}: {case['machine']['cpu']}, {case['date'][:10]}" if i == 0 else ""
+            # later rows of the same prefix (env + interpreter + script) abbreviate it to "..."
+            prefix, _, rest = _without_label(case["command"]).partition("train_speed.py")
+            command = f"... {rest.strip()}" if prefix in prefixes and rest.strip() else prefix + "train_speed.py" + rest
+            prefixes.add(prefix)
+            rows.append([cpu, case["label"], f"`{command}`", _rate(case["fp32_steps_per_sec"]),
+                         _rate(case["bf16_steps_per_sec"]), f"**{case['bf16_over_fp32']:.2f}x**"])
+    return _clean_table(table(["CPU (torch capability)", "bf16 autocast vs fp32 training", "command",
+                               "fp32 steps/s", "bf16 steps/s", "**bf16 / fp32**"], rows, ["---"] * 3 + ["---:"] * 3))
+
+
+def flows_vs_peers(files: dict[str, dict]) -> str:
+    """RealNVP on moons against normflows and zuko: medians over repeats."""
+    summary = files["flows_vs_peers"]["summary"]
+    rows = []
+    for name, s in summary.items():
+        late = "" if s["reached_flowforge_time"] else "*"  # finished before flowforge's time: its final NLL
+        rows.append([name, f"{s['params']:,}", f"{s['median_ms_per_step']:.1f}", f"{s['ratio_to_flowforge']:.2f}",
+                     f"{s['final_test_nll']:.3f}", f"{s['nll_at_flowforge_time']:.3f}{late}"])
+    return table(["library", "parameters", "ms / step", "step time vs flowforge",
+                  "test NLL (nats, 5000 fresh points)", "NLL at flowforge's wall-clock"], rows,
+                 ["---"] + ["---:"] * 5)
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
+    return mean, math.sqrt(var)
+
+
+def fm_vs_peers(dataset: str) -> Callable[[dict[str, dict]], str]:
+    """Flow matching on one toy set against torchcfm and flow_matching: means over repeats (± std at the top
+    NFE), the noise floor and matched Gaussian in the last row."""
+
+    def render(files: dict[str, dict]) -> str:
+        record = files["fm_vs_peers"]
+        nfes = [str(k) for k in record["args"]["nfe"]]
+        top = nfes[-1]
+        reps = record["results"][dataset]["repeats"]
+        rows = []
+        for lib in reps[0]["libs"]:
+            r = [rep["libs"][lib] for rep in reps]
+            ratio = f"{_mean_std([x['ratio_to_flowforge'] for x in r])[0]:.2f}"
+            if lib == "flowforge":
+                ratio += f" ({_mean_std([x['step_ms_median'] for x in r])[0]:.1f} ms)"
+            cells = [sig(_mean_std([x["energy"][k] for x in r])[0]) for k in nfes[:-1]]
+            m, s = _mean_std([x["energy"][top] for x in r])
+            cells.append(f"{sig(m)} ± {sig(s, 2)}")
+            rows.append([lib, ratio, *cells, sig(_mean_std([x["sliced_w2"][top] for x in r])[0])])
+        yard = {key: {m: _mean_std([rep[key][m] for rep in reps])[0] for m in ("energy", "sliced_w2")}
+                for key in ("noise_floor", "matched_gaussian")}
+        rows.append(["noise floor / matched Gaussian", "", *[""] * (len(nfes) - 1),
+                     f"{sig(yard['noise_floor']['energy'])} / {sig(yard['matched_gaussian']['energy'])}",
+                     f"{sig(yard['noise_floor']['sliced_w2'])} / {sig(yard['matched_gaussian']['sliced_w2'])}"])
+        header = [dataset, "step time vs flowforge", f"ED, NFE {nfes[0]}", *nfes[1:], f"sliced W2, NFE {top}"]
+        return _clean_table(table(header, rows, ["---"] + ["---:"] * (len(header) - 1)))
+
+    return render
+
+
+class NfeNotes:
+    """The ``[real NFE]`` note of a cell whose sampler spent another NFE than its column's: the table's first
+    reads ``[NFE n]``, later ones ``[n]``."""
+
+    def __init__(self):
+        self.first = True
+
+    def __call__(self, nfe: int) -> str:
+        note, self.first = (f" [NFE {nfe}]" if self.first else f" [{nfe}]"), False
+        return note
+
+
+def snapped(rows: list[dict], targets: list[int]) -> list[dict | None]:
+    """Per target NFE, ``{"value", "nfe"}``: the energy distance of samples on the data levels (``_snapped``;
+    the ODE end points where a run has no snapped column), or None where the row is missing."""
+    by_nfe = {r["target_nfe"]: r for r in rows}
+    out = []
+    for t in targets:
+        r = by_nfe.get(t)
+        value = None if r is None else r.get("energy_distance_snapped", r.get("energy_distance"))
+        out.append(None if value is None else {"value": value, "nfe": r["nfe"], "target": t})
+    return out
+
+
+def nfe_row(points: list[dict | None], notes: NfeNotes) -> tuple[list[str], list[float | None]]:
+    """Cells ``value [real NFE]`` and the values, for ``bold_min``."""
+    cells = ["" if p is None else short(p["value"]) + (notes(p["nfe"]) if p["nfe"] != p["target"] else "")
+             for p in points]
+    return cells, [None if p is None else p["value"] for p in points]
+
+
+def bold_columns(rows: list[list[str]], values: list[list[float | None]], columns: list[int]) -> None:
+    """Bold the best cell of each column index in ``columns`` (over ``rows``, in place)."""
+    for j in columns:
+        for r, c in zip(rows, bold_min([r[j] for r in rows], [v[j] for v in values])):
+            r[j] = c
+
+
+GRID_NAMES = {"karras": "Karras"}
+
+
+def nfe_curve_digits(files: dict[str, dict]) -> str:
+    """Energy distance (snapped to the data levels) against NFE for each digits run and sampler.
+
+    NFE 2 is left out; a sampler whose cells equal euler's everywhere (DDIM on the linear and EDM paths) is
+    left out; the best sampler per column is bold up to NFE 16, beyond which every sampler sits between the noise
+    floor and the matched Gaussian (the README's text)."""
+    targets, bold_up_to = [4, 8, 16, 32, 64], 16
+    rows, notes = [], NfeNotes()
+    for run in files["nfe_curve"]["runs"]:
+        by_sampler = {}
+        for r in run["rows"]:
+            by_sampler.setdefault(r["sampler"], []).append(r)
+        points = {s: snapped(rs, targets) for s, rs in by_sampler.items()}
+        shown = {s: [p and short(p["value"]) for p in ps] for s, ps in points.items()}
+        keep = [s for s in points if s == "euler" or shown[s] != shown.get("euler")]
+        block, values = [], []
+        for s in keep:
+            cells, vals = nfe_row(points[s], notes)
+            block.append(["", s, *cells])
+            values.append([None, None, *vals])
+        bold_columns(block, values, [2 + i for i, t in enumerate(targets) if t <= bold_up_to])
+        block[0][0] = f"{run['name']} ({GRID_NAMES.get(run['grid'], run['grid'])})"
+        rows += block
+    header = ["run (grid)", "sampler", f"NFE ≈ {targets[0]}", *map(str, targets[1:])]
+    return _clean_table(table(header, rows, ["---", "---"] + ["---:"] * len(targets)))
+
+
+def nfe_curve_mnist(files: dict[str, dict]) -> str:
+    """Energy distance (snapped) against NFE on fm-mnist-cpu, with Heun's Euler-last-step variant
+    (``heun_last_step.py``) after heun: its ``k`` steps sit in the column of NFE ``2 k``; the best per column bold."""
+    run = files["nfe_curve_mnist"]["runs"][0]
+    targets = sorted({r["target_nfe"] for r in run["rows"]})
+    rows, values, notes = [], [], NfeNotes()
+    for s in dict.fromkeys(r["sampler"] for r in run["rows"]):
+        labelled = [(s, snapped([r for r in run["rows"] if r["sampler"] == s], targets))]
+        if s == "heun":
+            last = [{"target_nfe": 2 * r["steps"], "nfe": r["nfe"], "energy_distance": r["energy_distance"]}
+                    for r in files["heun_last_step"]["rows"] if r["euler_last_step"]]
+            labelled.append(("heun, Euler last step (`benchmarks/heun_last_step.py`)", snapped(last, targets)))
+        for label, points in labelled:
+            cells, vals = nfe_row(points, notes)
+            rows.append([label, *cells])
+            values.append([None, *vals])
+    bold_columns(rows, values, list(range(1, len(targets) + 1)))
+    header = ["sampler", f"NFE {targets[0]}", *map(str, targets[1:])]
+    return _clean_table(table(header, rows, ["---"] + ["---:"] * len(targets)))
+
+
+def guidance_mnist(files: dict[str, dict]) -> str:
+    """Classifier-free guidance on MNIST: one row per guidance weight; the lowest feature FD bold."""
+    record = files["guidance_mnist"]
+    rows, fds = [], []
+    for r in record["rows"]:
+        w = r["weight"]
+        label = ("unconditional (no label)" if w == 0 else "1 (conditional)" if w == 1
+                 else f"{w:g} (the preset's)" if w == record.get("run_sample_guidance") else f"{w:g}")
+        acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
+        rows.append([label, acc, f"{r['confidence']:.3f}", f"{r['frechet_distance']:.1f}", f"{r['class_spread']:.3f}"])
+        fds.append(r["frechet_distance"])
+    best = min(range(len(fds)), key=fds.__getitem__)
+    rows[best][3] = f"**{rows[best][3]}**"
+    return table(["guidance w", "label accuracy", "classifier confidence",
+                  f"feature FD (floor {record['frechet_floor']:.1f})", "largest class share"], rows, ["---:"] * 5)
+
+
+@dataclass(frozen=True)
+class Table:
+    """A README table: the results files it reads (``benchmarks/results/<name>.json``) and its renderer."""
+
+    sources: tuple[str, ...]
+    render: Callable[[dict[str, dict]], str]
+
+
+TABLES: dict[str, Table] = {
+    "flows_vs_peers": Table(("flows_vs_peers",), flows_vs_peers),
+    "fm_vs_peers_moons": Table(("fm_vs_peers",), fm_vs_peers("moons")),
+    "fm_vs_peers_checkerboard": Table(("fm_vs_peers",), fm_vs_peers("checkerboard")),
+    "nfe_curve_digits": Table(("nfe_curve",), nfe_curve_digits),
+    "nfe_curve_mnist": Table(("nfe_curve_mnist", "heun_last_step"), nfe_curve_mnist),
+    "guidance_mnist": Table(("guidance_mnist",), guidance_mnist),
+    "train_speed": Table(("train_speed",), train_speed),
+}
+
+
+# --------------------------------------------------------------------------- README
+
+
+def block(name: str) -> re.Pattern:
+    """The lines between a table's two markers (markers kept)."""
+    return re.compile(rf"(^<!-- table:{re.escape(name)} -->\n)(.*?\n)(<!-- /table:{re.escape(name)} -->$)",
+                      re.MULTILINE | re.DOTALL)
+
+
+def render_readme(text: str, results: Path) -> tuple[str, list[str], list[str]]:
+    """``(new text, problems, notes)``: every marked table re-rendered from ``results``."""
+    problems, notes = [], []
+    for name in re.findall(r"^<!-- table:([\w-]+) -->$", text, re.MULTILINE):
+        if name not in TABLES:
+            problems.append(f"README marks a table {name!r} that render_tables.py does not know")
+    for name, spec in TABLES.items():
+        missing = [s for s in spec.sources if not (results / f"{s}.json").exists()]
+        marked = block(name).search(text)
+        if missing:
+            files = ", ".join(f"{s}.json" for s in missing)
+            (problems if marked else notes).append(f"{name}: no {files} in {results}")
+            continue
+        if not marked:
+            problems.append(f"{name}: its results exist but README.md has no <!-- table:{name} --> markers")
+            continue
+        files = {s: json.loads((results / f"{s}.json").read_text()) for s in spec.sources}
+        rendered = spec.render(files)
+        text = block(name).sub(lambda m, r=rendered: m.group(1) + r + "\n" + m.group(3), text, count=1)
+    return text, problems, notes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if README.md is stale")
+    parser.add_argument("--print", dest="show", metavar="NAME", choices=sorted(TABLES), help="print one table")
+    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    if args.show:
+        spec = TABLES[args.show]
+        print(spec.render({s: json.loads((args.results / f"{s}.json").read_text()) for s in spec.sources}))
+        return 0
+    old = args.readme.read_text()
+    new, problems, notes = render_readme(old, args.results)
+    for note in notes:
+        print(f"skipped {note}")
+    for problem in problems:
+        print(f"error: {problem}")
+    if args.check:
+        if new != old:
+            sys.stdout.writelines(difflib.unified_diff(old.splitlines(True), new.splitlines(True),
+                                                       f"{args.readme} (now)", "rendered from the results files"))
+            print(f"{args.readme}: tables differ from {args.results}; run benchmarks/render_tables.py")
+        return 1 if new != old or problems else 0
+    if new != old:
+        args.readme.write_text(new)
+        print(f"rewrote the tables of {args.readme}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
