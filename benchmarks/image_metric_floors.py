@@ -11,7 +11,8 @@ with the seconds each part took. A model's score means something only beside the
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/image_metric_floors.py
 
-Results: benchmarks/results/image_metric_floors.json; ``--markdown`` prints the README table.
+Results: benchmarks/results/image_metric_floors.json; the README's table is rendered from it
+(``benchmarks/render_tables.py --print image_metric_floors``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import time
 import torch
 
 from common import command_line, read_results, write_results
+from render_tables import image_metric_floors
 from flowforge.config import DataConfig
 from flowforge.data import load_dataset
 from flowforge.metrics import (default_extractor, load_extractor, matched_gaussian, reference_features,
@@ -56,33 +58,15 @@ def measure(name: str, counts: list[int], seed: int) -> dict:
     return out
 
 
-def markdown(record: dict) -> str:
-    lines = ["| data (extractor) | n | row | FD | KD | precision | recall | confidence | label acc. | seconds |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for name, res in record["results"].items():
-        for n, rows in res["rows"].items():
-            for row, r in rows.items():
-                acc = f"{r['label_accuracy']:.3f}" if "label_accuracy" in r else "-"
-                secs = sum(r["seconds"].values())
-                lines.append(f"| {name} ({res['extractor']}) | {n} | {row.replace('_', ' ')} | {r['fd']:.2f} | "
-                             f"{r['kd']:.3g} ± {r['kd_stderr']:.1g} | {r['precision']:.3f} | {r['recall']:.3f} | "
-                             f"{r['confidence']:.3f} | {acc} | {secs:.1f} |")
-    return "\n".join(lines)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--n", nargs="+", type=int, default=[1000, 5000])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--markdown", action="store_true", help="print the table of the stored results and exit")
     args = parser.parse_args()
-    if args.markdown:
-        print(markdown(read_results("image_metric_floors")))
-        return
     results = {name: measure(name, args.n, args.seed) for name in args.datasets}
     path = write_results("image_metric_floors", {"command": command_line(), "results": results})
-    print(markdown(read_results("image_metric_floors")))
+    print(image_metric_floors({"image_metric_floors": read_results("image_metric_floors")}))
     print(f"wrote {path}")
 
 

@@ -257,6 +257,41 @@ def guidance_mnist(files: dict[str, dict]) -> str:
                   f"feature FD (floor {record['frechet_floor']:.1f})", "largest class share"], rows, ["---:"] * 5)
 
 
+def image_metric_floors(files: dict[str, dict]) -> str:
+    """The image scores' yardsticks per data set and sample count: training images (the floor) and the matched
+    Gaussian against the test split."""
+    rows = []
+    for name, res in files["image_metric_floors"]["results"].items():
+        for n, by_row in res["rows"].items():
+            for row, r in by_row.items():
+                acc = f"{r['label_accuracy']:.3f}" if "label_accuracy" in r else "-"
+                rows.append([f"{name} (`{res['extractor']}`, {res['n_reference']} test images)", n,
+                             row.replace("_", " "), f"{r['fd']:.2f}", f"{r['kd']:.3g} ± {r['kd_stderr']:.1g}",
+                             f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['confidence']:.3f}", acc,
+                             f"{sum(r['seconds'].values()):.1f}"])
+    return table(["data (extractor, reference)", "n", "row", "FD", "KD ± se", "precision", "recall",
+                  "confidence", "label acc.", "seconds"], rows, ["---", "---:", "---"] + ["---:"] * 7)
+
+
+def compare_table(name: str) -> Callable[[dict[str, dict]], str]:
+    """A ``flowforge compare --out benchmarks/results/NAME`` table: each run's scores beside their floors."""
+    def render(files: dict[str, dict]) -> str:
+        rows = []
+        for r in files[name]["rows"]:
+            def num(key: str, fmt: str) -> str:
+                return "-" if r.get(key) is None else fmt.format(r[key])
+
+            rows.append([f"`{r['run']}`", num("parameters", "{:,}"), num("train_seconds", "{:.0f}"),
+                         f"{r['sampler']}", num("nfe", "{:d}"), num("bits_per_dim", "{:.3f}"),
+                         f"{r['energy_distance'] / r['energy_floor']:.2f}", num("fd", "{:.1f}"),
+                         num("fd_floor", "{:.1f}"), num("fd_gaussian", "{:.1f}"), num("precision", "{:.3f}"),
+                         num("recall", "{:.3f}")])
+        return table(["run", "parameters", "train s", "sampler", "NFE", "bits/dim", "energy dist. / floor", "FD",
+                      "FD floor", "FD Gaussian", "precision", "recall"], rows, ["---"] + ["---:"] * 11)
+
+    return render
+
+
 @dataclass(frozen=True)
 class Table:
     """A README table: the results files it reads (``benchmarks/results/<name>.json``) and its renderer."""
@@ -273,6 +308,8 @@ TABLES: dict[str, Table] = {
     "nfe_curve_mnist": Table(("nfe_curve_mnist", "heun_last_step"), nfe_curve_mnist),
     "guidance_mnist": Table(("guidance_mnist",), guidance_mnist),
     "train_speed": Table(("train_speed",), train_speed),
+    "image_metric_floors": Table(("image_metric_floors",), image_metric_floors),
+    "compare_digits": Table(("compare_digits",), compare_table("compare_digits")),
 }
 
 

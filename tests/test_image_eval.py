@@ -1,6 +1,7 @@
 """Image runs are scored in a fixed extractor by `flowforge eval`, and `flowforge compare` puts runs side by side."""
 
 import csv
+import json
 import subprocess
 import sys
 
@@ -57,6 +58,7 @@ def test_compare_writes_table_csv_and_figure(digits_runs, tmp_path):
     rows = list(csv.DictReader(paths["csv"].open()))
     assert [r["run"] for r in rows] == ["cond", "uncond"] and float(rows[0]["fd_floor"]) < float(rows[0]["fd"])
     assert paths["figure"].stat().st_size > 0
+    assert [r["run"] for r in json.loads(paths["json"].read_text())["rows"]] == ["cond", "uncond"]
 
 
 def test_compare_needs_evaluated_runs(digits_runs, tmp_path):

@@ -73,15 +73,18 @@ def run_row(run_dir: Path) -> dict[str, Any]:
 
 
 def compare_runs(run_dirs: list[str | Path], out: str | Path) -> dict[str, Path]:
-    """Write ``out``.md, ``out``.csv and ``out``.png comparing ``run_dirs``; return the three paths."""
+    """Write ``out``.md, ``out``.csv, ``out``.json (the rows) and ``out``.png comparing ``run_dirs``; return
+    the paths by kind."""
     if not run_dirs:
         raise RunError("give at least one run directory to compare")
     rows = [run_row(Path(d)) for d in run_dirs]
     columns = [c for c in COLUMNS if any(r.get(c.key) is not None for r in rows)]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    paths = {"markdown": out.with_suffix(".md"), "csv": out.with_suffix(".csv"), "figure": out.with_suffix(".png")}
+    paths = {"markdown": out.with_suffix(".md"), "csv": out.with_suffix(".csv"), "json": out.with_suffix(".json"),
+             "figure": out.with_suffix(".png")}
     paths["markdown"].write_text("\n".join(markdown_table(rows, columns)) + "\n")
+    paths["json"].write_text(json.dumps({"runs": [str(d) for d in run_dirs], "rows": rows}, indent=1) + "\n")
     with open(paths["csv"], "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow([c.key for c in columns])
