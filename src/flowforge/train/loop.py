@@ -161,10 +161,12 @@ def check_divergence(state: RunState, step: int, loss: Tensor, grad_norm: Tensor
         where = ("no checkpoint was written before it; start again with a lower train.lr or a train.grad_clip "
                  "(and check the data)")
     else:
+        clip = state.config.train.grad_clip
         where = (f"the last good checkpoint, {state.last_good}, is intact. Resuming it unchanged would diverge at "
-                 f"the same step (resume is exact); resume with a lower learning rate or a gradient clip, which "
-                 f"may change on --resume: flowforge train CONFIG --resume train.lr={state.config.train.lr / 4:g} "
-                 f"train.grad_clip=1.0 (and check the data)")
+                 f"the same step (resume is exact); resume with a lower learning rate or a tighter gradient clip, "
+                 f"which may change on --resume: flowforge train CONFIG --resume "
+                 f"train.lr={state.config.train.lr / 4:g} train.grad_clip={clip / 2 if clip else 1.0:g} "
+                 f"(and check the data)")
     raise TrainingDiverged(f"training stopped at step {step}: {what}. Nothing was saved after the failure; {where}.")
 
 
