@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
+from ..nets import DIT_SIZES, POSITION_ENCODINGS
 from ..paths import PATHS, PREDICTIONS
 from ..solvers import GRIDS, SOLVERS
 
@@ -23,6 +24,8 @@ PathName = Literal[tuple(PATHS)]  # type: ignore[valid-type]
 SamplerName = Literal[tuple(SOLVERS)]  # type: ignore[valid-type]
 GridName = Literal[tuple(GRIDS)]  # type: ignore[valid-type]
 PredictionName = Literal[tuple(PREDICTIONS)]  # type: ignore[valid-type]
+DiTSizeName = Literal[tuple(DIT_SIZES)]  # type: ignore[valid-type]
+PositionEncoding = Literal[POSITION_ENCODINGS]  # type: ignore[valid-type]
 
 
 def _bounded(default: Any, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
@@ -71,7 +74,7 @@ class DataConfig:
 
 @dataclass
 class NetConfig:
-    name: Literal["mlp", "unet"] = "mlp"
+    name: Literal["mlp", "unet", "dit"] = "mlp"
     width: int = _bounded(256, 1)  # mlp: hidden units
     depth: int = _bounded(3, 1)  # mlp: hidden layers
     time_embed_dim: int = _bounded(64, 2)
@@ -82,6 +85,11 @@ class NetConfig:
     attention_levels: list[int] = field(default_factory=lambda: [2])  # unet: levels with self-attention
     heads: int = _bounded(4, 1)  # unet: attention heads
     dropout: float = _bounded(0.0, 0.0, 1.0, hi_open=True)  # unet
+    size: DiTSizeName = "tiny"  # dit: depth, width and heads (flowforge.nets.DIT_SIZES; S/B/L/XL are the paper's)
+    patch: int = _bounded(2, 1)  # dit: patch size; image height and width must be divisible by it
+    qk_norm: bool = True  # dit: RMSNorm on queries and keys (SD3)
+    positions: PositionEncoding = "sincos"  # dit: 2-D sin-cos added to the tokens, or 2-D rotary in attention
+    checkpoint: bool = False  # dit: recompute each block's activations in the backward pass (less memory)
 
 
 @dataclass

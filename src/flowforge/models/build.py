@@ -15,7 +15,7 @@ from torch import nn
 from ..config import ConfigError, ModelConfig, NetConfig
 from ..data.dequantize import Quantization
 from ..flows import glow, nice, realnvp
-from ..nets import MLP, UNet
+from ..nets import MLP, DiT, UNet
 from ..paths import PATHS
 from ..protocol import GenerativeModel
 from .continuous import WEIGHTINGS, ContinuousFlow
@@ -48,10 +48,20 @@ def _unet(cfg: NetConfig, shape: tuple[int, ...], time_scale: float, num_classes
                 time_embed_dim=cfg.time_embed_dim, num_classes=num_classes, time_scale=time_scale)
 
 
+def _dit(cfg: NetConfig, shape: tuple[int, ...], time_scale: float, num_classes: int | None) -> nn.Module:
+    if len(shape) != 3:
+        raise ValueError(f"model.net.name=dit needs images (C, H, W), the data has shape {shape}; use mlp")
+    return DiT(shape, size=cfg.size, patch=cfg.patch, qk_norm=cfg.qk_norm, positions=cfg.positions,
+               checkpoint=cfg.checkpoint, time_embed_dim=cfg.time_embed_dim, num_classes=num_classes,
+               time_scale=time_scale)
+
+
 NETS: dict[str, NetSpec] = {
     "mlp": NetSpec(_mlp, lambda n: f"MLP {n.depth}x{n.width} ({n.activation})"),
     "unet": NetSpec(_unet, lambda n: f"U-Net, {n.channels} channels x {n.channel_mult}, "
                                      f"{n.num_res_blocks} res blocks/level, attention at levels {n.attention_levels}"),
+    "dit": NetSpec(_dit, lambda n: f"DiT-{n.size}/{n.patch}, {n.positions} positions"
+                                   f"{', QK-norm' if n.qk_norm else ''}{', checkpointed blocks' if n.checkpoint else ''}"),
 }
 
 TIME_SAMPLERS: dict[str, Callable[[ModelConfig], TimeSampler]] = {

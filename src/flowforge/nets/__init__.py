@@ -1,8 +1,14 @@
 """Backbones: networks ``f(x, t)`` that know nothing of paths or training."""
 
+from .attention import Attention, attend
 from .coupling import CouplingMLP, CouplingResNet, GlowConditioner
+from .dit import DIT_SIZES, POSITION_ENCODINGS, DiT, DiTSize
 from .embeddings import SinusoidalEmbedding
 from .mlp import ACTIVATIONS, MLP
+from .positions import grid_positions, sincos_2d
+from .rope import RotaryEmbedding2d, Rotation
 from .unet import UNet
 
-__all__ = ["ACTIVATIONS", "CouplingMLP", "CouplingResNet", "GlowConditioner", "MLP", "SinusoidalEmbedding", "UNet"]
+__all__ = ["ACTIVATIONS", "DIT_SIZES", "MLP", "POSITION_ENCODINGS", "Attention", "CouplingMLP", "CouplingResNet", "DiT",
+           "DiTSize", "GlowConditioner", "RotaryEmbedding2d", "Rotation", "SinusoidalEmbedding", "UNet", "attend",
+           "grid_positions", "sincos_2d"]

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .attention import attend
 from .embeddings import SinusoidalEmbedding
 
 
@@ -75,8 +76,9 @@ class ResBlock(nn.Module):
 class SelfAttention(nn.Module):
     """Multi-head self-attention over the ``H * W`` pixels, residual, with a zero-initialised output projection.
 
-    Uses :func:`torch.nn.functional.scaled_dot_product_attention`, which never
-    materialises the (HW, HW) score matrix in the fused kernels.
+    Goes through :func:`flowforge.nets.attention.attend` (fused
+    :func:`torch.nn.functional.scaled_dot_product_attention`), which never
+    materialises the (HW, HW) score matrix.
 
     Shapes: (B, C, H, W) -> (B, C, H, W); ``C`` divisible by ``heads``.
     """
@@ -94,7 +96,7 @@ class SelfAttention(nn.Module):
         b, c, h, w = x.shape
         qkv = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w)  # (B, 3, nh, C/nh, HW)
         q, k, v = qkv.transpose(-1, -2).unbind(1)  # 3 x (B, nh, HW, C/nh)
-        a = F.scaled_dot_product_attention(q, k, v)  # (B, nh, HW, C/nh)
+        a = attend(q, k, v)  # (B, nh, HW, C/nh)
         a = a.transpose(-1, -2).reshape(b, c, h, w)  # (B, C, H, W)
         return x + self.proj(a)  # (B, C, H, W)
 
