@@ -201,9 +201,12 @@ def test_info_skips_non_record_lines(run_copy):
 
 
 def test_warmup_longer_than_the_run_is_clamped_with_a_warning():
+    from flowforge.train.schedule import lr_factor
+
     with pytest.warns(UserWarning, match="warming up over all 50 steps"):
         cfg = load_config("configs/rf-moons.yaml", ["train.warmup_steps=500", "train.steps=50"])
-    assert cfg.train.warmup_steps == 50
+    assert cfg.train.warmup_steps == 500  # the config keeps what was asked; the schedule clamps
+    assert lr_factor(25, cfg.train) == 0.5 and lr_factor(50, cfg.train) == 1.0
 
 
 # the protocol: every family says what it is, and no option is silently ignored
@@ -223,3 +226,63 @@ def test_a_flow_refuses_sampler_options_and_info_names_the_family(tmp_path, tiny
     proc = cli("info", tmp_path / "run")
     assert proc.returncode == 0 and "Glow:" in proc.stdout and "mlp" not in proc.stdout.lower(), proc.stdout
     assert [p.name for p in checkpoint_dirs(tmp_path / "run")]
+
+
+# found by review: what the fixes above missed
+
+
+def test_a_checkpoint_from_before_a_new_model_setting_still_loads(run_copy):
+    """A setting added to flowforge after a checkpoint was written passes at its default, fails otherwise."""
+    ckpt = latest_checkpoint(run_copy)
+    state = json.loads((ckpt / "state.json").read_text())
+    del state["model"]["net"]["dropout"]  # as if dropout did not exist when the checkpoint was written
+    (ckpt / "state.json").write_text(json.dumps(state))
+    load(run_copy)
+    path = run_copy / "config.yaml"
+    path.write_text(path.read_text().replace("dropout: 0.0", "dropout: 0.5"))
+    with pytest.raises(RunError, match=r"model.net.dropout was None, config.yaml says 0.5"):
+        load(run_copy)
+
+
+def test_a_clamped_warmup_resumes_with_more_steps(tmp_path, tiny):
+    with pytest.warns(UserWarning, match="warming up over all 10 steps"):
+        first = load_config("configs/rf-moons.yaml", tiny(tmp_path / "run", **{"train.steps": 10,
+                                                                               "train.warmup_steps": 50}))
+    train(first, progress=False)
+    more = load_config("configs/rf-moons.yaml", tiny(tmp_path / "run", **{"train.steps": 20,
+                                                                          "train.warmup_steps": 50}))
+    assert train(more, resume=True, progress=False).step == 20
+
+
+@pytest.mark.parametrize("line", ['{"loss": 1.0}', '{"step": 5}', '{"step": 5, "loss": null, "seconds": 1}',
+                                  '{"step": 5, "loss": NaN, "seconds": 1}', '{"kind": "val", "step": 5}'])
+def test_records_missing_their_numbers_are_skipped(run_copy, line):
+    with open(run_copy / "metrics.jsonl", "a") as f:
+        f.write(line + "\n")
+    assert all("loss" in r for r in read_metrics(run_copy) if r.get("kind", "train") == "train")
+    proc = cli("info", run_copy)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_allocation_failures_are_one_line(run_copy):
+    assert_clean_error(cli("eval", run_copy, "--n", "10000000000000"), "GiB")
+    assert_clean_error(cli("sample", run_copy, "--n", "8", "--out", run_copy / "x.npy", "--steps", "100000000000"),
+                       "out of memory")
+
+
+def test_damaged_eval_json_does_not_fail_a_finished_training(run_copy, tiny):
+    (run_copy / "eval.json").write_text("[1]")
+    train(load_config("configs/rf-moons.yaml", tiny(run_copy, **{"train.steps": 30})), resume=True, progress=False)
+    assert "`eval.json` is unreadable" in (run_copy / "report.md").read_text()
+
+
+@pytest.mark.parametrize("data", [{"shape": [2], "kind": "points", "value_range": "x"},
+                                  {"shape": [2], "kind": "image", "levels": 1.5},
+                                  {"shape": [2]}])
+def test_bad_data_fields_in_state_name_the_checkpoint(run_copy, data):
+    ckpt = latest_checkpoint(run_copy)
+    state = json.loads((ckpt / "state.json").read_text())
+    state["data"] = data
+    (ckpt / "state.json").write_text(json.dumps(state))
+    with pytest.raises(RunError, match=rf"{ckpt.name}: state.json has data"):
+        load(run_copy)

@@ -32,29 +32,19 @@ def _train(args: argparse.Namespace) -> None:
         os._exit(0)
 
 
-def _check_memory(n: int, shape: tuple[int, ...]) -> None:
-    """Refuse a sample count whose float32 array alone would not fit in this machine's memory."""
-    need = n * math.prod(shape) * 4
-    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if need > total // 2:
-        raise UserError(f"--n {n}: {n} samples of shape {tuple(shape)} take {need / 2**30:,.1f} GiB as float32, more "
-                        f"than half of this machine's {total / 2**30:.0f} GiB; draw fewer (or several files with "
-                        f"different --seed)")
-
-
 def _sample(args: argparse.Namespace) -> None:
     import numpy as np
     import torch
 
     from ..data import load_dataset
-    from ..runs import check_finite_samples, draw_samples, load_run, write_samples_picture
+    from ..runs import check_finite_samples, check_sample_memory, draw_samples, load_run, write_samples_picture
 
     out = Path(args.out)
     if out.suffix not in (".npy", ".png"):
         raise UserError(f"--out {out}: unsupported extension {out.suffix!r}; use .npy (array) or .png (picture)")
     out.parent.mkdir(parents=True, exist_ok=True)  # a bad path fails now, not after sampling
     run = load_run(args.run_dir)
-    _check_memory(args.n, tuple(run.data["shape"]))
+    check_sample_memory(args.n, tuple(run.data["shape"]))
     if args.guidance is not None and run.config.model.num_classes is None:
         raise UserError(f"--guidance {args.guidance}: {args.run_dir} is not class-conditional (model.num_classes is "
                         "unset); guidance needs a model trained with model.num_classes and label_dropout > 0")
@@ -184,12 +174,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _out_of_memory(err: BaseException) -> bool:
+    import torch
+
+    return isinstance(err, torch.OutOfMemoryError) or (isinstance(err, RuntimeError) and "allocate" in str(err))
+
+
 def _describe_error(err: BaseException) -> str:
     """One line naming the cause (and the path, for an OS error); FLOWFORGE_DEBUG=1 shows the traceback."""
     if isinstance(err, OSError) and err.strerror:
         where = f"{err.filename}: " if err.filename else ""
         return f"{where}{err.strerror} (set FLOWFORGE_DEBUG=1 for the traceback)"
-    if isinstance(err, MemoryError) or "allocate" in str(err):
+    if isinstance(err, MemoryError) or _out_of_memory(err):
         return f"out of memory ({err}); ask for fewer samples or a smaller batch"
     return f"{err} (set FLOWFORGE_DEBUG=1 for the traceback)"
 
@@ -206,10 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"flowforge {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except (ValueError, OSError, MemoryError) as err:
+    except (ValueError, OSError, MemoryError, RuntimeError) as err:
         # ValueError: an argument the library refused (a sampler option, a grid the sampler cannot use);
-        # OSError / MemoryError: a path that cannot be written, a full disk, an allocation that failed.
-        if os.environ.get("FLOWFORGE_DEBUG"):
+        # OSError / MemoryError: a path that cannot be written, a full disk, an allocation that failed; torch
+        # reports a failed allocation as a RuntimeError. Any other RuntimeError is a bug: its traceback stays.
+        if os.environ.get("FLOWFORGE_DEBUG") or (type(err) is RuntimeError and not _out_of_memory(err)):
             raise
         print(f"flowforge {args.command}: error: {_describe_error(err)}", file=sys.stderr)
         return 2

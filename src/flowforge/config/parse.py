@@ -152,7 +152,6 @@ def _check(config: Config) -> None:
     if t.warmup_steps > t.steps:  # e.g. a short train.steps override of a preset with a long warmup
         warnings.warn(f"train.warmup_steps ({t.warmup_steps}) is more than train.steps ({t.steps}); warming up "
                       f"over all {t.steps} steps instead", stacklevel=3)
-        t.warmup_steps = t.steps
     if d.name in FILE_DATASETS and not d.path:
         raise ConfigError(f"data.path: dataset {d.name!r} reads a file; set data.path=/path/to/your/data")
     if d.image_shape is not None and (len(d.image_shape) != 3 or min(d.image_shape) < 1):

@@ -9,13 +9,13 @@ from .checkpoint import (atomic_write_text, check_model_binding, checkpoint_dirs
 from .compare import compare_runs
 from .evaluate import evaluate
 from .inpaint import inpaint_run
-from .load import Run, check_finite_samples, draw_samples, load, load_run, read_config, sample_options
+from .load import Run, check_finite_samples, check_sample_memory, draw_samples, load, load_run, read_config, sample_options
 from .lock import RunLock
 from .metrics_log import MetricsLog, read_metrics
 from .pictures import write_samples_picture
 from .report import write_report
 
-__all__ = ["MetricsLog", "Run", "RunLock", "atomic_write_text", "check_finite_samples", "check_model_binding",
+__all__ = ["MetricsLog", "Run", "RunLock", "atomic_write_text", "check_finite_samples", "check_model_binding", "check_sample_memory",
            "checkpoint_dirs", "compare_runs", "draw_samples", "evaluate", "inpaint_run", "latest_checkpoint", "load", "load_checkpoint", "load_run",
            "load_weights", "read_config", "read_metrics", "read_state", "rng_state", "sample_options",
            "save_checkpoint", "set_rng_state", "write_report", "write_samples_picture"]

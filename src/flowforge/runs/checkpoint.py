@@ -199,6 +199,14 @@ def _check_state(state: Any, ckpt: Path) -> dict[str, Any]:
     shape = data.get("shape")
     if not (isinstance(shape, list) and shape and all(isinstance(s, int) and s > 0 for s in shape)):
         raise bad(f"has data.shape {shape!r}, not a list of positive integers")
+    if data.get("kind") not in ("points", "image"):
+        raise bad(f"has data.kind {data.get('kind')!r}, not 'points' or 'image'")
+    value_range, levels = data.get("value_range"), data.get("levels")
+    if value_range is not None and not (isinstance(value_range, list) and len(value_range) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value_range)):
+        raise bad(f"has data.value_range {value_range!r}, not two numbers or null")
+    if levels is not None and not (isinstance(levels, int) and not isinstance(levels, bool) and levels > 1):
+        raise bad(f"has data.levels {levels!r}, not an integer above 1 or null")
     for key, kind in (("rng", list), ("model", dict), ("seconds", (int, float)), ("ema_n_averaged", int)):
         if key in state and not isinstance(state[key], kind):
             raise bad(f"has {key} {state[key]!r} of the wrong type")
@@ -227,14 +235,22 @@ def changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> 
     return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
 
 
-def check_model_binding(state: dict[str, Any], model_section: dict[str, Any], ckpt: Path) -> None:
-    """Refuse a checkpoint trained as another model than ``model_section`` describes (``config.yaml`` edited)."""
+def check_model_binding(state: dict[str, Any], model_section: dict[str, Any], ckpt: Path,
+                        defaults: dict[str, Any] | None = None) -> None:
+    """Refuse a checkpoint trained as another model than ``model_section`` describes (``config.yaml`` edited).
+
+    A setting the checkpoint did not record (one added to flowforge after it was written) passes when
+    ``model_section`` holds that setting's default (``defaults``, the model section of a default config), which
+    is what the checkpoint was trained with.
+    """
     trained_as = state.get("model")
     if trained_as is None:  # written before checkpoints recorded their model
         return
-    changed = changed_keys(trained_as, model_section, "model.")
+    a, b = _flatten(trained_as, "model."), _flatten(model_section, "model.")
+    d = _flatten(defaults or {}, "model.")
+    changed = sorted(k for k in a.keys() | b.keys()
+                     if (a[k] != b.get(k) if k in a else not (k in d and d[k] == b.get(k))))
     if changed:
-        a, b = _flatten(trained_as, "model."), _flatten(model_section, "model.")
         diffs = ", ".join(f"{k} was {a.get(k)!r}, config.yaml says {b.get(k)!r}" for k in changed[:4])
         raise RunError(f"checkpoint {ckpt} was trained as another model than config.yaml describes ({diffs}); "
                        f"restore those settings in config.yaml, or train a new run")

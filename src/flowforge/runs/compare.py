@@ -34,11 +34,12 @@ COLUMNS = (
     Column("run", "run", "{}"), Column("data", "data", "{}"), Column("model", "model", "{}"),
     Column("parameters", "parameters", "{:,}"), Column("steps", "steps", "{:d}"),
     Column("train s", "train_seconds", "{:.0f}"), Column("sampler", "sampler", "{}"), Column("NFE", "nfe", "{:d}"),
-    Column("sample s", "sample_seconds", "{:.1f}"), Column("bits/dim", "bits_per_dim", "{:.4f}"),
+    Column("sample s", "sample_seconds", "{:.1f}"), Column("n", "n_samples", "{:d}"), Column("bits/dim", "bits_per_dim", "{:.4f}"),
     Column("energy dist.", "energy_distance", "{:.4g}"), Column("(floor)", "energy_floor", "{:.4g}"),
     Column("FD", "fd", "{:.2f}"), Column("(floor)", "fd_floor", "{:.2f}"), Column("(Gaussian)", "fd_gaussian", "{:.2f}"),
     Column("KD", "kd", "{:.4g}"), Column("precision", "precision", "{:.3f}"), Column("recall", "recall", "{:.3f}"),
-    Column("label acc.", "label_accuracy", "{:.3f}"), Column("extractor", "extractor", "{}"),
+    Column("label acc.", "label_accuracy", "{:.3f}"), Column("images", "n_images", "{:d}"),
+    Column("extractor", "extractor", "{}"),
 )
 
 
@@ -56,7 +57,7 @@ def run_row(run_dir: Path) -> dict[str, Any]:
             "parameters": ev.get("parameters"), "steps": ev["step"],
             "train_seconds": train_rows[-1]["seconds"] if train_rows else None,
             "sampler": ev["sampler"] + (f" x{ev['steps']}" if ev.get("steps") else ""), "nfe": ev.get("nfe"),
-            "sample_seconds": ev.get("sample_seconds"),
+            "sample_seconds": ev.get("sample_seconds"), "n_samples": ev["n_reference"],
             "bits_per_dim": ev.get("likelihood", {}).get("bits_per_dim"),
             "energy_distance": ev["model"]["energy_distance"], "energy_floor": ev["noise_floor"]["energy_distance"],
         }
@@ -68,7 +69,8 @@ def run_row(run_dir: Path) -> dict[str, Any]:
         row.update(fd=image["model"]["fd"], fd_floor=image["noise_floor"]["fd"],
                    fd_gaussian=image["matched_gaussian"]["fd"], kd=image["model"]["kd"],
                    precision=image["model"]["precision"], recall=image["model"]["recall"],
-                   label_accuracy=image["model"].get("label_accuracy"), extractor=image["extractor"])
+                   label_accuracy=image["model"].get("label_accuracy"), extractor=image["extractor"],
+                   n_images=image["n_samples"], reference=image["reference"])
     return row
 
 
@@ -83,7 +85,7 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path) -> dict[str, Path]
     out.parent.mkdir(parents=True, exist_ok=True)
     paths = {"markdown": out.with_suffix(".md"), "csv": out.with_suffix(".csv"), "json": out.with_suffix(".json"),
              "figure": out.with_suffix(".png")}
-    paths["markdown"].write_text("\n".join(markdown_table(rows, columns)) + "\n")
+    paths["markdown"].write_text("\n".join(markdown_table(rows, columns) + caveats(rows)) + "\n")
     paths["json"].write_text(json.dumps({"runs": [str(d) for d in run_dirs], "rows": rows}, indent=1) + "\n")
     with open(paths["csv"], "w", newline="") as f:
         writer = csv.writer(f)
@@ -91,6 +93,18 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path) -> dict[str, Path]
         writer.writerows([[r.get(c.key, "") if r.get(c.key) is not None else "" for c in columns] for r in rows])
     plot_comparison(rows, paths["figure"])
     return paths
+
+
+def caveats(rows: list[dict[str, Any]]) -> list[str]:
+    """Notes under the table where rows were scored differently: distances are biased by the sample count, and
+    scores against different reference sets do not compare at all."""
+    notes = []
+    for key, what in (("n_samples", "pixel distances"), ("n_images", "image scores"), ("reference", "references")):
+        values = sorted({str(r[key]) for r in rows if r.get(key) is not None})
+        if len(values) > 1:
+            notes.append(f"- The runs' {what} differ ({', '.join(values)}): compare each score with its own "
+                         f"floor, not across rows.")
+    return ["", *notes] if notes else []
 
 
 def markdown_table(rows: list[dict[str, Any]], columns: list[Column]) -> list[str]:

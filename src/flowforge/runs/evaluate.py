@@ -14,7 +14,7 @@ from ..errors import UserError
 from ..metrics import heldout_likelihood, matched_gaussian, sample_distances
 from .checkpoint import atomic_write_text
 from .image_eval import image_scores
-from .load import check_finite_samples, load_run
+from .load import check_finite_samples, check_sample_memory, load_run
 from .metrics_log import MetricsLog
 from .pictures import write_samples_picture
 from .report import write_report
@@ -46,6 +46,7 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
     n = n_samples or ec.n_samples
     if n < 2:
         raise UserError(f"n_samples must be at least 2 to compare samples, got {n}")
+    check_sample_memory(n, tuple(run.data["shape"]))
     options = run.sample_options(n, torch.Generator().manual_seed(ec.seed), sampler=sampler, steps=steps, grid=grid,
                                  progress=progress)
     sampler, steps = options.get("sampler", run.sampler_name), options.get("steps")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,7 +71,7 @@ def load_run(run_dir: str | Path, *, ema: bool = True, device: str = "cpu") -> R
     if ckpt is None:
         raise RunError(f"{run_dir} has no checkpoint yet; train it first (or wait for the first train.ckpt_every steps)")
     state = read_state(ckpt)
-    check_model_binding(state, config.to_dict()["model"], ckpt)
+    check_model_binding(state, config.to_dict()["model"], ckpt, Config().to_dict()["model"])
     data = state["data"]
     model = build_model(config.model, data)
     use_ema = ema and (ckpt / "ema.safetensors").is_file()
@@ -114,6 +116,16 @@ def sample_options(config: Config, n: int, generator: torch.Generator | None = N
     if generator is not None:
         options["generator"] = generator
     return options
+
+
+def check_sample_memory(n: int, shape: tuple[int, ...]) -> None:
+    """Refuse a sample count whose float32 array alone would not fit in half this machine's memory."""
+    need = n * math.prod(shape) * 4
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > total // 2:
+        raise UserError(f"{n} samples of shape {tuple(shape)} take {need / 2**30:,.1f} GiB as float32, more than "
+                        f"half of this machine's {total / 2**30:.0f} GiB; draw fewer (--n), or several sets with "
+                        f"different seeds")
 
 
 def draw_samples(model: GenerativeModel, n: int, options: dict[str, Any], chunk: int) -> torch.Tensor:

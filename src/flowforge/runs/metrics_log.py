@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 
+# the numbers each kind of record must hold for its readers (curves, report, info, compare)
+REQUIRED = {"train": ("loss", "seconds"), "val": ("nll",)}
+
+
+def _is_record(record: Any) -> bool:
+    if not isinstance(record, dict):
+        return False
+    step = record.get("step")
+    if not isinstance(step, int) or isinstance(step, bool):
+        return False
+    kind = record.get("kind", "train")
+    return all(isinstance(record.get(k), (int, float)) and not isinstance(record.get(k), bool)
+               and math.isfinite(record[k]) for k in REQUIRED.get(kind, ()))
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """All records of ``run_dir/metrics.jsonl``: JSON objects with an integer ``step``; anything else (a torn
-    last line from a crash, a hand-edited line) is skipped."""
+    """All records of ``run_dir/metrics.jsonl``: JSON objects with an integer ``step`` and, for training and
+    validation records, the numbers they hold; anything else (a torn last line from a crash, a hand-edited
+    line) is skipped."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         return []
@@ -19,7 +36,7 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
             record = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if isinstance(record, dict) and isinstance(record.get("step", 0), int):
+        if _is_record(record):
             out.append(record)
     return out
 

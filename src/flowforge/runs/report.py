@@ -48,9 +48,13 @@ def write_report(run_dir: str | Path) -> Path:
     records = read_metrics(run_dir)
     train_rows = [r for r in records if r.get("kind", "train") == "train"]
     data_path = run_dir / "data.json"
-    data = json.loads(data_path.read_text()) if data_path.is_file() else {}
+    try:
+        data = json.loads(data_path.read_text()) if data_path.is_file() else {}
+        shape = tuple(data.get("shape", []))
+    except (ValueError, AttributeError, TypeError):
+        shape = "unreadable data.json"
     lines = [f"# flowforge run `{config.run.name}`", "",
-             f"- data: `{config.data.name}`, example shape {tuple(data.get('shape', []))}",
+             f"- data: `{config.data.name}`, example shape {shape}",
              f"- model: {describe_model(config.model)}",
              f"- training: batch {tc.batch_size}, AdamW lr {tc.lr} ({tc.schedule}, {tc.warmup_steps} warmup), "
              f"EMA {tc.ema_decay}, precision {tc.precision}"]
@@ -61,8 +65,12 @@ def write_report(run_dir: str | Path) -> Path:
         lines += ["", "![training curves](curves.png)"]
     ev_path = run_dir / "eval.json"
     if ev_path.is_file():
-        lines += ["", "## Sample quality", ""] + eval_tables(json.loads(ev_path.read_text()))
-        lines += ["", "![samples](samples/eval.png)"]
+        try:
+            lines += ["", "## Sample quality", ""] + eval_tables(json.loads(ev_path.read_text()))
+            lines += ["", "![samples](samples/eval.png)"]
+        except (ValueError, KeyError, TypeError) as err:  # a damaged or hand-edited file must not fail a run
+            lines += ["", f"`eval.json` is unreadable ({type(err).__name__}: {err}); run `flowforge eval "
+                          f"{run_dir}` again."]
     else:
         pictures = sorted((run_dir / "samples").glob("step-*.png")) if (run_dir / "samples").is_dir() else []
         if pictures:

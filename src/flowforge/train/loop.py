@@ -56,9 +56,10 @@ def train(config: Config, *, resume: bool = False, progress: bool | None = None)
     """
     state = setup(config, resume)
     tc, acc, model = config.train, state.accelerator, state.model
-    bar = _progress_bar(state, progress)
-    window = _Window(acc.device)
+    bar = None
     try:
+        bar = _progress_bar(state, progress)
+        window = _Window(acc.device)
         model.train()
         for step in range(state.start_step + 1, tc.steps + 1):
             # -- one optimisation step on this process's rows of global batch `step`

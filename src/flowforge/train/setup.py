@@ -274,7 +274,8 @@ def setup(config: Config, resume: bool) -> RunState:
 def _restore(ckpt: Path, config: Config, model: nn.Module, ema: nn.Module | None,
              optimizer: torch.optim.Optimizer, rank: int) -> tuple[int, float]:
     """Load the checkpoint to resume from; return its step and the seconds trained up to it."""
-    check_model_binding(read_state(ckpt), config.to_dict()["model"], ckpt)  # before any weights are read
+    # before any weights are read
+    check_model_binding(read_state(ckpt), config.to_dict()["model"], ckpt, Config().to_dict()["model"])
     state = load_checkpoint(ckpt, model=model, optimizer=optimizer)
     if ema is not None and (ckpt / "ema.safetensors").is_file():
         load_weights(ema.module, ckpt / "ema.safetensors")
