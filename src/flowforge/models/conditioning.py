@@ -9,12 +9,13 @@ from torch import Tensor
 
 
 def check_labels(num_classes: int | None, labels: Tensor | None, batch: int,
-                 device: torch.device) -> Tensor | None:
+                 device: torch.device, check_values: bool = True) -> Tensor | None:
     """``labels`` as (batch,) long class indices on ``device``; None on a model without classes, and
     ``num_classes`` ("no label") for every example when a class-conditional model gets none.
 
-    A single label is repeated over the batch. Reads values back to the host (the range check), so a sampler
-    calls it once per run, never per network evaluation.
+    A single label is repeated over the batch. The range check reads values back to the host, so a sampler
+    calls it once per run, never per network evaluation; the training loss skips it (``check_values=False``):
+    the engine checked the data set's labels once, before the first step.
     """
     if num_classes is None:
         if labels is not None:
@@ -30,7 +31,7 @@ def check_labels(num_classes: int | None, labels: Tensor | None, batch: int,
         labels = labels.expand(batch)
     if labels.shape != (batch,):
         raise ValueError(f"expected {batch} labels, got shape {tuple(labels.shape)}")
-    if bool((labels < 0).any()) or bool((labels > num_classes).any()):
+    if check_values and (bool((labels < 0).any()) or bool((labels > num_classes).any())):
         raise ValueError(f"labels must be in 0..{num_classes - 1} (or {num_classes} for no label)")
     return labels
 

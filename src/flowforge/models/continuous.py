@@ -208,8 +208,8 @@ class ContinuousFlow(GenerativeModel):
             noise = noise[ot_permutation(x0, noise)]
         if self.num_classes is not None:
             drop = rng.rand((), like=x) < self.label_dropout  # (B,)
-            labels = drop_labels(check_labels(self.num_classes, labels, x.shape[0], x.device), drop,
-                                 self.num_classes)
+            labels = drop_labels(check_labels(self.num_classes, labels, x.shape[0], x.device, check_values=False),
+                                 drop, self.num_classes)
         else:
             labels = None  # an unconditional model ignores the data set's labels
         xt = self.path.sample(x0, noise, t)  # x_t = alpha_t x0 + sigma_t eps; coefficients (B, 1, ...)

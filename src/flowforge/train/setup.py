@@ -199,7 +199,7 @@ def _training_labels(config: Config, dataset: Dataset) -> Tensor | None:
     if dataset.train_labels is None:
         raise ConfigError(f"model.num_classes is set but data set {dataset.name!r} has no labels; "
                           f"unset model.num_classes or use labelled data")
-    if int(dataset.train_labels.max()) >= config.model.num_classes:
+    if int(dataset.train_labels.min()) < 0 or int(dataset.train_labels.max()) >= config.model.num_classes:
         raise ConfigError(f"model.num_classes: got {config.model.num_classes}, but the labels go up to "
                           f"{int(dataset.train_labels.max())}")
     return dataset.train_labels
