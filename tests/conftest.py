@@ -22,3 +22,16 @@ def tiny_overrides(run_dir, **extra) -> list[str]:
 @pytest.fixture
 def tiny():
     return tiny_overrides
+
+
+def perturb_zero_layers(net, scale=0.1, seed=0):
+    """Random weights in every all-zero parameter (zero-initialised layers: adaLN-Zero, final layers, zero-init
+    convolutions, norm shifts) so that nothing in a test is trivially zero."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            if not p.any():
+                p.copy_(scale * torch.randn(p.shape, generator=gen))
+    return net

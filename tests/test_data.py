@@ -24,7 +24,6 @@ from flowforge.data.toy import TOY_SETS
 from flowforge.data import DataError, Dataset, cifar, load_dataset, mnist, offline
 from flowforge.data.downloads import Remote, download
 from flowforge.data.idx import read_idx
-from flowforge.data.load import LOADERS
 from flowforge.data.mnist import IdxFile
 
 

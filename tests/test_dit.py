@@ -19,16 +19,9 @@ from flowforge.nets.positions import grid_positions, sincos_2d
 from flowforge.nets.rope import RotaryEmbedding2d
 from flowforge.runs import latest_checkpoint
 from flowforge.train import train
+from conftest import perturb_zero_layers
 
 
-def perturb_zero_layers(net, scale=0.1, seed=0):
-    """Random weights in every all-zero parameter (adaLN-Zero, final layer, biases) so nothing is trivially zero."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in net.parameters():
-            if not p.any():
-                p.copy_(scale * torch.randn(p.shape, generator=gen))
-    return net
 
 
 def rotation_for(net, height, width):

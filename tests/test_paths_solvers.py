@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from flowforge.paths import LinearPath
-from flowforge.solvers import SOLVERS, get_solver, uniform_grid
+from flowforge.solvers import get_solver, uniform_grid
 
 
 def test_linear_path_velocity_is_time_derivative():

@@ -7,18 +7,11 @@ import pytest
 import torch
 
 from flowforge.nets import UNet, unet
+from conftest import perturb_zero_layers
 
 DIGITS = dict(shape=(1, 8, 8), channels=16, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(1,))
 
 
-def perturb_zero_layers(net, scale=0.1, seed=0):
-    """Random weights in every all-zero parameter (zero-init convs, GroupNorm shifts) so nothing is trivially zero."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in net.parameters():
-            if not p.any():
-                p.copy_(scale * torch.randn(p.shape, generator=gen))
-    return net
 
 
 @pytest.mark.parametrize("kwargs", [
