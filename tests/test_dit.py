@@ -22,8 +22,6 @@ from flowforge.train import train
 from conftest import perturb_zero_layers
 
 
-
-
 def rotation_for(net, height, width):
     return net.rope(grid_positions(height // net.patch, width // net.patch, net.reference)) if net.rope else None
 

@@ -12,8 +12,6 @@ from conftest import perturb_zero_layers
 DIGITS = dict(shape=(1, 8, 8), channels=16, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(1,))
 
 
-
-
 @pytest.mark.parametrize("kwargs", [
     DIGITS,
     dict(shape=(1, 28, 28), channels=16, channel_mult=(1, 2, 2)),  # 28 -> 14 -> 7, attention at 7x7
