@@ -264,7 +264,9 @@ def test_records_missing_their_numbers_are_skipped(run_copy, line):
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
 
 
-def test_allocation_failures_are_one_line(run_copy):
+def test_allocation_failures_and_huge_seeds_are_one_line(run_copy):
+    assert_clean_error(cli("sample", run_copy, "--n", "8", "--out", run_copy / "x.npy", "--seed", str(10**23)),
+                       "--seed must be between 0 and")
     assert_clean_error(cli("eval", run_copy, "--n", "10000000000000"), "GiB")
     assert_clean_error(cli("sample", run_copy, "--n", "8", "--out", run_copy / "x.npy", "--steps", "100000000000"),
                        "out of memory")

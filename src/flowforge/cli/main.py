@@ -192,10 +192,14 @@ def _describe_error(err: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    for name, least in (("n", 2 if args.command == "eval" else 1), ("steps", 1)):
+    from ..config import MAX_SEED
+
+    for name, least, most in (("n", 2 if args.command == "eval" else 1, None), ("steps", 1, None),
+                              ("seed", 0, MAX_SEED)):
         value = getattr(args, name, None)
-        if value is not None and value < least:
-            print(f"flowforge {args.command}: error: --{name} must be >= {least}, got {value}", file=sys.stderr)
+        if value is not None and (value < least or (most is not None and value > most)):
+            bound = f"between {least} and {most}" if most is not None else f">= {least}"
+            print(f"flowforge {args.command}: error: --{name} must be {bound}, got {value}", file=sys.stderr)
             return 2
     try:
         args.fn(args)
