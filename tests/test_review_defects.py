@@ -288,3 +288,28 @@ def test_bad_data_fields_in_state_name_the_checkpoint(run_copy, data):
     (ckpt / "state.json").write_text(json.dumps(state))
     with pytest.raises(RunError, match=rf"{ckpt.name}: state.json has data"):
         load(run_copy)
+
+
+def test_inpaint_run_uses_the_runs_sample_settings_and_true_labels(tmp_path, tiny, monkeypatch):
+    from flowforge.models import ContinuousFlow
+    from flowforge.runs import inpaint_run
+
+    over = [o for o in tiny(tmp_path / "run", **{
+        "data.name": "digits", "model.net.name": "unet", "model.net.channels": 8, "model.net.channel_mult": "[1,2]",
+        "model.net.attention_levels": "[1]", "model.net.num_res_blocks": 1, "model.num_classes": 10,
+        "train.steps": 2, "train.batch_size": 16, "train.warmup_steps": 0, "sample.sampler": "ddim",
+        "sample.eta": 0.5, "sample.grid": "shifted", "sample.shift": 2.0, "sample.guidance": 1.5})
+        if not o.startswith(("model.net.width", "model.net.depth"))]
+    train(load_config("configs/fm-digits.yaml", over), progress=False)
+    seen = {}
+    real = ContinuousFlow.inpaint
+
+    def spy(self, x, mask, **options):
+        seen.update(options)
+        return real(self, x, mask, **options)
+
+    monkeypatch.setattr(ContinuousFlow, "inpaint", spy)
+    inpaint_run(tmp_path / "run", "left", n=4, out=tmp_path / "i.png", steps=3)
+    assert seen["sampler"] == "ddim" and seen["eta"] == 0.5 and seen["grid"] == "shifted"
+    assert seen["grid_options"]["shift"] == 2.0 and seen["guidance"] == 1.5 and seen["steps"] == 3
+    assert seen["labels"].shape == (4,) and (tmp_path / "i.png").is_file()

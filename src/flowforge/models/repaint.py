@@ -13,8 +13,9 @@ from .field import PathField
 
 
 def inpaint_along_path(model, x: Tensor, mask: Tensor, *, sampler: str = "euler", steps: int = 100,
-                       grid: str | None = None, resample: int = 1, generator: torch.Generator | None = None,
-                       labels: Tensor | None = None, guidance: float = 1.0, **sampler_options) -> Tensor:
+                       grid: str | None = None, grid_options: dict[str, float] | None = None, resample: int = 1,
+                       generator: torch.Generator | None = None, labels: Tensor | None = None,
+                       guidance: float = 1.0, **sampler_options) -> Tensor:
     """Fill ``x`` (B, ...) where ``mask`` is False; keep it where True.
 
     Start from noise and run ``sampler`` down the time grid; after every step
@@ -39,7 +40,7 @@ def inpaint_along_path(model, x: Tensor, mask: Tensor, *, sampler: str = "euler"
     mask = torch.as_tensor(mask, dtype=torch.bool, device=x.device).expand_as(x)
     field = CountedField(PathField(model, None, model.conditioning(labels, x.shape[0], x.device, guidance)))
     path = model.path
-    times = model.time_grid(steps, grid=grid, finite_start=solver.finite_start).tolist()
+    times = model.time_grid(steps, grid=grid, finite_start=solver.finite_start, **(grid_options or {})).tolist()
     known = model.to_model_space(x, None)
     state = path.prior_sample(tuple(x.shape), times[0], generator=generator).to(x.device, x.dtype)
     ctx = StepContext(index=0, times=times, generator=generator)

@@ -13,7 +13,7 @@ from ..data import load_dataset
 from ..data.masks import make_mask
 from ..errors import UserError
 from ..viz import image_grid
-from .load import check_finite_samples, load_run
+from .load import check_finite_samples, load_run, sample_options
 
 
 def inpaint_run(run_dir: str | Path, mask: str, *, n: int = 8, out: str | Path, seed: int = 0,
@@ -26,7 +26,8 @@ def inpaint_run(run_dir: str | Path, mask: str, *, n: int = 8, out: str | Path, 
         raise UserError(f"{run_dir}: inpainting pictures need image data, this run has {dataset.kind}; "
                         f"call model.inpaint(x, mask) from Python for other data")
     gen = torch.Generator().manual_seed(seed)
-    x = dataset.test[torch.randperm(len(dataset.test), generator=gen)[:n]]  # (n, C, H, W)
+    index = torch.randperm(len(dataset.test), generator=gen)[:n]
+    x = dataset.test[index]  # (n, C, H, W)
     known = torch.stack([make_mask(mask, dataset.shape, gen) for _ in range(len(x))])
     # the options each family's inpainting takes: sampling along the path, or NICE's gradient ascent
     allowed = ("sampler", "steps", "resample") if run.model.takes_sampler else ("steps", "lr")
@@ -34,9 +35,18 @@ def inpaint_run(run_dir: str | Path, mask: str, *, n: int = 8, out: str | Path, 
     if wrong:
         raise UserError(f"{run_dir} ({run.config.model.kind}) inpaints with {', '.join(allowed)}; "
                         f"{', '.join(wrong)} do not apply to it")
-    if run.model.takes_sampler:  # a continuous model samples along its path: the run's sampler by default
-        options = {"sampler": run.config.sample.sampler, "steps": run.config.sample.steps, **options}
-    filled = run.model.inpaint(x, known, generator=gen, **options)
+    if run.model.takes_sampler:
+        # a continuous model samples along its path with the run's sample settings (sampler, grid, its options,
+        # guidance), overridden by ``options``; a class-conditional one is told each image's true label
+        resample = options.pop("resample", 1)
+        options = sample_options(run.config, len(x), gen, sampler=options.pop("sampler", None),
+                                 steps=options.pop("steps", None))
+        options.update(resample=resample)
+        if run.config.model.num_classes is not None and dataset.test_labels is not None:
+            options["labels"] = dataset.test_labels[index]
+    else:
+        options["generator"] = gen
+    filled = run.model.inpaint(x, known, **options)
     check_finite_samples(filled)
     pixels = [dataset.to_pixels(t) for t in (x, torch.where(known, x, torch.full_like(x, float("nan"))), filled)]
     pixels[1] = torch.nan_to_num(pixels[1], nan=0.5)  # missing pixels shown grey
