@@ -15,7 +15,6 @@ import dataclasses
 import math
 import types
 import typing
-import warnings
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -149,9 +148,6 @@ def _check(config: Config) -> None:
                           f"(sine and cosine features come in pairs)")
     if len(t.betas) != 2 or not all(0.0 <= b < 1.0 for b in t.betas):
         raise ConfigError(f"train.betas: got {t.betas!r}, expected two numbers in [0, 1)")
-    if t.warmup_steps > t.steps:  # e.g. a short train.steps override of a preset with a long warmup
-        warnings.warn(f"train.warmup_steps ({t.warmup_steps}) is more than train.steps ({t.steps}); warming up "
-                      f"over all {t.steps} steps instead", stacklevel=3)
     if d.name in FILE_DATASETS and not d.path:
         raise ConfigError(f"data.path: dataset {d.name!r} reads a file; set data.path=/path/to/your/data")
     if d.image_shape is not None and (len(d.image_shape) != 3 or min(d.image_shape) < 1):

@@ -227,6 +227,9 @@ def setup(config: Config, resume: bool) -> RunState:
     tc = config.train
     run_dir = config.run.path
     accelerator = make_accelerator(config)
+    if tc.warmup_steps > tc.steps and accelerator.is_main_process:  # e.g. a short train.steps override of a preset
+        warnings.warn(f"train.warmup_steps ({tc.warmup_steps}) is more than train.steps ({tc.steps}); warming up "
+                      f"over all {tc.steps} steps instead (train.schedule's lr_factor clamps it)", stacklevel=3)
     lock = on_main(accelerator, lambda: RunLock(run_dir).acquire())  # a second writer stops here
     try:
         ckpt = _check_run_dir(run_dir, resume)
