@@ -29,6 +29,8 @@ def test_continuous_models_train_evaluate_and_reload(tmp_path, tiny, extra):
     # the trained model is closer to the data than a Gaussian with the data's mean and covariance (measured:
     # 0.012-0.013 against 0.021, the noise floor 0.0006)
     assert record["model"]["energy_distance"] < 0.85 * record["matched_gaussian"]["energy_distance"], record
+    straight = record["straightness"]  # the probability-flow ODE's straightness, on 300 paths (eval.n_samples)
+    assert straight["n"] == 300 and straight["steps"] == 25 and 0 < straight["value"] < 10
     lk = record["likelihood"]  # ODE likelihood, exact divergence in 2-D
     assert math.isfinite(lk["nll"]) and math.isfinite(lk["bits_per_dim"])
     model = load(tmp_path / "run")

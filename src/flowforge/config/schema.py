@@ -186,6 +186,8 @@ class EvalConfig:
     n_projections: int = _bounded(1000, 1)  # sliced Wasserstein-2 directions
     n_likelihood: int = _bounded(0, 0)  # held-out examples scored by the likelihood (the first N); 0 = all
     repeats: int = _bounded(3, 1)  # independent reference draws (toy sets); scores are mean and std over them
+    straightness_steps: int = _bounded(25, 0)  # continuous models: RK4 steps of the straightness estimate; 0 = off
+    straightness_samples: int = _bounded(1000, 1)  # paths averaged by the straightness estimate
     seed: int = _bounded(12345, 0, MAX_SEED)
 
 

@@ -34,7 +34,8 @@ COLUMNS = (
     Column("run", "run", "{}"), Column("data", "data", "{}"), Column("model", "model", "{}"),
     Column("parameters", "parameters", "{:,}"), Column("steps", "steps", "{:d}"),
     Column("train s", "train_seconds", "{:.0f}"), Column("sampler", "sampler", "{}"), Column("NFE", "nfe", "{:d}"),
-    Column("sample s", "sample_seconds", "{:.1f}"), Column("n", "n_samples", "{:d}"), Column("bits/dim", "bits_per_dim", "{:.4f}"),
+    Column("sample s", "sample_seconds", "{:.1f}"), Column("straightness", "straightness", "{:.4g}"),
+    Column("n", "n_samples", "{:d}"), Column("bits/dim", "bits_per_dim", "{:.4f}"),
     Column("energy dist.", "energy_distance", "{:.4g}"), Column("(floor)", "energy_floor", "{:.4g}"),
     Column("FD", "fd", "{:.2f}"), Column("(floor)", "fd_floor", "{:.2f}"), Column("(Gaussian)", "fd_gaussian", "{:.2f}"),
     Column("KD", "kd", "{:.4g}"), Column("precision", "precision", "{:.3f}"), Column("recall", "recall", "{:.3f}"),
@@ -58,6 +59,7 @@ def run_row(run_dir: Path) -> dict[str, Any]:
             "train_seconds": train_rows[-1]["seconds"] if train_rows else None,
             "sampler": ev["sampler"] + (f" x{ev['steps']}" if ev.get("steps") else ""), "nfe": ev.get("nfe"),
             "sample_seconds": ev.get("sample_seconds"), "n_samples": ev["n_reference"],
+            "straightness": ev.get("straightness", {}).get("value"),
             "bits_per_dim": ev.get("likelihood", {}).get("bits_per_dim"),
             "energy_distance": ev["model"]["energy_distance"], "energy_floor": ev["noise_floor"]["energy_distance"],
         }

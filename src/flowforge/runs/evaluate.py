@@ -12,12 +12,27 @@ import torch
 from ..data import load_dataset
 from ..errors import UserError
 from ..metrics import heldout_likelihood, matched_gaussian, sample_distances
+from ..models.field import PathField
+from ..solvers import straightness
 from .checkpoint import atomic_write_text
 from .image_eval import image_scores
 from .load import check_finite_samples, check_sample_memory, load_run
 from .metrics_log import MetricsLog
 from .pictures import write_samples_picture
 from .report import write_report
+
+
+def path_straightness(model, n: int, steps: int, seed: int) -> dict[str, Any]:
+    """Straightness (Liu et al., 2022) of ``model``'s probability-flow ODE on its own path, per dimension, from
+    ``n`` prior draws integrated to the data with ``steps`` RK4 steps on a uniform grid."""
+    field = PathField(model)
+    times = model.time_grid(steps, grid="uniform")
+    device = next(model.parameters()).device
+    x = model.path.prior_sample((n, *model.shape), float(times[0]),
+                                generator=torch.Generator().manual_seed(seed)).to(device)
+    t0 = time.perf_counter()
+    result = straightness(field.velocity, x, times)
+    return {"value": result.value, "n": n, "steps": steps, "nfe": result.nfe, "seconds": time.perf_counter() - t0}
 
 
 def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str | None = None,
@@ -94,6 +109,9 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
     if n_lik < 0:
         raise UserError(f"n_likelihood must be >= 0 (0 = every held-out example), got {n_lik}")
     record["likelihood"] = heldout_likelihood(run.model, held_out[:n_lik] if n_lik else held_out, seed=ec.seed)
+    if run.model.takes_sampler and ec.straightness_steps:
+        record["straightness"] = path_straightness(run.model, min(n, ec.straightness_samples),
+                                                   ec.straightness_steps, ec.seed + 4)
     images = image_scores(dataset, samples, labels=options.get("labels"), seed=ec.seed, cache_dir=cfg.data.cache_dir)
     if images is not None:
         record["image"] = images

@@ -35,6 +35,10 @@ def eval_tables(ev: dict) -> list[str]:
         m, sd = ev[key], ev[key + "_std"]
         lines.append(f"| {label} | {m['energy_distance']:.5f} ± {sd['energy_distance']:.5f} "
                      f"| {m['sliced_w2']:.4f} ± {sd['sliced_w2']:.4f} | {m['w2']:.4f} ± {sd['w2']:.4f} |")
+    if "straightness" in ev:
+        st = ev["straightness"]
+        lines += ["", f"Straightness of the ODE's paths (Liu et al., 2022; 0 = straight lines, one Euler step exact): "
+                      f"**{st['value']:.4g}** per dimension, {st['n']} paths, {st['steps']} RK4 steps."]
     if "image" in ev:
         lines += [""] + image_table(ev["image"])
     return lines

@@ -14,6 +14,7 @@ from .heun import Heun
 from .likelihood import LikelihoodResult, exact_divergence, hutchinson_divergence, ode_likelihood, rademacher
 from .midpoint import Midpoint
 from .rk4 import RK4
+from .straightness import StraightnessResult, straightness
 
 SOLVERS: dict[str, type[Solver]] = {
     "euler": Euler, "heun": Heun, "midpoint": Midpoint, "rk4": RK4, "dopri5": Dopri5,
@@ -32,6 +33,6 @@ def get_solver(name: str, **options: Any) -> Solver:
 
 
 __all__ = ["DDIM", "DDPMAncestral", "DPMSolverPP2M", "Dopri5", "EDMStochastic", "Euler", "Field", "GRIDS", "Heun",
-           "LikelihoodResult", "Midpoint", "RK4", "SOLVERS", "SolveResult", "Solver", "StepContext", "VelocityField",
+           "LikelihoodResult", "Midpoint", "RK4", "SOLVERS", "SolveResult", "Solver", "StepContext", "StraightnessResult", "VelocityField",
            "exact_divergence", "get_solver", "hutchinson_divergence", "karras_sigmas", "ode_likelihood",
-           "rademacher", "shift_times", "shifted_grid", "time_grid", "uniform_grid"]
+           "rademacher", "shift_times", "shifted_grid", "straightness", "time_grid", "uniform_grid"]

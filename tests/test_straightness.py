@@ -1,0 +1,43 @@
+"""Straightness of a flow's paths (Liu et al., 2022) against a closed form."""
+
+import torch
+
+from flowforge.models.field import PathField
+from flowforge.paths import LinearPath
+from flowforge.solvers import straightness, uniform_grid
+from test_continuous import MixtureFlow
+
+
+def gaussian_straightness(s: float, points: int = 200001) -> float:
+    """Per-dimension S of the linear path's ODE from N(0, I) (t = 1) to N(mu, s^2 I) (t = 0).
+
+    Its paths are x_t = (1 - t) mu + sigma_t z with sigma_t = sqrt((1 - t)^2 s^2 + t^2) and z = x_1, so
+    dx/dt - (x_1 - x_0) = (sigma_t' - (1 - s)) z and S = int_0^1 (sigma_t' - (1 - s))^2 dt per dimension.
+    """
+    t = torch.linspace(0, 1, points, dtype=torch.float64)
+    d_sigma = (t - (1 - t) * s**2) / torch.sqrt((1 - t) ** 2 * s**2 + t**2)
+    return float(torch.trapezoid((d_sigma - (1 - s)) ** 2, t))
+
+
+def test_gaussian_to_gaussian_matches_the_closed_form():
+    torch.manual_seed(0)
+    for s in (0.3, 2.0):
+        model = MixtureFlow(LinearPath(), torch.tensor([[1.5, -0.5]]), s)
+        x1 = torch.randn(20000, 2, dtype=torch.float64)
+        result = straightness(PathField(model).velocity, x1, uniform_grid(100, 1.0, 0.0))
+        exact = gaussian_straightness(s)
+        assert exact > 0.01
+        assert abs(result.value - exact) < 0.03 * exact, (s, result.value, exact)
+        assert result.nfe == 401
+
+
+def test_two_separated_modes_bend_the_paths_more_than_one():
+    # noise between two far-apart modes must turn towards one of them: a bent path
+    two_modes = MixtureFlow(LinearPath(), torch.tensor([[-3.0, 0.0], [3.0, 0.0]]), 0.2)
+    one_mode = MixtureFlow(LinearPath(), torch.tensor([[0.0, 0.0]]), 1.0)  # N(0, I) to itself
+    x1 = torch.randn(4000, 2, generator=torch.Generator().manual_seed(1))
+    curved = straightness(PathField(two_modes).velocity, x1, uniform_grid(50)).value
+    gaussian = straightness(PathField(one_mode).velocity, x1, uniform_grid(50)).value
+    # even N(0, I) to itself is not straight on the linear path: the interpolation's variance (1-t)^2 + t^2 dips
+    assert abs(gaussian - gaussian_straightness(1.0)) < 0.05 * gaussian_straightness(1.0)
+    assert curved > 1.5 * gaussian, (curved, gaussian)
