@@ -304,3 +304,45 @@ def test_tiny_dit_learns_on_digits(tmp_path, tiny):
     assert len(losses) == 4 and losses[-1] < 0.8 * losses[0], losses  # measured 1.48, 1.26, 0.99, 0.86
     x = result.model.sample(4, steps=2)
     assert x.shape == (4, 1, 8, 8) and torch.isfinite(x).all()
+
+
+def test_sampling_at_another_resolution_shifts_the_time_grid(monkeypatch):
+    """A DiT flow trained at 8x8 samples at 16x16; the grid is SD3's shift sqrt(256 / 64) = 2 of the uniform one."""
+    from flowforge.models import ContinuousFlow
+    from flowforge.paths import LinearPath
+    from flowforge.solvers import Euler, shift_times, uniform_grid
+
+    net = perturb_zero_layers(DiT((1, 8, 8), size="tiny", patch=2, positions="rope"))
+    model = ContinuousFlow(LinearPath(), net, (1, 8, 8)).eval()
+    grids = []
+    real = Euler.solve
+
+    def spy(self, field, x, times, **kw):
+        grids.append(times)
+        return real(self, field, x, times, **kw)
+
+    monkeypatch.setattr(Euler, "solve", spy)
+    big = model.sample(3, steps=4, shape=(1, 16, 16), generator=torch.Generator().manual_seed(0))
+    same = model.sample(3, steps=4, generator=torch.Generator().manual_seed(0))
+    assert big.shape == (3, 1, 16, 16) and same.shape == (3, 1, 8, 8) and torch.isfinite(big).all()
+    assert torch.allclose(grids[0], shift_times(uniform_grid(4), 2.0)) and torch.equal(grids[1], uniform_grid(4))
+    assert grids[0][1] > grids[1][1]  # more pixels: the first step stays nearer the noise
+    with pytest.raises(ValueError, match=r"same 1 channel"):
+        model.sample(2, steps=2, shape=(3, 8, 8))
+
+
+def test_cli_samples_a_dit_run_at_another_size(tmp_path, tiny):
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    train(load_config("configs/fm-digits.yaml", engine_overrides(
+        tiny, tmp_path / "run", **{"train.steps": 2, "model.net.positions": "rope", "sample.steps": 2})),
+        progress=False)
+    cli = [sys.executable, "-m", "flowforge.cli", "sample", str(tmp_path / "run"), "--n", "4"]
+    proc = subprocess.run(cli + ["--out", str(tmp_path / "x.npy"), "--size", "12x16"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert np.load(tmp_path / "x.npy").shape == (4, 1, 12, 16)
+    proc = subprocess.run(cli + ["--out", str(tmp_path / "y.npy"), "--size", "13x16"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "13" in proc.stderr, proc.stderr

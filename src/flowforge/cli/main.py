@@ -32,6 +32,15 @@ def _train(args: argparse.Namespace) -> None:
         os._exit(0)
 
 
+def _size(text: str, data_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """``HxW`` as an image shape with the data's channels."""
+    parts = text.lower().split("x")
+    if len(data_shape) != 3 or len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise UserError(f"--size {text}: expected HEIGHTxWIDTH such as 16x16, for a model of images "
+                        f"(this run's data has shape {data_shape})")
+    return (data_shape[0], int(parts[0]), int(parts[1]))
+
+
 def _sample(args: argparse.Namespace) -> None:
     import numpy as np
     import torch
@@ -44,12 +53,13 @@ def _sample(args: argparse.Namespace) -> None:
         raise UserError(f"--out {out}: unsupported extension {out.suffix!r}; use .npy (array) or .png (picture)")
     out.parent.mkdir(parents=True, exist_ok=True)  # a bad path fails now, not after sampling
     run = load_run(args.run_dir)
-    check_sample_memory(args.n, tuple(run.data["shape"]))
+    shape = _size(args.size, tuple(run.data["shape"])) if args.size else None
+    check_sample_memory(args.n, shape or tuple(run.data["shape"]))
     if args.guidance is not None and run.config.model.num_classes is None:
         raise UserError(f"--guidance {args.guidance}: {args.run_dir} is not class-conditional (model.num_classes is "
                         "unset); guidance needs a model trained with model.num_classes and label_dropout > 0")
     options = run.sample_options(args.n, torch.Generator().manual_seed(args.seed), sampler=args.sampler,
-                                 steps=args.steps, grid=args.grid, guidance=args.guidance,
+                                 steps=args.steps, grid=args.grid, guidance=args.guidance, shape=shape,
                                  progress=sys.stderr.isatty())
     samples = draw_samples(run.model, args.n, options, SAMPLE_CHUNK)
     check_finite_samples(samples)
@@ -135,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", choices=sorted(SOLVERS), help="sampler (default: the run's sample.sampler)")
     p.add_argument("--grid", choices=GRIDS, help="time grid (default: the run's)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance weight (class-conditional models)")
+    p.add_argument("--size", help="sample images at another HEIGHTxWIDTH (backbones that take several resolutions, "
+                                  "e.g. DiT; the time grid gets SD3's resolution shift)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=_sample)
 

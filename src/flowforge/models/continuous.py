@@ -12,7 +12,7 @@ from ..data.dequantize import Quantization
 from ..paths import PREDICTIONS, AffinePath, PathCoefficients, expand_like, from_x0_eps, to_x0_eps
 from ..protocol import GenerativeModel
 from ..rng import BatchRandom
-from ..solvers import get_solver, ode_likelihood, time_grid
+from ..solvers import get_solver, ode_likelihood, shift_times, time_grid
 from .conditioning import Conditioning, check_labels, drop_labels
 from .field import PathField
 from .ot import ot_permutation
@@ -249,7 +249,7 @@ class ContinuousFlow(GenerativeModel):
                path: AffinePath | None = None, labels: Tensor | None = None, guidance: float = 1.0,
                generator: torch.Generator | None = None, progress: bool = False, return_nfe: bool = False,
                grid_options: dict[str, float] | None = None, dequantized: bool = False,
-               **sampler_options: Any) -> Tensor:
+               shape: tuple[int, ...] | None = None, **sampler_options: Any) -> Tensor:
         """``n`` samples (n, *shape) by ``sampler`` on ``path``'s ODE/SDE (default: the training path).
 
         For discrete data the samples are data values, each the level whose dequantization bin the ODE's
@@ -263,16 +263,34 @@ class ContinuousFlow(GenerativeModel):
                 The default is the path's (:func:`~flowforge.solvers.time_grid`), or ``karras`` for a sampler
                 that cannot start at infinite noise (``finite_start``).
             labels: (n,) classes of a class-conditional model; ``guidance`` the CFG weight.
+            shape: another image size (C, H', W') to sample at, for a backbone that takes several resolutions
+                (DiT). The grid's times are then shifted by SD3's ``s = sqrt(m / n)`` for ``m`` pixels asked and
+                ``n`` trained (Esser et al., 2024, arXiv:2403.03206, eq. 23, :func:`~flowforge.solvers.shift_times`):
+                more pixels carry more signal at a given noise level, so larger images spend more steps at high noise.
         """
+        shape = self.sampling_shape(shape)
         solver = get_solver(sampler, **sampler_options)
         device = next(self.parameters()).device
         field = PathField(self, path, self.conditioning(labels, n, device, guidance))
         times = self.time_grid(steps, grid=grid, path=field.path, finite_start=solver.finite_start,
                                **(grid_options or {}))
-        x = field.path.prior_sample((n, *self.shape), float(times[0]), generator=generator).to(device)
+        if shape != self.shape:
+            t_max = field.path.t_max
+            times = shift_times(times / t_max, math.sqrt(math.prod(shape[1:]) / math.prod(self.shape[1:]))) * t_max
+        x = field.path.prior_sample((n, *shape), float(times[0]), generator=generator).to(device)
         result = solver.solve(field, x, times, progress=progress, generator=generator)
         x = result.x if dequantized else self.from_model_space(result.x)
         return (x, result.nfe) if return_nfe else x
+
+    def sampling_shape(self, shape: tuple[int, ...] | None) -> tuple[int, ...]:
+        """The per-example shape to sample at: the model's own, or another image size with its channels."""
+        if shape is None or tuple(shape) == self.shape:
+            return self.shape
+        shape = tuple(int(s) for s in shape)
+        if len(self.shape) != 3 or len(shape) != 3 or shape[0] != self.shape[0] or min(shape) < 1:
+            raise ValueError(f"shape {shape}: a model of data {self.shape} samples at another size only for images, "
+                             f"with the same {self.shape[0]} channel(s): (C, H, W)")
+        return shape
 
     # ------------------------------------------------------------------ likelihood and inpainting
 

@@ -17,7 +17,7 @@ from ..models import GenerativeModel, build_model
 from .checkpoint import check_model_binding, latest_checkpoint, load_weights, read_state
 
 # sample settings that only models with a sampler take; a normalizing flow is sampled by its exact inverse
-SAMPLER_SETTINGS = ("sampler", "steps", "grid", "guidance")
+SAMPLER_SETTINGS = ("sampler", "steps", "grid", "guidance", "shape")
 
 
 @dataclass
