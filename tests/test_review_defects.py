@@ -250,7 +250,8 @@ def test_a_clamped_warmup_resumes_with_more_steps(tmp_path, tiny):
         train(first, progress=False)
     more = load_config("configs/rf-moons.yaml", tiny(tmp_path / "run", **{"train.steps": 20,
                                                                           "train.warmup_steps": 50}))
-    with pytest.warns(UserWarning, match="warming up over all 20 steps"):
+    with pytest.warns(UserWarning, match="warming up over all 20 steps"), \
+            pytest.warns(UserWarning, match="warms up again"):  # the schedule follows the new length, and says so
         assert train(more, resume=True, progress=False).step == 20
 
 

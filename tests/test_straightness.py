@@ -41,3 +41,35 @@ def test_two_separated_modes_bend_the_paths_more_than_one():
     # even N(0, I) to itself is not straight on the linear path: the interpolation's variance (1-t)^2 + t^2 dips
     assert abs(gaussian - gaussian_straightness(1.0)) < 0.05 * gaussian_straightness(1.0)
     assert curved > 1.5 * gaussian, (curved, gaussian)
+
+
+def test_eval_measures_every_path_in_one_time_variable():
+    """One distribution on the linear, VP, VE and EDM paths: one straightness (each path's own time would give
+    0.70, 1.36, 0.03 and 0.009), close to its converged value at the default 25 steps."""
+    from flowforge.paths import EDMPath, VEPath, VPPath
+    from flowforge.runs.evaluate import path_straightness
+
+    means = torch.tensor([[-2.0, 0.0], [2.0, 0.0], [0.0, 2.5]])
+    values = {type(p).__name__: path_straightness(MixtureFlow(p, means, 0.3), 3000, 25, seed=0)["value"]
+              for p in (LinearPath(), VPPath(), VEPath(), EDMPath())}
+    fine = path_straightness(MixtureFlow(LinearPath(), means, 0.3), 3000, 200, seed=0)["value"]
+    assert all(abs(v - fine) < 0.05 * fine for v in values.values()), (values, fine)
+
+
+def test_the_resolution_shift_scales_the_noise_level_on_every_path():
+    from flowforge.paths import EDMPath, VEPath, VPPath
+    from flowforge.solvers import shift_times
+
+    means = torch.tensor([[0.0, 0.0]])
+    for path in (LinearPath(), VPPath(), VEPath(), EDMPath()):
+        model = MixtureFlow(path, means, 0.5)
+        times = model.time_grid(12)
+        out = model.resolution_shift(times, path, 2.0)
+        sigma, shifted = path.edm_sigma(times.double()), path.edm_sigma(out.double())
+        top = min(model.sigma_top(), path.sigma_range()[1])
+        inner = torch.isfinite(sigma) & (sigma > 0) & (2 * sigma < top)
+        assert torch.allclose(shifted[inner], 2 * sigma[inner], rtol=1e-6), type(path).__name__
+        assert (shifted[~inner & (sigma > 0)] <= top * (1 + 1e-9)).all() and out[-1] == 0
+    linear = MixtureFlow(LinearPath(), means, 0.5)
+    times = linear.time_grid(8, grid="uniform")
+    assert torch.allclose(linear.resolution_shift(times, linear.path, 3.0), shift_times(times, 3.0))  # SD3 eq. 23

@@ -98,7 +98,7 @@ def _compare(args: argparse.Namespace) -> None:
 
     paths = compare_runs(args.run_dirs, args.out)
     print(paths["markdown"].read_text(), end="")
-    print(f"wrote {paths['markdown']}, {paths['csv']} and {paths['figure']}")
+    print(f"wrote {paths['markdown']}, {paths['csv']}, {paths['json']} and {paths['figure']}")
 
 
 def _info(args: argparse.Namespace) -> None:
@@ -176,8 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Compare runs scored by `flowforge eval`: scores beside their noise floors, "
                                    "training time, parameters and sampling cost.")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    p.add_argument("--out", default="comparison", help="output stem: writes STEM.md, STEM.csv, STEM.png "
-                                                       "(default: comparison)")
+    p.add_argument("--out", default="comparison", help="output stem: writes STEM.md, STEM.csv, STEM.json, "
+                                                       "STEM.png (default: comparison)")
     p.set_defaults(fn=_compare)
 
     p = sub.add_parser("info", help="what a run holds: config, progress, checkpoints, metrics")

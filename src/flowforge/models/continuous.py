@@ -12,7 +12,7 @@ from ..data.dequantize import Quantization
 from ..paths import PREDICTIONS, AffinePath, PathCoefficients, expand_like, from_x0_eps, to_x0_eps
 from ..protocol import GenerativeModel
 from ..rng import BatchRandom
-from ..solvers import get_solver, ode_likelihood, shift_times, time_grid
+from ..solvers import get_solver, ode_likelihood, time_grid
 from .conditioning import Conditioning, check_labels, drop_labels
 from .field import PathField
 from .ot import ot_permutation
@@ -264,9 +264,9 @@ class ContinuousFlow(GenerativeModel):
                 that cannot start at infinite noise (``finite_start``).
             labels: (n,) classes of a class-conditional model; ``guidance`` the CFG weight.
             shape: another image size (C, H', W') to sample at, for a backbone that takes several resolutions
-                (DiT). The grid's times are then shifted by SD3's ``s = sqrt(m / n)`` for ``m`` pixels asked and
-                ``n`` trained (Esser et al., 2024, arXiv:2403.03206, eq. 23, :func:`~flowforge.solvers.shift_times`):
-                more pixels carry more signal at a given noise level, so larger images spend more steps at high noise.
+                (DiT). The grid's noise levels are then scaled by SD3's ``s = sqrt(m / n)`` for ``m`` pixels asked
+                and ``n`` trained (Esser et al., 2024, arXiv:2403.03206, eq. 23; :meth:`resolution_shift`): more
+                pixels carry more signal at a given noise level, so larger images spend more steps at high noise.
         """
         shape = self.sampling_shape(shape)
         solver = get_solver(sampler, **sampler_options)
@@ -275,12 +275,23 @@ class ContinuousFlow(GenerativeModel):
         times = self.time_grid(steps, grid=grid, path=field.path, finite_start=solver.finite_start,
                                **(grid_options or {}))
         if shape != self.shape:
-            t_max = field.path.t_max
-            times = shift_times(times / t_max, math.sqrt(math.prod(shape[1:]) / math.prod(self.shape[1:]))) * t_max
+            times = self.resolution_shift(times, field.path, math.sqrt(math.prod(shape[1:]) / math.prod(self.shape[1:])))
         x = field.path.prior_sample((n, *shape), float(times[0]), generator=generator).to(device)
         result = solver.solve(field, x, times, progress=progress, generator=generator)
         x = result.x if dequantized else self.from_model_space(result.x)
         return (x, result.nfe) if return_nfe else x
+
+    def resolution_shift(self, times: Tensor, path: AffinePath, s: float) -> Tensor:
+        """``times`` on ``path`` moved to ``s`` times their noise level, ``sigma' = s sigma`` (EDM's sigma), capped
+        at the highest level the model can be queried at: SD3's eq. 23 on every path (on the linear path,
+        ``sigma = t / (1 - t)``, it is :func:`~flowforge.solvers.shift_times`, ``t' = s t / (1 + (s - 1) t)``)."""
+        sigma = path.edm_sigma(times.double())
+        top = min(self.sigma_top(), path.sigma_range()[1])
+        shifted = (s * sigma).clamp(max=top)
+        out = times.clone()
+        moved = torch.isfinite(shifted) & (sigma > 0)  # the infinite start (linear t = 1) and t = 0 stay
+        out[moved] = path.t_from_sigma(shifted[moved]).clamp(0.0, path.t_max).to(times.dtype)
+        return out
 
     def sampling_shape(self, shape: tuple[int, ...] | None) -> tuple[int, ...]:
         """The per-example shape to sample at: the model's own, or another image size with its channels."""

@@ -60,6 +60,7 @@ def run_row(run_dir: Path) -> dict[str, Any]:
             "sampler": ev["sampler"] + (f" x{ev['steps']}" if ev.get("steps") else ""), "nfe": ev.get("nfe"),
             "sample_seconds": ev.get("sample_seconds"), "n_samples": ev["n_reference"],
             "straightness": ev.get("straightness", {}).get("value"),
+            "straightness_steps": ev.get("straightness", {}).get("steps"),
             "bits_per_dim": ev.get("likelihood", {}).get("bits_per_dim"),
             "energy_distance": ev["model"]["energy_distance"], "energy_floor": ev["noise_floor"]["energy_distance"],
         }
@@ -101,7 +102,8 @@ def caveats(rows: list[dict[str, Any]]) -> list[str]:
     """Notes under the table where rows were scored differently: distances are biased by the sample count, and
     scores against different reference sets do not compare at all."""
     notes = []
-    for key, what in (("n_samples", "pixel distances"), ("n_images", "image scores"), ("reference", "references")):
+    for key, what in (("n_samples", "pixel distances"), ("n_images", "image scores"), ("reference", "references"),
+                      ("straightness_steps", "straightness steps")):
         values = sorted({str(r[key]) for r in rows if r.get(key) is not None})
         if len(values) > 1:
             notes.append(f"- The runs' {what} differ ({', '.join(values)}): compare each score with its own "

@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from ..data import load_dataset
 from ..errors import UserError
 from ..metrics import heldout_likelihood, matched_gaussian, sample_distances
 from ..models.field import PathField
+from ..paths import LinearPath
 from ..solvers import straightness
 from .checkpoint import atomic_write_text
 from .image_eval import image_scores
@@ -22,17 +24,25 @@ from .pictures import write_samples_picture
 from .report import write_report
 
 
-def path_straightness(model, n: int, steps: int, seed: int) -> dict[str, Any]:
-    """Straightness (Liu et al., 2022) of ``model``'s probability-flow ODE on its own path, per dimension, from
-    ``n`` prior draws integrated to the data with ``steps`` RK4 steps on a uniform grid."""
-    field = PathField(model)
-    times = model.time_grid(steps, grid="uniform")
+def path_straightness(model, n: int, steps: int, seed: int, labels: Tensor | None = None,
+                      guidance: float = 1.0) -> dict[str, Any]:
+    """Straightness (Liu et al., 2022) of ``model``'s probability-flow ODE, per dimension, from ``n`` prior draws
+    integrated to the data with ``steps`` RK4 steps, conditioned like the samples (``labels``, ``guidance``).
+
+    Straightness depends on the time variable (VE's time is sigma^2, EDM's sigma), so every model is measured in
+    one: the linear path's ``t`` in ``[0, 1]``, on whose ODE every model can be integrated (one probability flow,
+    another clock), with a uniform grid.
+    """
     device = next(model.parameters()).device
-    x = model.path.prior_sample((n, *model.shape), float(times[0]),
+    labels = labels[:n] if labels is not None else None
+    field = PathField(model, LinearPath(), model.conditioning(labels, n, device, guidance))
+    times = model.time_grid(steps, grid="uniform", path=field.path)
+    x = field.path.prior_sample((n, *model.shape), float(times[0]),
                                 generator=torch.Generator().manual_seed(seed)).to(device)
     t0 = time.perf_counter()
     result = straightness(field.velocity, x, times)
-    return {"value": result.value, "n": n, "steps": steps, "nfe": result.nfe, "seconds": time.perf_counter() - t0}
+    return {"value": result.value, "n": n, "steps": steps, "time": "linear path t", "nfe": result.nfe,
+            "seconds": time.perf_counter() - t0}
 
 
 def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str | None = None,
@@ -111,7 +121,8 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
     record["likelihood"] = heldout_likelihood(run.model, held_out[:n_lik] if n_lik else held_out, seed=ec.seed)
     if run.model.takes_sampler and ec.straightness_steps:
         record["straightness"] = path_straightness(run.model, min(n, ec.straightness_samples),
-                                                   ec.straightness_steps, ec.seed + 4)
+                                                   ec.straightness_steps, ec.seed + 4, options.get("labels"),
+                                                   options.get("guidance", 1.0))
     images = image_scores(dataset, samples, labels=options.get("labels"), seed=ec.seed, cache_dir=cfg.data.cache_dir)
     if images is not None:
         record["image"] = images

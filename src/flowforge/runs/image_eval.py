@@ -60,7 +60,8 @@ def image_scores(dataset: Dataset, samples: Tensor, *, labels: Tensor | None, se
     lo, hi = value_range
     gaussian = matched_gaussian(dataset.train, n, seed=seed + 3).clamp(lo, hi)
     # kernel distance over 10 disjoint subsets where n allows, fewer (of at least 2 points) for tiny evals
-    options = dict(extractor=extractor, value_range=value_range, seed=seed, kd_min_subsets=max(1, min(10, n // 2)))
+    options = dict(extractor=extractor, value_range=value_range, seed=seed, kd_min_subsets=max(1, min(10, n // 2)),
+                   k=min(3, n - 1))
     rows = {
         "model": score_images(samples, reference, labels=labels, check_range=False, **options),
         "noise_floor": score_images(floor, reference, labels=floor_labels, **options),

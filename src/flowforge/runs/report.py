@@ -38,7 +38,7 @@ def eval_tables(ev: dict) -> list[str]:
     if "straightness" in ev:
         st = ev["straightness"]
         lines += ["", f"Straightness of the ODE's paths (Liu et al., 2022; 0 = straight lines, one Euler step exact): "
-                      f"**{st['value']:.4g}** per dimension, {st['n']} paths, {st['steps']} RK4 steps."]
+                      f"**{st['value']:.4g}** per dimension, in the linear path's time, {st['n']} paths, {st['steps']} RK4 steps."]
     if "image" in ev:
         lines += [""] + image_table(ev["image"])
     return lines

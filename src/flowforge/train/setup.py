@@ -159,6 +159,11 @@ def check_resume_config(old: Config, new: Config) -> list[str]:
     if "train.steps" in changed and new.train.schedule == "cosine":
         warnings.warn(f"train.steps changed from {old.train.steps} to {new.train.steps} on a cosine schedule: "
                       f"the learning rate follows the new horizon from here on", stacklevel=3)
+    elif "train.steps" in changed and old.train.warmup_steps > old.train.steps:
+        warnings.warn(f"train.steps changed from {old.train.steps} to {new.train.steps} while the warmup "
+                      f"({old.train.warmup_steps} steps) was clamped to the run's length: it now spans "
+                      f"{min(new.train.warmup_steps, new.train.steps)} steps, so the learning rate drops and warms "
+                      f"up again", stacklevel=3)
     return changed
 
 
