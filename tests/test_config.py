@@ -105,3 +105,14 @@ def test_every_preset_loads_and_builds_its_model(preset):
     lo, hi = data.get("value_range", [-4.0, 4.0])
     x = lo + (hi - lo) * torch.rand(4, *data["shape"], generator=torch.Generator().manual_seed(0))
     assert sum(p.numel() for p in model.parameters()) > 0 and torch.isfinite(model.loss(x))
+
+
+def test_version_and_python_dash_m():
+    import subprocess
+    import sys
+
+    import flowforge
+
+    for cmd in ([sys.executable, "-m", "flowforge", "--version"], [sys.executable, "-m", "flowforge.cli", "--version"]):
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        assert proc.returncode == 0 and proc.stdout.strip() == f"flowforge {flowforge.__version__}", proc

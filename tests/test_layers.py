@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / "flowforge"
 
 RANKS = {
     # pure: torch and the standard library, at most the package's error types
-    "errors": 0, "rng": 0, "viz": 0, "nets": 0,
+    "errors": 0, "rng": 0, "viz": 0, "nets": 0, "version": 0,
     "paths": 1, "transforms": 1, "solvers": 1,
     "config": 2,  # its choices come from the path and sampler registries
     "data": 3,
@@ -23,7 +23,7 @@ RANKS = {
     "models": 6,
     "runs": 7,  # knows models and files, no training loop
     "train": 8,  # writes through runs
-    "cli": 9, "__init__": 9, "__main__": 9,
+    "cli": 9, "__init__": 10, "__main__": 10,
 }
 
 

@@ -7,9 +7,8 @@ Train with ``flowforge.train.train(config)`` (or ``flowforge train CONFIG``), th
     flowforge.evaluate("runs/demo")            # scores next to the noise floor and a Gaussian baseline
 """
 
-__version__ = "0.1.0"
-
 from .config import Config, ConfigError, load_config
+from .version import __version__
 from .errors import RunError, TrainingDiverged, UserError
 
 

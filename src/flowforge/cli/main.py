@@ -127,7 +127,10 @@ def _info(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from ..solvers import GRIDS, SOLVERS
 
+    from ..version import __version__
+
     parser = argparse.ArgumentParser(prog="flowforge", description="Flow-based generative models: train, sample, evaluate.")
+    parser.add_argument("--version", action="version", version=f"flowforge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a model from a YAML config",
