@@ -229,10 +229,10 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two nested dicts (``prefix`` names the section)."""
-    a, b = _flatten(old, prefix), _flatten(new, prefix)
-    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+def changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[Any]]:
+    """``{dotted key: [old value, new value]}`` for every setting that differs between two nested dicts, sorted."""
+    a, b = _flatten(old), _flatten(new)
+    return {k: [a.get(k), b.get(k)] for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
 
 
 def check_model_binding(state: dict[str, Any], model_section: dict[str, Any], ckpt: Path,

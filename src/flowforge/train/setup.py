@@ -25,7 +25,7 @@ from ..models import GenerativeModel, build_model
 from ..rng import BatchRandom
 from ..runs import (MetricsLog, RunLock, atomic_write_text, check_model_binding, latest_checkpoint, load_checkpoint,
                     load_weights, read_config, read_state, set_rng_state)
-from ..runs.checkpoint import changed_keys
+from ..runs.checkpoint import changes
 from .batches import BatchOrder, step_seed
 from .ema import make_ema
 
@@ -147,13 +147,13 @@ def make_accelerator(config: Config):
     return accelerator
 
 
-def check_resume_config(old: Config, new: Config) -> list[str]:
-    """The settings that changed since the run started; raise if one of them changes the model."""
-    changed = changed_keys(old.to_dict(), new.to_dict())
+def check_resume_config(old: Config, new: Config) -> dict[str, list[Any]]:
+    """The settings that changed since the run started, ``{key: [old, new]}``; raise if one changes the model."""
+    changed = changes(old.to_dict(), new.to_dict())
     forbidden = [k for k in changed if not k.startswith(RESUMABLE_CHANGES)]
     if forbidden:
         k = forbidden[0]
-        old_value, new_value = _lookup(old.to_dict(), k), _lookup(new.to_dict(), k)
+        old_value, new_value = changed[k]
         raise RunError(f"cannot resume: {k} was {old_value!r} and is now {new_value!r}; only "
                        f"{', '.join(RESUMABLE_CHANGES)} may change on --resume (start a new run.name otherwise)")
     if "train.steps" in changed and new.train.schedule == "cosine":
@@ -165,12 +165,6 @@ def check_resume_config(old: Config, new: Config) -> list[str]:
                       f"{min(new.train.warmup_steps, new.train.steps)} steps, so the learning rate drops and warms "
                       f"up again", stacklevel=3)
     return changed
-
-
-def _lookup(d: dict[str, Any], dotted: str) -> Any:
-    for part in dotted.split("."):
-        d = d.get(part) if isinstance(d, dict) else None
-    return d
 
 
 def _check_run_dir(run_dir: Path, resume: bool) -> Path | None:
@@ -210,8 +204,8 @@ def _training_labels(config: Config, dataset: Dataset) -> Tensor | None:
     return dataset.train_labels
 
 
-def _open_run_dir(config: Config, dataset: Dataset, resume: bool, changed: list[str],
-                  old: Config | None, start_step: int) -> MetricsLog:
+def _open_run_dir(config: Config, dataset: Dataset, resume: bool, changed: dict[str, list[Any]],
+                  start_step: int) -> MetricsLog:
     """Write the run's config and data spec (main process); open its metrics log."""
     run_dir = config.run.path
     if not resume:
@@ -221,8 +215,7 @@ def _open_run_dir(config: Config, dataset: Dataset, resume: bool, changed: list[
     log = MetricsLog(run_dir, config.train.tensorboard, truncate_after=start_step if resume else None)
     if changed:
         print(f"resuming with changed settings: {', '.join(changed)}", file=sys.stderr)
-        log.log({"kind": "resume", "step": start_step,
-                 "changed": {k: [_lookup(old.to_dict(), k), _lookup(config.to_dict(), k)] for k in changed}})
+        log.log({"kind": "resume", "step": start_step, "changed": changed})
     return log
 
 
@@ -238,8 +231,7 @@ def setup(config: Config, resume: bool) -> RunState:
     lock = on_main(accelerator, lambda: RunLock(run_dir).acquire())  # a second writer stops here
     try:
         ckpt = _check_run_dir(run_dir, resume)
-        old = read_config(run_dir) if resume else None
-        changed = check_resume_config(old, config) if resume else []
+        changed = check_resume_config(read_config(run_dir), config) if resume else {}
         with accelerator.main_process_first():  # one process downloads, the others read the cache
             dataset = load_dataset(config.data)
         _check_finite_data(dataset.train, dataset.name)
@@ -252,7 +244,7 @@ def setup(config: Config, resume: bool) -> RunState:
         if resume:
             start_step, elapsed = _restore(ckpt, config, model, ema, optimizer, accelerator.process_index)
         accelerator.wait_for_everyone()  # every process has read config.yaml before the main one rewrites it
-        log = on_main(accelerator, lambda: _open_run_dir(config, dataset, resume, changed, old, start_step))
+        log = on_main(accelerator, lambda: _open_run_dir(config, dataset, resume, changed, start_step))
 
         data = dataset.train.to(accelerator.device)
         labels = _training_labels(config, dataset)
