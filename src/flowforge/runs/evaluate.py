@@ -123,7 +123,8 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
         record["straightness"] = path_straightness(run.model, min(n, ec.straightness_samples),
                                                    ec.straightness_steps, ec.seed + 4, options.get("labels"),
                                                    options.get("guidance", 1.0))
-    images = image_scores(dataset, samples, labels=options.get("labels"), seed=ec.seed, cache_dir=cfg.data.cache_dir)
+    images = image_scores(dataset, samples, baseline, labels=options.get("labels"), seed=ec.seed,
+                          cache_dir=cfg.data.cache_dir)
     if images is not None:
         record["image"] = images
     run_dir = Path(run_dir)

@@ -22,15 +22,17 @@ import torch
 from torch import Tensor
 
 from ..data import Dataset
-from ..metrics import (ExtractorError, default_extractor, load_extractor, matched_gaussian, reference_features,
-                       score_images)
+from ..metrics import ExtractorError, default_extractor, load_extractor, reference_features, score_images
 
 ROWS = ("model", "noise_floor", "matched_gaussian")
 
 
-def image_scores(dataset: Dataset, samples: Tensor, *, labels: Tensor | None, seed: int,
+def image_scores(dataset: Dataset, samples: Tensor, gaussian: Tensor, *, labels: Tensor | None, seed: int,
                  cache_dir: str | None = None) -> dict[str, Any] | None:
     """Scores of ``samples`` (n, C, H, W) and of the two yardsticks, or None for data no extractor serves.
+
+    ``gaussian`` holds at least as many draws of the matched Gaussian as there are samples (the ones
+    ``flowforge eval`` scored in pixel space); they are clipped to the value range here.
 
     ``labels`` (n,) are the classes the samples were drawn with (class-conditional models), scored when the
     extractor has a classifier head; the floor is then scored with the training images' own labels (images the
@@ -58,7 +60,7 @@ def image_scores(dataset: Dataset, samples: Tensor, *, labels: Tensor | None, se
     floor = dataset.train[pick]
     floor_labels = dataset.train_labels[pick] if labels is not None and dataset.train_labels is not None else None
     lo, hi = value_range
-    gaussian = matched_gaussian(dataset.train, n, seed=seed + 3).clamp(lo, hi)
+    gaussian = gaussian[:n].clamp(lo, hi)
     # kernel distance over 10 disjoint subsets where n allows, fewer (of at least 2 points) for tiny evals
     options = dict(extractor=extractor, value_range=value_range, seed=seed, kd_min_subsets=max(1, min(10, n // 2)),
                    k=min(3, n - 1))
