@@ -7,6 +7,7 @@ import typing
 import pytest
 
 from flowforge.config import DataConfig, ModelConfig, NetConfig, SampleConfig
+from flowforge.config.schema import MEAN_VELOCITY
 from flowforge.data import LOADERS
 from flowforge.models import MODELS, NETS, TIME_SAMPLERS, WEIGHTINGS
 from flowforge.paths import PATHS, PREDICTIONS
@@ -23,7 +24,7 @@ def choices(cls, name):
 
 
 @pytest.mark.parametrize("cls, name, registry", [
-    (ModelConfig, "kind", MODELS), (ModelConfig, "path", PATHS), (ModelConfig, "target", PREDICTIONS),
+    (ModelConfig, "kind", MODELS), (ModelConfig, "path", PATHS), (ModelConfig, "target", (*PREDICTIONS, MEAN_VELOCITY)),
     (ModelConfig, "time_sampler", TIME_SAMPLERS), (ModelConfig, "weighting", WEIGHTINGS), (NetConfig, "name", NETS),
     (SampleConfig, "sampler", SOLVERS), (SampleConfig, "grid", GRIDS), (DataConfig, "name", LOADERS),
 ])

@@ -32,6 +32,17 @@ def _train(args: argparse.Namespace) -> None:
         os._exit(0)
 
 
+def _reflow(args: argparse.Namespace) -> None:
+    from ..runs.pairs import reflow_config
+    from ..train import train
+
+    config = reflow_config(args.parent, pairs=args.pairs, name=args.name, distill=args.distill, loss=args.loss,
+                           overrides=args.overrides)
+    result = train(config, resume=args.resume)
+    print(f"trained {result.step} steps on {args.pairs} pairs of {args.parent} in {result.seconds:.1f} s "
+          f"-> {result.run_dir}")
+
+
 def _size(text: str, data_shape: tuple[int, ...]) -> tuple[int, int, int]:
     """``HxW`` as an image shape with the data's channels."""
     parts = text.lower().split("x")
@@ -140,6 +151,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the run's newest checkpoint")
     p.set_defaults(fn=_train)
 
+    p = sub.add_parser("reflow", help="train the next rectified flow (or a k-step distillation) of a run on its "
+                                      "own (noise, sample) pairs",
+                       description="Draws --pairs noise vectors, integrates RUN_DIR's ODE to its samples (stored in "
+                                   "checksummed, resumable shards under RUN_DIR/pairs/), then trains a new run on "
+                                   "the pairs, starting from RUN_DIR's weights: the (k+1)-rectified flow, or with "
+                                   "--distill K a K-step generator (sample it with --steps K).")
+    p.add_argument("parent", metavar="RUN_DIR", help="the trained continuous run to straighten")
+    p.add_argument("--pairs", type=int, required=True, help="number of (noise, sample) pairs, e.g. 50000")
+    p.add_argument("--name", help="the new run's name (default: PARENT-reflow or PARENT-distillK)")
+    p.add_argument("--distill", type=int, default=0, metavar="K",
+                   help="train only at the K-step Euler grid's times: a K-step generator (default 0: reflow)")
+    p.add_argument("--loss", choices=["l2", "pseudo-huber"], help="regression loss (default: the parent's, l2)")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.steps=2000 reflow.sampler=rk4")
+    p.add_argument("--resume", action="store_true", help="continue the new run from its newest checkpoint")
+    p.set_defaults(fn=_reflow)
+
     p = sub.add_parser("sample", help="draw samples from a trained run")
     p.add_argument("run_dir")
     p.add_argument("--n", type=int, default=1000, help="number of samples (default 1000)")
@@ -206,7 +233,13 @@ def _describe_error(err: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # dotted overrides after an option (`reflow RUN --pairs N train.steps=10`) land here
+        if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = [*args.overrides, *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from ..config import MAX_SEED
 
     for name, least, most in (("n", 2 if args.command == "eval" else 1, None), ("steps", 1, None),

@@ -24,6 +24,8 @@ PathName = Literal[tuple(PATHS)]  # type: ignore[valid-type]
 SamplerName = Literal[tuple(SOLVERS)]  # type: ignore[valid-type]
 GridName = Literal[tuple(GRIDS)]  # type: ignore[valid-type]
 PredictionName = Literal[tuple(PREDICTIONS)]  # type: ignore[valid-type]
+MEAN_VELOCITY = "mean-velocity"  # MeanFlow's target: the average velocity over an interval (linear path)
+TargetName = Literal[(*PREDICTIONS, MEAN_VELOCITY)]  # type: ignore[valid-type]
 DiTSizeName = Literal[tuple(DIT_SIZES)]  # type: ignore[valid-type]
 PositionEncoding = Literal[POSITION_ENCODINGS]  # type: ignore[valid-type]
 
@@ -114,19 +116,28 @@ class ModelConfig:
     path: PathName = "linear"  # continuous: the noising path (flowforge.paths.PATHS)
     sigma_min: float = _bounded(0.0, 0.0, 1.0, hi_open=True)  # linear path: flow matching's sigma_min
     sigma_max: float = _bounded(80.0, 0.0, lo_open=True)  # ve / edm paths: largest noise level
-    target: PredictionName = "velocity"  # what the net predicts (without precond)
+    target: TargetName = "velocity"  # what the net predicts (without precond); mean-velocity = MeanFlow
     precond: Literal["none", "edm"] = "none"  # edm: wrap the net in EDM's c_skip/c_out/c_in/c_noise, predict x0
     sigma_data: float = _bounded(0.5, 0.0, lo_open=True)  # EDM's data std: 0.5 for images in [-1, 1]
-    time_sampler: Literal["uniform", "logit-normal", "log-normal"] = "uniform"  # training t (log-normal: EDM's sigma)
+    # training t (log-normal: EDM's sigma; grid: only the k-step Euler grid's times, for distillation)
+    time_sampler: Literal["uniform", "logit-normal", "log-normal", "grid"] = "uniform"
+    grid_steps: int = _bounded(1, 1)  # grid: k, training at t = t_max * i / k, i = 1..k
     logit_mean: float = 0.0  # logit-normal m (SD3: 0)
     logit_std: float = _bounded(1.0, 0.0, lo_open=True)  # logit-normal s (SD3: 1)
     p_mean: float = -1.2  # log-normal: EDM's P_mean
     p_std: float = _bounded(1.2, 0.0, lo_open=True)  # log-normal: EDM's P_std
     time_shift: float = _bounded(1.0, 0.0, lo_open=True)  # SD3's resolution shift of uniform / logit-normal t
     weighting: Literal["none", "edm", "min-snr"] = "none"  # loss weight, given on the x0 error
+    loss: Literal["l2", "pseudo-huber"] = "l2"  # pseudo-huber: sqrt(|err|^2 + c^2) - c (improved rectified flow)
+    huber_c: float | None = _bounded(None, 0.0, lo_open=True)  # pseudo-huber c; None = 0.00054 sqrt(dims)
     num_classes: int | None = _bounded(None, 1)  # class-conditional model on the data set's labels
     label_dropout: float = _bounded(0.1, 0.0, 1.0, hi_open=True)  # class-conditional: P(no label), for guidance
     ot_coupling: bool = False  # pair noise and data by minibatch optimal transport (OT-CFM)
+    meanflow_ratio: float = _bounded(0.25, 0.0, 1.0)  # mean-velocity: fraction of training pairs with r != t
+    meanflow_p: float = _bounded(1.0, 0.0)  # mean-velocity: adaptive weight 1 / (|err|^2 + c)^p; 0 = plain L2
+    meanflow_c: float = _bounded(1e-3, 0.0, lo_open=True)  # mean-velocity: the weight's constant c
+    meanflow_guidance: float = _bounded(1.0, 0.0, lo_open=True)  # mean-velocity: CFG omega built into training
+    meanflow_kappa: float = _bounded(0.0, 0.0, 1.0, hi_open=True)  # mean-velocity: CFG kappa (paper's appendix)
     dequantize: bool = True  # discrete data: uniform dequantization in training and likelihood, as for the flows
     net: NetConfig = field(default_factory=NetConfig)  # continuous: the backbone
     flow: FlowConfig = field(default_factory=FlowConfig)  # nice / realnvp / glow: the flow architecture
@@ -192,6 +203,24 @@ class EvalConfig:
 
 
 @dataclass
+class ReflowConfig:
+    """Train on a trained continuous model's own (noise, sample) pairs instead of independent draws: the
+    (k+1)-rectified flow of its parent (Liu et al., 2023, arXiv:2209.03003), or with model.time_sampler=grid a
+    k-step distillation. The pairs are drawn once into checksummed shards under the parent's run directory."""
+
+    parent: str | None = None  # run directory of the parent model; None = ordinary training on the data
+    pairs: int = _bounded(50000, 1)  # (noise, sample) pairs drawn from the parent
+    shard_size: int = _bounded(10000, 1)  # pairs per shard (the unit of resuming and checksumming)
+    sampler: SamplerName = "dopri5"  # how the parent's ODE is integrated
+    steps: int = _bounded(100, 1)  # grid intervals of a fixed-step sampler
+    rtol: float = _bounded(1e-5, 0.0, lo_open=True)  # dopri5
+    atol: float = _bounded(1e-5, 0.0, lo_open=True)  # dopri5
+    guidance: float = _bounded(1.0, 0.0)  # class-conditional parent: guidance of its samples
+    seed: int = _bounded(0, 0, MAX_SEED)  # seed of the noise draws
+    init: bool = True  # start from the parent's (EMA) weights rather than from scratch
+
+
+@dataclass
 class Config:
     run: RunConfig = field(default_factory=RunConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -199,6 +228,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    reflow: ReflowConfig = field(default_factory=ReflowConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -13,13 +13,15 @@ from typing import Any, Callable
 from torch import nn
 
 from ..config import ConfigError, ModelConfig, NetConfig
+from ..config.schema import MEAN_VELOCITY
 from ..data.dequantize import Quantization
 from ..flows import glow, nice, realnvp
 from ..nets import MLP, DiT, UNet
 from ..paths import PATHS
 from ..protocol import GenerativeModel
 from .continuous import WEIGHTINGS, ContinuousFlow
-from .time_sampling import LogitNormal, LogNormalSigma, TimeSampler, Uniform
+from .mean_flow import MeanFlow
+from .time_sampling import GridTimes, LogitNormal, LogNormalSigma, TimeSampler, Uniform
 
 EDM_TIME_SCALE = 1.0  # EDM feeds c_noise = ln(sigma) / 4 to the sinusoidal features unscaled
 UNIT_TIME_SCALE = 1000.0  # t in [0, 1] scaled to DDPM's step range
@@ -29,31 +31,35 @@ UNIT_TIME_SCALE = 1000.0  # t in [0, 1] scaled to DDPM's step range
 class NetSpec:
     """A backbone: how to build it from its config, and a one-line description of its size."""
 
-    build: Callable[[NetConfig, tuple[int, ...], float, int | None], nn.Module]
+    build: Callable[..., nn.Module]  # (config, shape, time_scale, num_classes[, interval=True for MeanFlow])
     describe: Callable[[NetConfig], str]
 
 
-def _mlp(cfg: NetConfig, shape: tuple[int, ...], time_scale: float, num_classes: int | None) -> nn.Module:
+def _mlp(cfg: NetConfig, shape: tuple[int, ...], time_scale: float, num_classes: int | None,
+         interval: bool = False) -> nn.Module:
     if num_classes is not None:
         raise ValueError("model.net.name=mlp has no class input; use model.net.name=unet for model.num_classes")
     return MLP(shape, width=cfg.width, depth=cfg.depth, time_embed_dim=cfg.time_embed_dim,
-               activation=cfg.activation, time_scale=time_scale)
+               activation=cfg.activation, time_scale=time_scale, interval=interval)
 
 
-def _unet(cfg: NetConfig, shape: tuple[int, ...], time_scale: float, num_classes: int | None) -> nn.Module:
+def _unet(cfg: NetConfig, shape: tuple[int, ...], time_scale: float, num_classes: int | None,
+          interval: bool = False) -> nn.Module:
     if len(shape) != 3:
         raise ValueError(f"model.net.name=unet needs images (C, H, W), the data has shape {shape}; use mlp")
     return UNet(shape, channels=cfg.channels, channel_mult=tuple(cfg.channel_mult), num_res_blocks=cfg.num_res_blocks,
                 attention_levels=tuple(cfg.attention_levels), heads=cfg.heads, dropout=cfg.dropout,
-                time_embed_dim=cfg.time_embed_dim, num_classes=num_classes, time_scale=time_scale)
+                time_embed_dim=cfg.time_embed_dim, num_classes=num_classes, time_scale=time_scale,
+                interval=interval)
 
 
-def _dit(cfg: NetConfig, shape: tuple[int, ...], time_scale: float, num_classes: int | None) -> nn.Module:
+def _dit(cfg: NetConfig, shape: tuple[int, ...], time_scale: float, num_classes: int | None,
+         interval: bool = False) -> nn.Module:
     if len(shape) != 3:
         raise ValueError(f"model.net.name=dit needs images (C, H, W), the data has shape {shape}; use mlp")
     return DiT(shape, size=cfg.size, patch=cfg.patch, qk_norm=cfg.qk_norm, positions=cfg.positions,
                checkpoint=cfg.checkpoint, time_embed_dim=cfg.time_embed_dim, num_classes=num_classes,
-               time_scale=time_scale)
+               time_scale=time_scale, interval=interval)
 
 
 NETS: dict[str, NetSpec] = {
@@ -68,25 +74,36 @@ TIME_SAMPLERS: dict[str, Callable[[ModelConfig], TimeSampler]] = {
     "uniform": lambda cfg: Uniform(cfg.time_shift),
     "logit-normal": lambda cfg: LogitNormal(cfg.logit_mean, cfg.logit_std, cfg.time_shift),
     "log-normal": lambda cfg: LogNormalSigma(cfg.p_mean, cfg.p_std),
+    "grid": lambda cfg: GridTimes(cfg.grid_steps),
 }
 
 
 def _continuous(cfg: ModelConfig, data: dict[str, Any]) -> GenerativeModel:
     shape = tuple(data["shape"])
     precond = cfg.precond == "edm"
-    net = NETS[cfg.net.name].build(cfg.net, shape, EDM_TIME_SCALE if precond else UNIT_TIME_SCALE, cfg.num_classes)
+    mean_flow = None
+    if cfg.target == MEAN_VELOCITY:
+        mean_flow = MeanFlow(ratio=cfg.meanflow_ratio, p=cfg.meanflow_p, c=cfg.meanflow_c,
+                             guidance=cfg.meanflow_guidance, kappa=cfg.meanflow_kappa)
+    net = NETS[cfg.net.name].build(cfg.net, shape, EDM_TIME_SCALE if precond else UNIT_TIME_SCALE, cfg.num_classes,
+                                   **({"interval": True} if mean_flow is not None else {}))
     quantization = Quantization.from_spec(data) if cfg.dequantize else None
     return ContinuousFlow(
-        PATHS[cfg.path](sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max), net, shape, target=cfg.target,
+        PATHS[cfg.path](sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max), net, shape,
+        target="velocity" if mean_flow is not None else cfg.target,
         precond=cfg.sigma_data if precond else None, time_sampler=TIME_SAMPLERS[cfg.time_sampler](cfg),
-        weighting=cfg.weighting, num_classes=cfg.num_classes,
+        weighting=cfg.weighting, loss=cfg.loss, huber_c=cfg.huber_c, num_classes=cfg.num_classes,
         label_dropout=cfg.label_dropout if cfg.num_classes is not None else 0.0, ot_coupling=cfg.ot_coupling,
-        quantization=quantization, value_range=tuple(data["value_range"]) if quantization is not None else None)
+        quantization=quantization, value_range=tuple(data["value_range"]) if quantization is not None else None,
+        mean_flow=mean_flow)
 
 
 def _describe_continuous(cfg: ModelConfig) -> str:
     what = (f"EDM-preconditioned denoiser (sigma_data {cfg.sigma_data})" if cfg.precond == "edm"
             else f"`{cfg.target}` target")
+    if cfg.target == MEAN_VELOCITY:
+        what += (f" (MeanFlow: r != t on {cfg.meanflow_ratio:.0%} of pairs, adaptive weight p = {cfg.meanflow_p}"
+                 f"{f', guidance {cfg.meanflow_guidance} built in' if cfg.meanflow_guidance != 1 else ''})")
     classes = f", {cfg.num_classes} classes (label dropout {cfg.label_dropout})" if cfg.num_classes else ""
     return (f"continuous model on the `{cfg.path}` path, {what}, {cfg.time_sampler} training time{classes}; "
             f"{NETS[cfg.net.name].describe(cfg.net)}")

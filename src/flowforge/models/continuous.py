@@ -9,18 +9,22 @@ import torch
 from torch import Tensor, nn
 
 from ..data.dequantize import Quantization
-from ..paths import PREDICTIONS, AffinePath, PathCoefficients, expand_like, from_x0_eps, to_x0_eps
+from ..paths import PREDICTIONS, AffinePath, LinearPath, PathCoefficients, expand_like, from_x0_eps, to_x0_eps
 from ..protocol import GenerativeModel
 from ..rng import BatchRandom
 from ..solvers import get_solver, ode_likelihood, time_grid
 from .conditioning import Conditioning, check_labels, drop_labels
 from .field import PathField
+from .mean_flow import MeanFlow, adaptive_loss, draw_interval
 from .ot import ot_permutation
 from .precond import EDMPrecond
 from .repaint import inpaint_along_path
 from .time_sampling import TimeSampler, Uniform
 
 WEIGHTINGS = ("none", "edm", "min-snr")
+LOSSES = ("l2", "pseudo-huber")
+HUBER_C_PER_SQRT_DIM = 0.00054  # c = 0.00054 sqrt(d): improved consistency training's constant (Song & Dhariwal,
+# 2023, arXiv:2310.14189), which the improved rectified flow adopts (Lee et al., 2024, arXiv:2405.20320)
 
 
 def x0_error_scale(kind: str, c: PathCoefficients) -> Tensor:
@@ -69,27 +73,44 @@ class ContinuousFlow(GenerativeModel):
         precond: EDM's ``sigma_data`` to wrap ``net`` in :class:`EDMPrecond`, or None.
         time_sampler: law of the training time (default uniform on the path's range).
         weighting: ``none``, ``edm`` or ``min-snr``.
+        loss: ``l2`` (the squared error averaged over dimensions) or ``pseudo-huber``,
+            ``sqrt(|err|^2 + c^2) - c`` on the error's norm, less swayed by the few examples with large errors
+            (Lee et al., 2024, arXiv:2405.20320); ``huber_c`` is ``c`` (default ``0.00054 sqrt(dims)``).
         num_classes: class-conditional model with this many classes (label ``num_classes`` is "no label").
         label_dropout: probability of replacing a label by "no label" in training (classifier-free guidance).
         ot_coupling: pair noise with data by minibatch optimal transport (OT-CFM).
         quantization: discrete data is dequantized uniformly in training and likelihood, as for the flows.
+        mean_flow: train the network on the average velocity ``u(x_t, r, t)`` over ``[r, t]`` instead
+            (:class:`~flowforge.models.mean_flow.MeanFlow`; linear path, ``velocity`` target, a net built with
+            ``interval=True``): one network evaluation then moves ``x_t`` to ``x_r`` (sampler ``mean-flow``),
+            and ``u(x, t, t)`` is still the velocity every other sampler and the likelihood use.
     """
 
     def __init__(self, path: AffinePath, net: nn.Module, shape: tuple[int, ...], *, target: str = "velocity",
                  precond: float | None = None, time_sampler: TimeSampler | None = None, weighting: str = "none",
+                 loss: str = "l2", huber_c: float | None = None,
                  num_classes: int | None = None, label_dropout: float = 0.0, ot_coupling: bool = False,
-                 quantization: Quantization | None = None, value_range: tuple[float, float] | None = None):
+                 quantization: Quantization | None = None, value_range: tuple[float, float] | None = None,
+                 mean_flow: MeanFlow | None = None):
         super().__init__()
         if target not in PREDICTIONS:
             raise ValueError(f"unknown target {target!r}; choose one of {', '.join(PREDICTIONS)}")
         if weighting not in WEIGHTINGS:
             raise ValueError(f"unknown weighting {weighting!r}; choose one of {', '.join(WEIGHTINGS)}")
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
         if not 0.0 <= label_dropout < 1.0:
             raise ValueError(f"label_dropout must be in [0, 1), got {label_dropout}")
         if label_dropout > 0 and num_classes is None:
             raise ValueError("label_dropout needs a class-conditional model (num_classes)")
         if quantization is not None and value_range is None:
             raise ValueError("quantized data needs its value_range (lo, hi)")
+        if mean_flow is not None and (precond is not None or target != "velocity" or not isinstance(path, LinearPath)):
+            raise ValueError("MeanFlow (model.target=mean-velocity) is defined on the linear path without "
+                             "preconditioning: set model.path=linear and model.precond=none")
+        if mean_flow is not None and mean_flow.guidance != 1.0 and num_classes is None:
+            raise ValueError("MeanFlow's built-in guidance (model.meanflow_guidance != 1) needs a class-conditional "
+                             "model (model.num_classes)")
         self.path = path
         self.net = EDMPrecond(net, precond) if precond is not None else net
         self.precond = self.net if precond is not None else None
@@ -100,6 +121,9 @@ class ContinuousFlow(GenerativeModel):
         self.sigma_data = precond if precond is not None else 0.5
         self.num_classes, self.label_dropout, self.ot_coupling = num_classes, label_dropout, ot_coupling
         self.quantization, self.value_range = quantization, value_range
+        self.mean_flow = mean_flow
+        self.loss_kind = loss
+        self.huber_c = huber_c if huber_c is not None else HUBER_C_PER_SQRT_DIM * math.sqrt(math.prod(self.shape))
 
     takes_sampler = True  # sample() integrates the ODE/SDE along a time grid
 
@@ -110,13 +134,17 @@ class ContinuousFlow(GenerativeModel):
 
     # ------------------------------------------------------------------ the network's prediction
 
-    def _raw(self, x: Tensor, t: Tensor, labels: Tensor | None) -> Tensor:
-        """The network's output at path point ``x`` (B, ...), time ``t`` (B,): the target, or x0 under precond."""
+    def _raw(self, x: Tensor, t: Tensor, labels: Tensor | None, interval: Tensor | None = None) -> Tensor:
+        """The network's output at path point ``x`` (B, ...), time ``t`` (B,): the target, or x0 under precond;
+        for a MeanFlow model the average velocity over ``[t - interval, t]`` (``interval`` None: 0)."""
         extra = () if labels is None else (labels,)
         if self.precond is not None:
             c = self.path.coefficients(t)  # (B,)
             x_hat = x / expand_like(c.alpha, x)  # EDM's s = 1 coordinates
             return self.precond(x_hat, c.sigma / c.alpha, *extra)
+        if self.mean_flow is not None:
+            interval = torch.zeros_like(t) if interval is None else interval
+            return self.net(x, t / self.path.t_max, *extra, interval=interval / self.path.t_max)
         return self.net(x, t / self.path.t_max, *extra)
 
     def conditioning(self, labels: Tensor | None, batch: int, device: torch.device,
@@ -125,17 +153,19 @@ class ContinuousFlow(GenerativeModel):
         to the host per network evaluation."""
         return Conditioning.check(self.num_classes, labels, batch, device, guidance)
 
-    def guided_output(self, x: Tensor, t: Tensor, cond: Conditioning = Conditioning()) -> Tensor:
+    def guided_output(self, x: Tensor, t: Tensor, cond: Conditioning = Conditioning(),
+                      interval: Tensor | None = None) -> Tensor:
         """The network's output at ``x`` (B, ...), ``t`` (B,) under ``cond`` (from :meth:`conditioning`),
         with classifier-free guidance ``raw_u + w (raw_c - raw_u)`` when ``cond.guidance != 1``; no labels on
-        a class-conditional model mean "no label"."""
+        a class-conditional model mean "no label". ``interval`` (B,): a MeanFlow model's ``t - r``."""
         labels = cond.labels
         if labels is None and self.num_classes is not None:
             labels = torch.full((x.shape[0],), self.num_classes, dtype=torch.long, device=x.device)
         if cond.guidance == 1.0:
-            return self._raw(x, t, labels).to(x.dtype)
+            return self._raw(x, t, labels, interval).to(x.dtype)
         null = torch.full_like(labels, self.num_classes)
-        both = self._raw(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null])).to(x.dtype)
+        twice = None if interval is None else torch.cat([interval, interval])
+        both = self._raw(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null]), twice).to(x.dtype)
         raw_c, raw_u = both.chunk(2)
         return raw_u + cond.guidance * (raw_c - raw_u)
 
@@ -166,6 +196,14 @@ class ContinuousFlow(GenerativeModel):
     def velocity(self, x: Tensor, t: Tensor) -> Tensor:
         """The probability-flow ``dx/dt`` on the model's path at ``x`` (B, ...), ``t`` (B,)."""
         return PathField(self).velocity(x, t)
+
+    def mean_velocity(self, x: Tensor, r: Tensor, t: Tensor, cond: Conditioning = Conditioning()) -> Tensor:
+        """A MeanFlow model's average velocity ``u(x_t, r, t)`` (B, ...) over ``[r, t]``: ``x_r = x_t - (t - r) u``."""
+        if self.mean_flow is None:
+            raise ValueError("the average velocity u(x, r, t) needs a MeanFlow model (trained with "
+                             "model.target=mean-velocity); this one predicts the instantaneous "
+                             f"{self.target}: sample it with an ODE sampler (euler, heun, dopri5, ...)")
+        return self.guided_output(x, t, cond, interval=t - r)
 
     # ------------------------------------------------------------------ data space
 
@@ -198,27 +236,79 @@ class ContinuousFlow(GenerativeModel):
             w_x0 = c.snr.clamp(max=5.0)
         return w_x0 * x0_error_scale(self.target, c).square()
 
-    def loss(self, x: Tensor, rng: BatchRandom | None = None, labels: Tensor | None = None) -> Tensor:
+    def loss(self, x: Tensor, rng: BatchRandom | None = None, labels: Tensor | None = None,
+             noise: Tensor | None = None) -> Tensor:
+        """The training loss on data ``x`` (B, *shape); ``noise`` (B, *shape) pairs each example with its own
+        noise instead of independent draws: a coupling such as reflow's (noise, ODE end point) pairs, whose
+        ``x`` is then already in model space (continuous end points: no dequantization, no OT pairing)."""
         self.check_batch(x)
         rng = rng or BatchRandom.local(x.shape[0])
-        x0 = self.to_model_space(x, rng.rand(self.shape, like=x) if self.quantization is not None else None)
-        noise = rng.randn(self.shape, like=x)  # (B, *shape)
-        t = self.time_sampler.sample(rng, self.path, like=x)  # (B,)
-        if self.ot_coupling:
-            noise = noise[ot_permutation(x0, noise)]
+        if noise is None:
+            x0 = self.to_model_space(x, rng.rand(self.shape, like=x) if self.quantization is not None else None)
+            noise = rng.randn(self.shape, like=x)  # (B, *shape)
+            if self.ot_coupling:
+                noise = noise[ot_permutation(x0, noise)]
+        elif noise.shape != x.shape:
+            raise ValueError(f"paired noise must have the data's shape {tuple(x.shape)}, got {tuple(noise.shape)}")
+        else:
+            x0 = x
         if self.num_classes is not None:
             drop = rng.rand((), like=x) < self.label_dropout  # (B,)
             labels = drop_labels(check_labels(self.num_classes, labels, x.shape[0], x.device, check_values=False),
                                  drop, self.num_classes)
         else:
             labels = None  # an unconditional model ignores the data set's labels
+        if self.mean_flow is not None:
+            return self._mean_flow_loss(x0, noise, labels, rng)
+        t = self.time_sampler.sample(rng, self.path, like=x)  # (B,)
         xt = self.path.sample(x0, noise, t)  # x_t = alpha_t x0 + sigma_t eps; coefficients (B, 1, ...)
         target = from_x0_eps(x0, noise, self.target, xt.coefficients)
         pred = self._raw(xt.x_t, t, labels).float()  # float32 even under bf16 autocast
         err = (pred - target.float()).square().flatten(1).mean(1)  # (B,)
+        if self.loss_kind == "pseudo-huber":  # on the error's norm: sqrt(sum err^2 + c^2) - c
+            c = self.huber_c
+            err = (err * self.dims + c * c).sqrt() - c
         if self.weighting == "none":
             return err.mean()
         return (self.loss_weight(t, xt.coefficients).flatten().float() * err).mean()
+
+    def _mean_flow_loss(self, x0: Tensor, noise: Tensor, labels: Tensor | None, rng: BatchRandom) -> Tensor:
+        """MeanFlow's objective (:mod:`flowforge.models.mean_flow`) on a batch, ``(r, t)`` drawn as the paper does."""
+        mf = self.mean_flow
+        r, t = draw_interval(rng, self.time_sampler, self.path, mf.ratio, like=x0)  # (B,) each, r <= t
+        u, target = self.mean_flow_terms(x0, noise, r, t, labels)
+        err = (u.float() - target.float()).square().flatten(1).sum(1)  # (B,)
+        return adaptive_loss(err, mf.p, mf.c)
+
+    def mean_flow_terms(self, x0: Tensor, noise: Tensor, r: Tensor, t: Tensor,
+                        labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The network's ``u(z_t, r, t)`` and its regression target ``sg(v - (t - r) du/dt)`` (B, ...) at
+        ``z_t = (1 - t) x0 + t noise``, with ``du/dt = v d_z u + d_t u`` from one forward-mode JVP along
+        ``(v, 0, 1)`` in ``(z, r, t)``; ``v = noise - x0``, or the guided field when guidance is built in."""
+        xt = self.path.sample(x0, noise, t)
+        v = from_x0_eps(x0, noise, "velocity", xt.coefficients)  # eps - x0: the conditional velocity
+        if self.mean_flow.guidance != 1.0:
+            v = self._guided_target_velocity(xt.x_t, t, v, labels)
+
+        def u_of(z: Tensor, time: Tensor) -> Tensor:
+            return self._raw(z, time, labels, interval=time - r)  # r is held fixed: dr/dt = 0
+
+        u, du_dt = torch.func.jvp(u_of, (xt.x_t, t), (v, torch.ones_like(t)))
+        return u, (v - expand_like(t - r, v) * du_dt).detach()
+
+    @torch.no_grad()
+    def _guided_target_velocity(self, x: Tensor, t: Tensor, v: Tensor, labels: Tensor) -> Tensor:
+        """MeanFlow's guided field as the target's velocity (Geng et al., 2025, eqs. 13-19): for labelled
+        examples ``omega v + kappa u(x, t, t | c) + (1 - omega - kappa) u(x, t, t | null)``; dropped labels
+        keep ``v`` (the unconditional field is learned as is)."""
+        mf = self.mean_flow
+        null = torch.full_like(labels, self.num_classes)
+        u_null = self._raw(x, t, null).to(v.dtype)
+        guided = mf.guidance * v + (1.0 - mf.guidance) * u_null
+        if mf.kappa:
+            u_cond = self._raw(x, t, labels).to(v.dtype)
+            guided = guided + mf.kappa * (u_cond - u_null)
+        return torch.where(expand_like(labels == self.num_classes, v), v, guided)
 
     # ------------------------------------------------------------------ generation
 
@@ -249,7 +339,8 @@ class ContinuousFlow(GenerativeModel):
                path: AffinePath | None = None, labels: Tensor | None = None, guidance: float = 1.0,
                generator: torch.Generator | None = None, progress: bool = False, return_nfe: bool = False,
                grid_options: dict[str, float] | None = None, dequantized: bool = False,
-               shape: tuple[int, ...] | None = None, **sampler_options: Any) -> Tensor:
+               shape: tuple[int, ...] | None = None, noise: Tensor | None = None,
+               **sampler_options: Any) -> Tensor:
         """``n`` samples (n, *shape) by ``sampler`` on ``path``'s ODE/SDE (default: the training path).
 
         For discrete data the samples are data values, each the level whose dequantization bin the ODE's
@@ -267,6 +358,8 @@ class ContinuousFlow(GenerativeModel):
                 (DiT). The grid's noise levels are then scaled by SD3's ``s = sqrt(m / n)`` for ``m`` pixels asked
                 and ``n`` trained (Esser et al., 2024, arXiv:2403.03206, eq. 23; :meth:`resolution_shift`): more
                 pixels carry more signal at a given noise level, so larger images spend more steps at high noise.
+            noise: the starting state (n, *shape) at the grid's first time, instead of a draw from the prior
+                with ``generator`` (which draws exactly this for the same generator state): reflow's pairs keep it.
         """
         shape = self.sampling_shape(shape)
         solver = get_solver(sampler, **sampler_options)
@@ -276,7 +369,12 @@ class ContinuousFlow(GenerativeModel):
                                **(grid_options or {}))
         if shape != self.shape:
             times = self.resolution_shift(times, field.path, math.sqrt(math.prod(shape[1:]) / math.prod(self.shape[1:])))
-        x = field.path.prior_sample((n, *shape), float(times[0]), generator=generator).to(device)
+        if noise is None:
+            x = field.path.prior_sample((n, *shape), float(times[0]), generator=generator).to(device)
+        elif tuple(noise.shape) != (n, *shape):
+            raise ValueError(f"noise must have shape {(n, *shape)}, got {tuple(noise.shape)}")
+        else:
+            x = noise.to(device)
         result = solver.solve(field, x, times, progress=progress, generator=generator)
         x = result.x if dequantized else self.from_model_space(result.x)
         return (x, result.nfe) if return_nfe else x

@@ -77,6 +77,13 @@ class PathField:
     def denoise(self, x: Tensor, t: Tensor) -> Tensor:
         return self.x0_eps(x, t)[0]
 
+    def mean_velocity(self, x: Tensor, r: Tensor, t: Tensor) -> Tensor:
+        """A MeanFlow model's average velocity over ``[r, t]`` on its own path (B, ...)."""
+        if not self.same_path:
+            raise ValueError("the mean-flow sampler moves along the path the model was trained on; it cannot "
+                             "integrate another path's ODE (drop sample.path, or use an ODE sampler)")
+        return self.model.mean_velocity(x, r, t, self.cond)
+
     def velocity(self, x: Tensor, t: Tensor) -> Tensor:
         # adaptive solvers (torchdiffeq) evaluate stages past the end of the interval; the path stops at [0, t_max]
         t = t.clamp(0.0, self.path.t_max)

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from .attention import Attention
-from .embeddings import SinusoidalEmbedding
+from .embeddings import SinusoidalEmbedding, add_interval, zero_module
 from .positions import grid_positions, sincos_2d
 from .rope import RotaryEmbedding2d, Rotation
 
@@ -170,7 +170,7 @@ class DiT(nn.Module):
     def __init__(self, shape: tuple[int, int, int], size: str | DiTSize = "tiny", patch: int = 2,
                  qk_norm: bool = True, positions: str = "sincos", checkpoint: bool = False,
                  time_embed_dim: int = 256, num_classes: int | None = None, time_scale: float = 1000.0,
-                 mlp_ratio: float = 4.0):
+                 mlp_ratio: float = 4.0, interval: bool = False):
         super().__init__()
         if len(shape) != 3:
             raise ValueError(f"DiT needs shape (C, H, W), got {tuple(shape)}")
@@ -198,6 +198,10 @@ class DiT(nn.Module):
         self.time_embed = nn.Sequential(SinusoidalEmbedding(time_embed_dim, scale=time_scale),
                                         nn.Linear(time_embed_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.label_embed = nn.Embedding(num_classes + 1, dim) if num_classes is not None else None
+        # MeanFlow's second time, the interval t - r (zero at initialisation: the net starts as a velocity net)
+        self.interval_embed = nn.Sequential(SinusoidalEmbedding(time_embed_dim, scale=time_scale),
+                                            nn.Linear(time_embed_dim, dim), nn.SiLU(),
+                                            zero_module(nn.Linear(dim, dim))) if interval else None
         self.blocks = nn.ModuleList(DiTBlock(dim, size.heads, mlp_ratio, qk_norm) for _ in range(size.depth))
         self.final = FinalLayer(dim, shape[0] * patch * patch)
         self._init_weights()
@@ -213,6 +217,9 @@ class DiT(nn.Module):
             nn.init.normal_(self.label_embed.weight, std=0.02)
         for layer in (self.time_embed[1], self.time_embed[3]):
             nn.init.normal_(layer.weight, std=0.02)
+        if self.interval_embed is not None:
+            nn.init.normal_(self.interval_embed[1].weight, std=0.02)
+            zero_module(self.interval_embed[3])
         for block in self.blocks:
             nn.init.zeros_(block.modulation[-1].weight)
             nn.init.zeros_(block.modulation[-1].bias)
@@ -225,9 +232,9 @@ class DiT(nn.Module):
                              f"{self.patch}, got {height}x{width}")
         return height // self.patch, width // self.patch
 
-    def embed(self, t: Tensor, y: Tensor | None) -> Tensor:
+    def embed(self, t: Tensor, y: Tensor | None, interval: Tensor | None = None) -> Tensor:
         """The conditioning of every block: ``MLP(sin(t)) + E[y]``. Shapes: ``t`` (B,), ``y`` (B,) -> (B, D)."""
-        c = self.time_embed(t)  # (B, D)
+        c = add_interval(self.time_embed(t), self.interval_embed, interval)  # (B, D)
         if self.label_embed is None:
             if y is not None:
                 raise ValueError("class labels y were given to a DiT built with num_classes=None")
@@ -238,13 +245,13 @@ class DiT(nn.Module):
             raise ValueError(f"y must be integer labels of shape {tuple(t.shape)}, got {y.dtype} {tuple(y.shape)}")
         return c + self.label_embed(y)  # (B, D)
 
-    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None, interval: Tensor | None = None) -> Tensor:
         if x.ndim != 4 or x.shape[1] != self.shape[0] or t.shape != x.shape[:1]:
             raise ValueError(f"DiT on {self.shape[0]} channels needs x (B, {self.shape[0]}, H, W) and t (B,), "
                              f"got {tuple(x.shape)} and {tuple(t.shape)}")
         height, width = x.shape[-2:]
         h, w = self._grid(height, width)
-        c = self.embed(t, y)  # (B, D)
+        c = self.embed(t, y, interval)  # (B, D)
         tokens = self.embed_patches(patchify(x, self.patch))  # (B, h w, D)
         pos = grid_positions(h, w, self.reference, device=x.device)  # (h w, 2)
         rotation = self.rope(pos) if self.rope is not None else None

@@ -35,3 +35,26 @@ class SinusoidalEmbedding(nn.Module):
     def forward(self, t: Tensor) -> Tensor:
         args = (self.scale * t.float())[:, None] * self.freqs[None]  # (B, dim/2)
         return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)  # (B, dim)
+
+
+def zero_module(module: nn.Module) -> nn.Module:
+    """``module`` with every parameter set to zero (it starts as a no-op branch)."""
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module
+
+
+def add_interval(emb: Tensor, interval_embed: nn.Module | None, interval: Tensor | None) -> Tensor:
+    """A time embedding ``emb`` (B, D) plus the embedding of an average-velocity model's interval ``t - r`` (B,).
+
+    MeanFlow conditions its network on ``(t, t - r)`` (Geng et al., 2025, arXiv:2505.13447, Table 1c). A net
+    built without an interval embedding refuses one; a net built with one treats a missing interval as 0
+    (``r = t``: the instantaneous velocity).
+    """
+    if interval_embed is None:
+        if interval is not None:
+            raise ValueError("an interval t - r was given to a net built without one (interval=False)")
+        return emb
+    if interval is None:
+        interval = torch.zeros(emb.shape[0], device=emb.device, dtype=emb.dtype)
+    return emb + interval_embed(interval)

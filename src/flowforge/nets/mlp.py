@@ -6,7 +6,7 @@ import math
 
 from torch import Tensor, nn
 
-from .embeddings import SinusoidalEmbedding
+from .embeddings import SinusoidalEmbedding, add_interval, zero_module
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"silu": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU}
 
@@ -25,26 +25,33 @@ class MLP(nn.Module):
         activation: ``silu``, ``relu`` or ``gelu``.
         time_scale: factor on ``t`` before the sinusoidal features: 1000 for ``t`` in [0, 1]
             (DDPM's step range), 1 for EDM's ``c_noise = ln(sigma) / 4``.
+        interval: take a second time, the interval ``t - r`` of an average-velocity (MeanFlow) model,
+            embedded like ``t`` and added to its embedding; zero at initialisation.
 
-    Shapes: ``x`` (batch, *shape), ``t`` (batch,) -> (batch, *shape).
+    Shapes: ``x`` (batch, *shape), ``t`` (batch,), ``interval`` (batch,) or None -> (batch, *shape).
     """
 
     def __init__(self, shape: tuple[int, ...], width: int = 256, depth: int = 3,
-                 time_embed_dim: int = 64, activation: str = "silu", time_scale: float = 1000.0):
+                 time_embed_dim: int = 64, activation: str = "silu", time_scale: float = 1000.0,
+                 interval: bool = False):
         super().__init__()
         self.shape = tuple(shape)
         dim = math.prod(self.shape)
         act = ACTIVATIONS[activation]
         self.time_embed = nn.Sequential(SinusoidalEmbedding(time_embed_dim, scale=time_scale), nn.Linear(time_embed_dim, width), act())
+        self.interval_embed = None
+        if interval:
+            self.interval_embed = nn.Sequential(SinusoidalEmbedding(time_embed_dim, scale=time_scale),
+                                                zero_module(nn.Linear(time_embed_dim, width)), act())
         self.inp = nn.Linear(dim, width)
         self.time_proj = nn.ModuleList(nn.Linear(width, width) for _ in range(depth))
         self.hidden = nn.ModuleList(nn.Linear(width, width) for _ in range(depth - 1))
         self.act = act()
         self.out = nn.Linear(width, dim)
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, interval: Tensor | None = None) -> Tensor:
         batch = x.shape[0]
-        temb = self.time_embed(t)  # (B, W)
+        temb = add_interval(self.time_embed(t), self.interval_embed, interval)  # (B, W)
         h = self.inp(x.reshape(batch, -1))  # (B, W)
         for i, proj in enumerate(self.time_proj):
             h = self.act(h + proj(temb))  # (B, W)

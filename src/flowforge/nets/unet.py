@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import attend
-from .embeddings import SinusoidalEmbedding
+from .embeddings import SinusoidalEmbedding, add_interval, zero_module
 
 
 def norm_groups(channels: int, max_groups: int = 32, min_per_group: int = 4) -> int:
@@ -192,7 +192,7 @@ class UNet(nn.Module):
     def __init__(self, shape: tuple[int, int, int], channels: int = 32, channel_mult: tuple[int, ...] = (1, 2, 2),
                  num_res_blocks: int = 2, attention_levels: tuple[int, ...] = (2,), heads: int = 4,
                  dropout: float = 0.0, time_embed_dim: int = 128, num_classes: int | None = None,
-                 time_scale: float = 1000.0):
+                 time_scale: float = 1000.0, interval: bool = False):
         super().__init__()
         if len(shape) != 3:
             raise ValueError(f"UNet needs shape (C, H, W), got {tuple(shape)}")
@@ -209,6 +209,10 @@ class UNet(nn.Module):
         self.time_embed = nn.Sequential(SinusoidalEmbedding(time_embed_dim, scale=time_scale),
                                         nn.Linear(time_embed_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.label_embed = nn.Embedding(num_classes + 1, emb_dim) if num_classes is not None else None
+        # MeanFlow's second time, the interval t - r (zero at initialisation: the net starts as a velocity net)
+        self.interval_embed = nn.Sequential(SinusoidalEmbedding(time_embed_dim, scale=time_scale),
+                                            nn.Linear(time_embed_dim, emb_dim), nn.SiLU(),
+                                            zero_module(nn.Linear(emb_dim, emb_dim))) if interval else None
 
         block = dict(emb_dim=emb_dim, dropout=dropout, heads=heads)
         widths = [channels * m for m in channel_mult]
@@ -237,12 +241,12 @@ class UNet(nn.Module):
                 self.up.append(Upsample(c))
         self.out = nn.Sequential(_norm(c), nn.SiLU(), _zero(nn.Conv2d(c, shape[0], 3, padding=1)))
 
-    def embed(self, t: Tensor, y: Tensor | None) -> Tensor:
+    def embed(self, t: Tensor, y: Tensor | None, interval: Tensor | None = None) -> Tensor:
         """The conditioning vector of every residual block: ``MLP(sin(t)) + E[y]``.
 
         Shapes: ``t`` (B,), ``y`` (B,) or ``None`` -> (B, emb_dim).
         """
-        emb = self.time_embed(t)  # (B, emb_dim)
+        emb = add_interval(self.time_embed(t), self.interval_embed, interval)  # (B, emb_dim)
         if self.label_embed is None:
             if y is not None:
                 raise ValueError("class labels y were given to a UNet built with num_classes=None")
@@ -255,11 +259,11 @@ class UNet(nn.Module):
         # check of values reads them back to the host on every forward
         return emb + self.label_embed(y)  # (B, emb_dim)
 
-    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None, interval: Tensor | None = None) -> Tensor:
         if x.shape[1:] != self.shape or t.shape != x.shape[:1]:
             raise ValueError(f"UNet on {self.shape} needs x (B, *{self.shape}) and t (B,), "
                              f"got {tuple(x.shape)} and {tuple(t.shape)}")
-        emb = self.embed(t, y)  # (B, emb_dim)
+        emb = self.embed(t, y, interval)  # (B, emb_dim)
         h = self.inp(x)  # (B, ch, H, W)
         hs = [h]
         for level, blocks in enumerate(self.enc):

@@ -12,6 +12,7 @@ from .euler import Euler
 from .grids import GRIDS, karras_sigmas, shift_times, shifted_grid, time_grid, uniform_grid
 from .heun import Heun
 from .likelihood import LikelihoodResult, exact_divergence, hutchinson_divergence, ode_likelihood, rademacher
+from .mean_flow import MeanFlowSampler
 from .midpoint import Midpoint
 from .rk4 import RK4
 from .straightness import StraightnessResult, straightness
@@ -19,6 +20,7 @@ from .straightness import StraightnessResult, straightness
 SOLVERS: dict[str, type[Solver]] = {
     "euler": Euler, "heun": Heun, "midpoint": Midpoint, "rk4": RK4, "dopri5": Dopri5,
     "edm-stochastic": EDMStochastic, "ddim": DDIM, "ddpm": DDPMAncestral, "dpm++2m": DPMSolverPP2M,
+    "mean-flow": MeanFlowSampler,
 }  # a new sampler is one file and one line here; the config's choices and options follow from it
 
 
@@ -33,6 +35,6 @@ def get_solver(name: str, **options: Any) -> Solver:
 
 
 __all__ = ["DDIM", "DDPMAncestral", "DPMSolverPP2M", "Dopri5", "EDMStochastic", "Euler", "Field", "GRIDS", "Heun",
-           "LikelihoodResult", "Midpoint", "RK4", "SOLVERS", "SolveResult", "Solver", "StepContext", "StraightnessResult", "VelocityField",
+           "LikelihoodResult", "MeanFlowSampler", "Midpoint", "RK4", "SOLVERS", "SolveResult", "Solver", "StepContext", "StraightnessResult", "VelocityField",
            "exact_divergence", "get_solver", "hutchinson_divergence", "karras_sigmas", "ode_likelihood",
            "rademacher", "shift_times", "shifted_grid", "straightness", "time_grid", "uniform_grid"]

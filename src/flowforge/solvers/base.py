@@ -92,6 +92,10 @@ class CountedField:
         self.nfe += 1
         return self.field.denoise(x, t)
 
+    def mean_velocity(self, x: Tensor, r: Tensor, t: Tensor) -> Tensor:
+        self.nfe += 1
+        return self.field.mean_velocity(x, r, t)
+
     def coefficients(self, t: Tensor) -> Coefficients:
         return self.field.coefficients(t)
 
@@ -129,6 +133,7 @@ class Solver:
     needs_denoiser: bool = False  # uses field.denoise and the path's coefficients, not only field.velocity
     finite_start: bool = False  # cannot start at infinite noise (the linear path's t = 1): needs a karras grid
     fixed_grid: bool = True  # steps along the given grid (False: adaptive, the grid gives only its ends)
+    needs_mean_velocity: bool = False  # uses field.mean_velocity(x, r, t): a model trained on average velocities
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
@@ -165,6 +170,9 @@ class Solver:
         if self.needs_denoiser and isinstance(field, VelocityField):
             raise ValueError(f"sampler {self.name!r} needs a denoiser on a noising path; a bare velocity function "
                              f"supports only the samplers with needs_denoiser = False")
+        if self.needs_mean_velocity and not hasattr(field, "mean_velocity"):
+            raise ValueError(f"sampler {self.name!r} needs a model's average velocity u(x, r, t) (MeanFlow); a bare "
+                             f"velocity function has none: use an ODE sampler such as euler")
         counted = CountedField(field)
         grid = times.tolist()
         ctx = StepContext(index=0, times=grid, generator=generator)

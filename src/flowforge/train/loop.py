@@ -69,7 +69,8 @@ def train(config: Config, *, resume: bool = False, progress: bool | None = None)
             idx = state.order.indices(step)[state.rows].to(state.data.device)
             rng = BatchRandom(torch.Generator().manual_seed(step_seed(config.run.seed, step)), tc.batch_size,
                               state.rows.start, state.rows.stop)
-            loss = state.loss_module(state.data[idx], rng, state.labels[idx] if state.labels is not None else None)
+            loss = state.loss_module(state.data[idx], rng, state.labels[idx] if state.labels is not None else None,
+                                     state.noise[idx] if state.noise is not None else None)
             acc.backward(loss)
             grad_norm = acc.clip_grad_norm_(model.parameters(), tc.grad_clip or math.inf)
             check_divergence(state, step, loss, grad_norm)  # before the step: the weights stay good

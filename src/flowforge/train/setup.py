@@ -26,6 +26,8 @@ from ..rng import BatchRandom
 from ..runs import (MetricsLog, RunLock, atomic_write_text, check_model_binding, latest_checkpoint, load_checkpoint,
                     load_weights, read_config, read_state, set_rng_state)
 from ..runs.checkpoint import changes
+from ..runs.load import load_run
+from ..runs.pairs import PairSettings, Pairs, load_pairs, make_pairs
 from .batches import BatchOrder, step_seed
 from .ema import make_ema
 
@@ -48,8 +50,11 @@ class LossModule(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x: Tensor, rng: BatchRandom, labels: Tensor | None = None) -> Tensor:
-        return self.model.loss(x, rng, labels)
+    def forward(self, x: Tensor, rng: BatchRandom, labels: Tensor | None = None,
+                noise: Tensor | None = None) -> Tensor:
+        if noise is None:
+            return self.model.loss(x, rng, labels)
+        return self.model.loss(x, rng, labels, noise=noise)  # a coupling's paired noise (reflow)
 
 
 @dataclass
@@ -63,8 +68,9 @@ class RunState:
     ema: nn.Module | None  # torch's AveragedModel around the model, when train.ema_decay is set
     optimizer: torch.optim.Optimizer
     loss_module: nn.Module  # LossModule, wrapped for data parallelism
-    data: Tensor  # the training split on the device (N, *shape)
+    data: Tensor  # the training split on the device (N, *shape), or reflow's ODE end points in model space
     labels: Tensor | None  # (N,) for class-conditional models
+    noise: Tensor | None  # (N, *shape) reflow's noise, paired with each row of data; None: independent draws
     order: BatchOrder
     rows: slice  # this process's rows of each global batch
     val_x: Tensor  # held-out examples scored by train.eval_every
@@ -235,8 +241,14 @@ def setup(config: Config, resume: bool) -> RunState:
         with accelerator.main_process_first():  # one process downloads, the others read the cache
             dataset = load_dataset(config.data)
         _check_finite_data(dataset.train, dataset.name)
+        pairs = None
+        if config.reflow.parent is not None:
+            with accelerator.main_process_first():  # the main process draws the pairs, the others read them
+                pairs = reflow_pairs(config, dataset.shape)
         torch.manual_seed(config.run.seed)  # identical initial weights on every process
         model = build_model(config.model, dataset.spec())
+        if pairs is not None and config.reflow.init and not resume:
+            init_from_parent(model, config)
         ema = make_ema(model, tc.ema_decay) if tc.ema_decay is not None else None
         optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tuple(tc.betas),
                                       weight_decay=tc.weight_decay)
@@ -246,15 +258,17 @@ def setup(config: Config, resume: bool) -> RunState:
         accelerator.wait_for_everyone()  # every process has read config.yaml before the main one rewrites it
         log = on_main(accelerator, lambda: _open_run_dir(config, dataset, resume, changed, start_step))
 
-        data = dataset.train.to(accelerator.device)
-        labels = _training_labels(config, dataset)
-        labels = labels.to(accelerator.device) if labels is not None else None
+        data = (pairs.x if pairs is not None else dataset.train).to(accelerator.device)
+        noise = pairs.noise.to(accelerator.device) if pairs is not None else None
+        labels = _training_labels(config, dataset) if pairs is None else pairs.labels
+        labels = labels.to(accelerator.device) if labels is not None and config.model.num_classes else None
         order = BatchOrder(len(data), tc.batch_size, config.run.seed)
         model.to(accelerator.device)
         with torch.no_grad():  # data-dependent initialisation (Glow's ActNorm) from one global batch, alike everywhere
-            first = data[order.indices(start_step + 1).to(data.device)]
-            model.loss(first, BatchRandom(torch.Generator().manual_seed(step_seed(config.run.seed, 0xA11)),
-                                          len(first), 0, len(first)))
+            first = order.indices(start_step + 1).to(data.device)
+            LossModule(model)(data[first], BatchRandom(torch.Generator().manual_seed(step_seed(config.run.seed, 0xA11)),
+                                                       len(first), 0, len(first)),
+                              None, noise[first] if noise is not None else None)
         loss_module, optimizer = accelerator.prepare(LossModule(model), optimizer)
         if ema is not None:
             ema.to(accelerator.device)
@@ -266,9 +280,48 @@ def setup(config: Config, resume: bool) -> RunState:
             lock.release()
         raise
     return RunState(config=config, accelerator=accelerator, dataset=dataset, model=model, ema=ema,
-                    optimizer=optimizer, loss_module=loss_module, data=data, labels=labels, order=order, rows=rows,
+                    optimizer=optimizer, loss_module=loss_module, data=data, labels=labels, noise=noise, order=order,
+                    rows=rows,
                     val_x=val_x[:tc.eval_examples].to(accelerator.device), start_step=start_step, elapsed=elapsed,
                     log=log, last_good=ckpt, lock=lock)
+
+
+def reflow_pairs(config: Config, shape: tuple[int, ...]) -> Pairs:
+    """The (noise, sample) pairs of ``config.reflow.parent``, drawn into its run directory if not there yet
+    (:mod:`flowforge.runs.pairs`; resumable and checksummed)."""
+    rc = config.reflow
+    parent = Path(rc.parent)
+    if not (parent / "config.yaml").is_file():
+        raise ConfigError(f"reflow.parent: {parent} is not a trained run; train the parent first (e.g. "
+                          f"`flowforge train configs/rf-checkerboard.yaml` for runs/rf-checkerboard)")
+    if parent.resolve() == config.run.path.resolve():
+        raise ConfigError("reflow.parent is this run itself; name the run the parent was trained as")
+    run = load_run(parent)
+    if run.config.model.kind != "continuous" or config.model.kind != "continuous":
+        raise ConfigError(f"reflow trains a continuous model on a continuous parent's pairs; {parent} is "
+                          f"{run.config.model.kind} and this run {config.model.kind}")
+    if tuple(run.data["shape"]) != tuple(shape):
+        raise ConfigError(f"reflow.parent {parent} models data of shape {tuple(run.data['shape'])}, this run's "
+                          f"data {config.data.name!r} has shape {tuple(shape)}: use the parent's data settings")
+    if config.model.num_classes != run.config.model.num_classes:
+        raise ConfigError(f"model.num_classes ({config.model.num_classes}) differs from the parent's "
+                          f"({run.config.model.num_classes}): the pairs carry the parent's labels")
+    settings = PairSettings(pairs=rc.pairs, shard_size=rc.shard_size, sampler=rc.sampler, steps=rc.steps,
+                            rtol=rc.rtol, atol=rc.atol, guidance=rc.guidance, seed=rc.seed)
+    if rc.pairs < config.train.batch_size:
+        raise ConfigError(f"reflow.pairs ({rc.pairs}) is smaller than train.batch_size ({config.train.batch_size})")
+    directory = make_pairs(run, settings, progress=True)
+    return load_pairs(directory, settings)
+
+
+def init_from_parent(model: nn.Module, config: Config) -> None:
+    """Start from the parent's weights (its EMA copy where it kept one), as rectified flow's reflow does."""
+    parent = load_run(config.reflow.parent)
+    try:
+        model.load_state_dict(parent.model.state_dict())
+    except RuntimeError as err:
+        raise ConfigError(f"reflow.init: the parent's weights ({config.reflow.parent}) do not fit this model; keep "
+                          f"the parent's model.net settings or set reflow.init=false ({str(err).splitlines()[0]})") from None
 
 
 def _restore(ckpt: Path, config: Config, model: nn.Module, ema: nn.Module | None,

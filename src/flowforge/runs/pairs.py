@@ -1,0 +1,208 @@
+"""Reflow's coupling: a trained model's (noise, sample) pairs, drawn once, stored in checksummed shards.
+
+Liu, Gong & Liu (2023), "Flow Straight and Fast", arXiv:2209.03003: integrating a rectified flow's ODE from
+noise ``z`` gives a sample ``x = ODE(z)``; a flow trained on the pairs ``(x, z)`` instead of independent draws
+(the *(k+1)-rectified flow*) has straighter paths, and a network regressed on them generates in one step.
+
+The pairs of one parent and one set of settings live under ``PARENT/pairs/<key>/``::
+
+    pairs.json               the settings, and for each finished shard its file, size and sha256
+    shard-00000.safetensors  noise (n, *shape), x (n, *shape) in model space, labels (n,) if conditional
+
+Shards are written under a temporary name and renamed; ``pairs.json`` is rewritten after each one. A run that
+is killed resumes at the first missing shard; a shard whose bytes do not match its checksum (or that no manifest
+entry vouches for) is drawn again, never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from ..config import Config, apply_overrides, from_dict
+from ..errors import RunError
+from .checkpoint import atomic_write_text
+from .load import Run, read_config
+
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class PairSettings:
+    """How the pairs are drawn: everything that changes them (with the parent's weights)."""
+
+    pairs: int
+    shard_size: int = 10_000
+    sampler: str = "dopri5"
+    steps: int = 100
+    rtol: float = 1e-5
+    atol: float = 1e-5
+    guidance: float = 1.0
+    seed: int = 0
+
+
+@dataclass
+class Pairs:
+    """Loaded pairs: ``noise`` and ``x`` (N, *shape) in model space, ``labels`` (N,) or None."""
+
+    noise: Tensor
+    x: Tensor
+    labels: Tensor | None
+    directory: Path
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def pairs_dir(run: Run, settings: PairSettings) -> Path:
+    """Where ``run``'s pairs for ``settings`` live: keyed by the settings and the weights they integrate."""
+    weights = run.checkpoint / ("ema.safetensors" if run.weights == "ema" else "model.safetensors")
+    key = json.dumps({"settings": asdict(settings), "weights": sha256_file(weights), "format": FORMAT},
+                     sort_keys=True)
+    return run.dir / "pairs" / hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _shard_seed(seed: int, index: int) -> int:
+    return int(np.random.SeedSequence([seed, 0x5EF10, index]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+def shard_sizes(settings: PairSettings) -> list[int]:
+    full, rest = divmod(settings.pairs, settings.shard_size)
+    return [settings.shard_size] * full + ([rest] if rest else [])
+
+
+def draw_shard(run: Run, settings: PairSettings, index: int, n: int) -> dict[str, Tensor]:
+    """Shard ``index``: ``n`` noise draws from its own seed and the parent's ODE end points of them (the
+    dequantized end points for discrete data: the child trains on the continuous coupling). A class-conditional
+    parent gets labels cycling through its classes from the shard's offset."""
+    model = run.model
+    generator = torch.Generator().manual_seed(_shard_seed(settings.seed, index))
+    options: dict[str, Any] = {"sampler": settings.sampler, "steps": settings.steps, "generator": generator,
+                               "dequantized": True}
+    if settings.sampler == "dopri5":
+        options.update(rtol=settings.rtol, atol=settings.atol)
+    labels = None
+    if run.config.model.num_classes is not None:
+        offset = index * settings.shard_size
+        labels = (torch.arange(n) + offset) % run.config.model.num_classes
+        options.update(labels=labels, guidance=settings.guidance)
+    elif settings.guidance != 1.0:
+        raise RunError(f"reflow.guidance={settings.guidance} needs a class-conditional parent; {run.dir} has no "
+                       f"classes")
+    times = model.time_grid(settings.steps, finite_start=False)
+    noise = model.path.prior_sample((n, *model.shape), float(times[0]), generator=generator)
+    x = model.sample(n, noise=noise, **{k: v for k, v in options.items() if k != "generator"})
+    out = {"noise": noise.float().contiguous(), "x": x.float().contiguous()}
+    if labels is not None:
+        out["labels"] = labels.long().contiguous()
+    if not torch.isfinite(out["x"]).all():
+        raise RunError(f"the parent {run.dir} gave non-finite samples in pairs shard {index}; check the parent "
+                       f"(flowforge eval {run.dir}) or use an accurate sampler (reflow.sampler=dopri5)")
+    return out
+
+
+def _read_manifest(directory: Path, settings: PairSettings) -> dict[str, Any]:
+    path = directory / "pairs.json"
+    fresh = {"format": FORMAT, "settings": asdict(settings), "shards": {}}
+    if not path.is_file():
+        return fresh
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        warnings.warn(f"{path} is unreadable; every shard in {directory} is checked against a new manifest, "
+                      f"i.e. drawn again", stacklevel=3)
+        return fresh
+    if manifest.get("settings") != asdict(settings) or manifest.get("format") != FORMAT:
+        return fresh
+    return manifest
+
+
+def make_pairs(run: Run, settings: PairSettings, progress: bool = False) -> Path:
+    """Draw (or finish drawing) the pairs of ``run`` for ``settings``; return their directory.
+
+    Idempotent and resumable: shards that exist and match their recorded sha256 are kept, the others drawn.
+    """
+    if not run.model.takes_sampler or not hasattr(run.model, "path"):
+        raise RunError(f"reflow needs a continuous model (flow matching / diffusion); {run.dir} is a "
+                       f"{run.config.model.kind} flow")
+    directory = pairs_dir(run, settings)
+    directory.mkdir(parents=True, exist_ok=True)
+    manifest = _read_manifest(directory, settings)
+    sizes = shard_sizes(settings)
+    for index, n in enumerate(sizes):
+        name = f"shard-{index:05d}.safetensors"
+        path = directory / name
+        entry = manifest["shards"].get(str(index))
+        if path.is_file() and entry is not None and entry["n"] == n and sha256_file(path) == entry["sha256"]:
+            continue
+        if path.is_file():
+            warnings.warn(f"pairs shard {path} does not match its checksum (or has none): drawing it again",
+                          stacklevel=2)
+        if progress:
+            print(f"pairs: drawing shard {index + 1}/{len(sizes)} ({n} pairs, {settings.sampler})", flush=True)
+        tensors = draw_shard(run, settings, index, n)
+        tmp = path.with_name(f".{name}.tmp-{os.getpid()}")
+        save_file(tensors, str(tmp))
+        os.replace(tmp, path)
+        manifest["shards"][str(index)] = {"file": name, "n": n, "sha256": sha256_file(path)}
+        atomic_write_text(directory / "pairs.json", json.dumps(manifest, indent=1))
+    return directory
+
+
+def load_pairs(directory: Path, settings: PairSettings) -> Pairs:
+    """Every shard of ``directory``, each checked against its recorded sha256 (a mismatch is an error: call
+    :func:`make_pairs` first, which draws bad shards again)."""
+    manifest = _read_manifest(directory, settings)
+    parts: dict[str, list[Tensor]] = {"noise": [], "x": [], "labels": []}
+    for index, n in enumerate(shard_sizes(settings)):
+        entry = manifest["shards"].get(str(index))
+        path = directory / f"shard-{index:05d}.safetensors"
+        if entry is None or not path.is_file() or entry["n"] != n or sha256_file(path) != entry["sha256"]:
+            raise RunError(f"pairs shard {path} is missing or does not match its checksum; run the reflow again "
+                           f"(it draws only the missing shards)")
+        tensors = load_file(str(path))
+        for key in parts:
+            if key in tensors:
+                parts[key].append(tensors[key])
+    labels = torch.cat(parts["labels"]) if parts["labels"] else None
+    return Pairs(noise=torch.cat(parts["noise"]), x=torch.cat(parts["x"]), labels=labels, directory=directory)
+
+
+__all__ = ["PairSettings", "Pairs", "draw_shard", "load_pairs", "make_pairs", "pairs_dir", "sha256_file",
+           "reflow_config", "shard_sizes"]
+
+
+def reflow_config(parent: str | Path, *, pairs: int, name: str | None = None, distill: int = 0,
+                  loss: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """The config of a run trained on ``parent``'s pairs: the parent's own config (same data, model and
+    network, so its weights initialise the child) with ``reflow.parent`` set, renamed, and for ``distill = k``
+    the grid time sampler and a ``k``-step Euler sampler; ``overrides`` (dotted ``key=value``) go last."""
+    parent = Path(parent)
+    base = read_config(parent)
+    data = base.to_dict()
+    if distill < 0:
+        raise RunError(f"--distill must be a number of steps >= 1 (or 0 for reflow), got {distill}")
+    suffix = f"distill{distill}" if distill else "reflow"
+    data["run"].update(name=name or f"{base.run.name}-{suffix}", dir="")
+    data["reflow"].update(parent=str(parent), pairs=pairs)
+    if distill:
+        data["model"].update(time_sampler="grid", grid_steps=distill)
+        data["sample"].update(sampler="euler", steps=distill, grid="uniform")
+    if loss is not None:
+        data["model"]["loss"] = loss
+    return from_dict(apply_overrides(data, list(overrides)))

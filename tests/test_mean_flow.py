@@ -1,0 +1,173 @@
+"""MeanFlow: the average-velocity target by JVP, its sampler, the nets' interval input, and a short fit."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from flowforge.config import ModelConfig, NetConfig
+from flowforge.models import build_model
+from flowforge.models.continuous import ContinuousFlow
+from flowforge.models.mean_flow import MeanFlow, adaptive_loss, draw_interval
+from flowforge.models.time_sampling import Uniform
+from flowforge.nets import MLP, DiT, UNet
+from flowforge.paths import LinearPath, VPPath
+from flowforge.rng import BatchRandom
+from conftest import perturb_zero_layers
+
+
+class ExactDirac(nn.Module):
+    """The exact average velocity of data at one point ``c``: every path is straight, ``u = (z - c) / t``."""
+
+    def __init__(self, c: torch.Tensor):
+        super().__init__()
+        self.c = c
+        self.anchor = nn.Parameter(torch.zeros(()))  # the model needs a parameter for its device
+
+    def forward(self, x, t, interval=None):
+        return (x - self.c) / t[:, None] + 0 * self.anchor
+
+
+def mean_flow_model(net, shape, **kw) -> ContinuousFlow:
+    return ContinuousFlow(LinearPath(), net, shape, mean_flow=MeanFlow(**kw))
+
+
+@pytest.mark.parametrize("net", [
+    lambda: MLP((3,), width=16, depth=2, time_embed_dim=8, interval=True),
+    lambda: UNet((1, 8, 8), channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(1,), interval=True),
+    lambda: DiT((1, 8, 8), size="tiny", patch=2, positions="rope", interval=True),
+], ids=["mlp", "unet", "dit"])
+def test_interval_embedding_starts_at_zero_and_then_matters(net):
+    torch.manual_seed(0)
+    n = net()
+    x = torch.randn(4, *((3,) if isinstance(n, MLP) else (1, 8, 8)))
+    t = torch.rand(4)
+    if not isinstance(n, MLP):
+        perturb_zero_layers(n)  # DiT / U-Net output exactly 0 at init: give the rest weights
+        for p in n.interval_embed[-1].parameters():
+            p.data.zero_()
+    same = n(x, t, interval=torch.zeros(4))
+    torch.testing.assert_close(n(x, t, interval=torch.rand(4)), same)  # zero-initialised: no effect yet
+    torch.testing.assert_close(n(x, t), same)  # a missing interval means r = t
+    perturb_zero_layers(n, seed=1)
+    assert not torch.allclose(n(x, t, interval=torch.rand(4)), n(x, t, interval=torch.zeros(4)))
+    with pytest.raises(ValueError, match="without one"):
+        (MLP((3,), width=8, depth=1) if isinstance(n, MLP) else MLP((64,), width=8, depth=1))(
+            torch.randn(2, 3 if isinstance(n, MLP) else 64), torch.rand(2), interval=torch.rand(2))
+
+
+def test_exact_average_velocity_has_zero_loss():
+    """For data at one point the exact u is known; the target built from the JVP along (v, 0, 1) equals it.
+    A JVP along (0, 0, 1) would not: d_t u = -(z - c) / t^2 is far from 0."""
+    c = torch.tensor([[1.5, -0.5]], dtype=torch.float64)
+    model = mean_flow_model(ExactDirac(c), (2,), p=0.0).double()
+    x0 = c.expand(64, 2)
+    noise = torch.randn(64, 2, dtype=torch.float64)
+    t = torch.rand(64, dtype=torch.float64) * 0.9 + 0.1
+    r = t * torch.rand(64, dtype=torch.float64)
+    u, target = model.mean_flow_terms(x0, noise, r, t)
+    torch.testing.assert_close(u, noise - x0)
+    torch.testing.assert_close(target, u)
+
+
+def test_jvp_is_the_total_time_derivative():
+    """du/dt from the JVP equals a central finite difference along the path (z + h v, t + h) with r fixed.
+    (The sinusoidal time features are float32: time_scale 1 keeps their rounding below the difference's.)"""
+    torch.manual_seed(0)
+    net = perturb_zero_layers(MLP((3,), width=32, depth=2, time_embed_dim=8, time_scale=1.0, interval=True)).double()
+    model = mean_flow_model(net, (3,)).double()
+    x0, noise = torch.randn(8, 3, dtype=torch.float64), torch.randn(8, 3, dtype=torch.float64)
+    t = torch.rand(8, dtype=torch.float64) * 0.8 + 0.1
+    r = t * torch.rand(8, dtype=torch.float64)
+    u, target = model.mean_flow_terms(x0, noise, r, t)
+    v = noise - x0
+    z = (1 - t)[:, None] * x0 + t[:, None] * noise
+    h = 1e-3
+
+    def u_at(zz, tt):
+        return model._raw(zz, tt, None, interval=tt - r)
+
+    du_dt = (u_at(z + h * v, t + h) - u_at(z - h * v, t - h)) / (2 * h)
+    torch.testing.assert_close(target, v - (t - r)[:, None] * du_dt, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(u, u_at(z, t))
+
+
+def test_the_loss_trains_the_network():
+    net = MLP((2,), width=16, depth=2, time_embed_dim=8, interval=True)
+    model = mean_flow_model(net, (2,))
+    loss = model.loss(torch.randn(32, 2), BatchRandom.local(32))
+    loss.backward()
+    assert torch.isfinite(loss) and all(p.grad is not None for p in net.parameters() if p.requires_grad)
+    assert any(float(p.grad.abs().sum()) > 0 for p in net.interval_embed.parameters())
+
+
+def test_interval_draws_and_adaptive_weight():
+    rng = BatchRandom(torch.Generator().manual_seed(0), 20000, 0, 20000)
+    r, t = draw_interval(rng, Uniform(), LinearPath(), 0.25, like=torch.zeros(1))
+    assert bool((r <= t).all()) and abs(float((r != t).float().mean()) - 0.25) < 0.02
+    err = torch.tensor([0.0, 1.0, 100.0])
+    assert float(adaptive_loss(err, 0.0, 1e-3)) == pytest.approx(float(err.mean()))
+    # p = 1: each example counts about equally, whatever its error
+    assert float(adaptive_loss(err, 1.0, 1e-3)) == pytest.approx((0 + 1 / 1.001 + 100 / 100.001) / 3, rel=1e-6)
+
+
+def test_mean_flow_needs_the_linear_path_and_velocity():
+    net = MLP((2,), width=8, depth=1, interval=True)
+    with pytest.raises(ValueError, match="linear path"):
+        ContinuousFlow(VPPath(), net, (2,), mean_flow=MeanFlow())
+    with pytest.raises(ValueError, match="linear path"):
+        ContinuousFlow(LinearPath(), net, (2,), target="eps", mean_flow=MeanFlow())
+    with pytest.raises(ValueError, match="class-conditional"):
+        ContinuousFlow(LinearPath(), net, (2,), mean_flow=MeanFlow(guidance=2.0))
+
+
+def test_mean_flow_sampler_needs_a_mean_flow_model():
+    plain = ContinuousFlow(LinearPath(), MLP((2,), width=8, depth=1), (2,))
+    with pytest.raises(ValueError, match="MeanFlow model"):
+        plain.sample(4, sampler="mean-flow", steps=1)
+
+
+def test_sampler_steps_with_the_average_velocity():
+    """One mean-flow step from t = 1 with the exact Dirac u lands exactly on the data point; Euler from the same
+    model does too (straight paths), and the NFE is one per step."""
+    c = torch.tensor([[1.5, -0.5]])
+    model = mean_flow_model(ExactDirac(c), (2,))
+    x, nfe = model.sample(16, sampler="mean-flow", steps=1, return_nfe=True)
+    torch.testing.assert_close(x, c.expand(16, 2))
+    assert nfe == 1
+
+
+def test_config_builds_a_mean_flow_model_and_describes_it():
+    cfg = ModelConfig(target="mean-velocity", time_sampler="logit-normal", logit_mean=-0.4, meanflow_ratio=0.5)
+    model = build_model(cfg, {"shape": [2], "kind": "points"})
+    assert model.mean_flow == MeanFlow(ratio=0.5) and model.net.interval_embed is not None
+    assert model.target == "velocity"
+    from flowforge.models import describe_model
+    assert "MeanFlow" in describe_model(cfg)
+
+
+def two_modes(n: int, gen: torch.Generator) -> torch.Tensor:
+    side = torch.randint(0, 2, (n,), generator=gen) * 2 - 1
+    return torch.stack([2.0 * side, torch.zeros(n)], 1) + 0.1 * torch.randn(n, 2, generator=gen)
+
+
+def test_one_step_samples_beat_one_euler_step():
+    """A short MeanFlow fit on two separated modes: one mean-flow step puts the samples on the modes (small
+    spread across them), while one Euler step of the same model's velocity lands between them (the mean)."""
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    cfg = ModelConfig(target="mean-velocity", time_sampler="logit-normal", logit_mean=-0.4,
+                      net=NetConfig(width=64, depth=2, time_embed_dim=16))
+    model = build_model(cfg, {"shape": [2], "kind": "points"})
+    opt = torch.optim.Adam(model.parameters(), 2e-3)
+    for step in range(600):
+        loss = model.loss(two_modes(256, gen), BatchRandom(torch.Generator().manual_seed(step), 256, 0, 256))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    g = torch.Generator().manual_seed(1)
+    one = model.sample(2000, sampler="mean-flow", steps=1, generator=g)
+    euler = model.sample(2000, sampler="euler", steps=1, generator=torch.Generator().manual_seed(1))
+    off_mode = lambda x: float((x[:, 0].abs() - 2.0).abs().mean())  # noqa: E731 - mean distance to a mode
+    assert off_mode(one) < 0.35 < off_mode(euler), (off_mode(one), off_mode(euler))
