@@ -166,3 +166,23 @@ def test_one_step_samples_keep_the_spread_one_euler_step_loses():
     euler = model.sample(4000, sampler="euler", steps=1, generator=torch.Generator().manual_seed(1))
     assert (one.mean(0) - mu).abs().max() < 0.15
     assert bool((one.std(0) > 0.15).all()) and bool((euler.std(0) < 0.12).all()), (one.std(0), euler.std(0))
+
+
+@pytest.mark.parametrize("net", [
+    lambda: UNet((1, 8, 8), channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(1,), interval=True),
+    lambda: DiT((1, 8, 8), size="tiny", patch=2, positions="rope", interval=True),
+], ids=["unet", "dit"])
+def test_image_backbones_train_with_the_jvp(net):
+    """Attention inside the JVP (the CPU flash kernel has no forward-mode derivative) and gradients to every
+    weight the loss reaches."""
+    model = mean_flow_model(perturb_zero_layers(net()), (1, 8, 8))
+    model.loss(torch.randn(4, 1, 8, 8), BatchRandom.local(4)).backward()
+    assert all(p.grad is not None for p in model.net.parameters())
+
+
+def test_checkpointing_is_refused_with_mean_flow():
+    from flowforge.config import ConfigError
+
+    cfg = ModelConfig(target="mean-velocity", net=NetConfig(name="dit", checkpoint=True))
+    with pytest.raises(ConfigError, match="checkpoint"):
+        build_model(cfg, {"shape": [1, 8, 8], "kind": "image"})

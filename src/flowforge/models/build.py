@@ -87,6 +87,10 @@ def _continuous(cfg: ModelConfig, data: dict[str, Any]) -> GenerativeModel:
     precond = cfg.precond == "edm"
     mean_flow = None
     if cfg.target == MEAN_VELOCITY:
+        if cfg.net.checkpoint:
+            raise ValueError("model.net.checkpoint cannot be combined with MeanFlow (model.target=mean-velocity): "
+                             "torch.utils.checkpoint cannot replay the forward-mode JVP of its target; set "
+                             "model.net.checkpoint=false")
         mean_flow = MeanFlow(ratio=cfg.meanflow_ratio, p=cfg.meanflow_p, c=cfg.meanflow_c,
                              guidance=cfg.meanflow_guidance, kappa=cfg.meanflow_kappa)
     time_scale = EDM_TIME_SCALE if precond else MEAN_FLOW_TIME_SCALE if mean_flow is not None else UNIT_TIME_SCALE

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..data.dequantize import Quantization
 from ..paths import PREDICTIONS, AffinePath, LinearPath, PathCoefficients, expand_like, from_x0_eps, to_x0_eps
@@ -293,7 +294,10 @@ class ContinuousFlow(GenerativeModel):
         def u_of(z: Tensor, time: Tensor) -> Tensor:
             return self._raw(z, time, labels, interval=time - r)  # r is held fixed: dr/dt = 0
 
-        u, du_dt = torch.func.jvp(u_of, (xt.x_t, t), (v, torch.ones_like(t)))
+        # the fused attention kernels (flash on CPU) have no forward-mode derivative: attention inside the JVP
+        # takes the math path, which holds the L x L scores (MeanFlow's training only; sampling stays fused)
+        with sdpa_kernel([SDPBackend.MATH]):
+            u, du_dt = torch.func.jvp(u_of, (xt.x_t, t), (v, torch.ones_like(t)))
         return u, (v - expand_like(t - r, v) * du_dt).detach()
 
     @torch.no_grad()
