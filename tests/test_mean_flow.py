@@ -186,3 +186,30 @@ def test_checkpointing_is_refused_with_mean_flow():
     cfg = ModelConfig(target="mean-velocity", net=NetConfig(name="dit", checkpoint=True))
     with pytest.raises(ConfigError, match="checkpoint"):
         build_model(cfg, {"shape": [1, 8, 8], "kind": "image"})
+
+
+class LabelledConstant(nn.Module):
+    """u = 0 for the null label, 1 for a class: the guided target's mixing can be read off directly."""
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.num_classes = num_classes
+        self.anchor = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, t, y, interval=None):
+        return (y != self.num_classes).to(x.dtype)[:, None].expand_as(x) + 0 * self.anchor
+
+
+def test_guidance_built_into_the_target():
+    """omega v + (1 - omega - kappa) u(null) + kappa u(class) for labelled examples, v itself for null ones
+    (r = t, so the target is that velocity)."""
+    model = ContinuousFlow(LinearPath(), LabelledConstant(3), (2,), num_classes=3,
+                           mean_flow=MeanFlow(guidance=2.0, kappa=0.5))
+    x0, noise = torch.randn(4, 2), torch.randn(4, 2)
+    t = torch.full((4,), 0.5)
+    labels = torch.tensor([0, 1, 3, 2])
+    _, target = model.mean_flow_terms(x0, noise, t, t, labels)
+    v = noise - x0
+    expected = 2.0 * v + 0.5 * 1.0 + (1 - 2.0 - 0.5) * 0.0
+    torch.testing.assert_close(target[[0, 1, 3]], expected[[0, 1, 3]])
+    torch.testing.assert_close(target[2], v[2])
