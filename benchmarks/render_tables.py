@@ -292,6 +292,33 @@ def compare_table(name: str) -> Callable[[dict[str, dict]], str]:
     return render
 
 
+def few_step(files: dict[str, dict]) -> str:
+    """1-RF, 2-RF, distilled 2-RF and MeanFlow: energy distance (mean ± std over reference draws) per NFE and
+    sampler, straightness and training time; the best cell of each NFE column bold."""
+    data = files["few_step"]
+    rows_in = data["rows"]
+    nfes = sorted({r["nfe"] for r in rows_in if "nfe" in r})
+    facts = {r["model"]: r for r in rows_in if "straightness" in r}
+    order = list(dict.fromkeys(r["model"] for r in rows_in))
+    rows, values = [], []
+    for model in order:
+        for sampler in dict.fromkeys(r["sampler"] for r in rows_in if r["model"] == model and "sampler" in r):
+            by_nfe = {r["nfe"]: r for r in rows_in if r["model"] == model and r.get("sampler") == sampler}
+            cells = [f"{short(by_nfe[k]['energy_distance'])} ± {short(by_nfe[k]['energy_distance_std'])}"
+                     if k in by_nfe else "" for k in nfes]
+            f = facts.get(model, {})
+            rows.append([model, f"`{sampler}`", *cells, short(f.get("straightness", float("nan"))),
+                         f"{f.get('steps', '')}", f"{f.get('train_seconds', float('nan')):.0f}"])
+            values.append([by_nfe[k]["energy_distance"] if k in by_nfe else None for k in nfes])
+    columns = list(range(2, 2 + len(nfes)))
+    bold_columns(rows, [[None, None, *v] for v in values], columns)
+    floor = data["noise_floor"]
+    rows.append(["noise floor (fresh draws)", "", *[f"{short(floor['energy_distance'])} ± "
+                                                    f"{short(floor['energy_distance_std'])}"] * len(nfes), "", "", ""])
+    header = ["model", "sampler", *[f"ED at NFE {k}" for k in nfes], "straightness", "steps", "train s"]
+    return table(header, rows, ["---", "---"] + ["---:"] * (len(nfes) + 3))
+
+
 @dataclass(frozen=True)
 class Table:
     """A README table: the results files it reads (``benchmarks/results/<name>.json``) and its renderer."""
@@ -310,6 +337,7 @@ TABLES: dict[str, Table] = {
     "train_speed": Table(("train_speed",), train_speed),
     "image_metric_floors": Table(("image_metric_floors",), image_metric_floors),
     "compare_digits": Table(("compare_digits",), compare_table("compare_digits")),
+    "few_step": Table(("few_step",), few_step),
 }
 
 

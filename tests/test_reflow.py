@@ -76,6 +76,7 @@ def test_reflow_config_and_cli(parent, tmp_path, tiny):
     assert proc.returncode == 0, proc.stderr
     child = load_run(tmp_path / "rf2")
     assert child.config.reflow.parent == str(parent) and child.config.run.name == "rf2"
+    assert f"200 (noise, sample) pairs of `{parent}`" in (tmp_path / "rf2" / "report.md").read_text()
 
 
 def test_reflow_of_a_missing_run_is_one_line(tmp_path, capsys):

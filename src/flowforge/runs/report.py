@@ -62,6 +62,12 @@ def write_report(run_dir: str | Path) -> Path:
              f"- model: {describe_model(config.model)}",
              f"- training: batch {tc.batch_size}, AdamW lr {tc.lr} ({tc.schedule}, {tc.warmup_steps} warmup), "
              f"EMA {tc.ema_decay}, precision {tc.precision}"]
+    if config.reflow.parent is not None:
+        rc = config.reflow
+        lines.append(f"- trained on {rc.pairs} (noise, sample) pairs of `{rc.parent}` ({rc.sampler} ODE"
+                     f"{f', guidance {rc.guidance}' if rc.guidance != 1 else ''}), "
+                     f"{'from its weights' if rc.init else 'from scratch'}"
+                     f"{f'; distilled to {config.model.grid_steps} step(s)' if config.model.time_sampler == 'grid' else ''}")
     if train_rows:
         last = train_rows[-1]
         lines.append(f"- trained {last['step']} steps in {last['seconds']:.1f} s; last logged loss {last['loss']:.5f}")
