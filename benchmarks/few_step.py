@@ -58,6 +58,14 @@ def score(model, sampler: str, nfe: int, refs: list[torch.Tensor], n: int, seed:
     return {"sampler": sampler, "nfe": spent, "energy_distance": mean, "energy_distance_std": std}
 
 
+def sample_seconds(model, sampler: str, nfe: int, n: int) -> float:
+    """Wall-clock seconds to draw ``n`` samples at ``nfe`` steps (one call, after a small warm-up call)."""
+    model.sample(16, sampler=sampler, steps=nfe, grid="uniform")
+    t0 = time.perf_counter()
+    model.sample(n, sampler=sampler, steps=nfe, grid="uniform")
+    return time.perf_counter() - t0
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--parent", default="runs/demo", help="a trained 1-rectified flow on a 2-D set")
@@ -66,52 +74,68 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--reflow-steps", type=int, default=3000)
     ap.add_argument("--distill-steps", type=int, default=2000)
     ap.add_argument("--meanflow-steps", type=int, default=5000)
-    ap.add_argument("--nfes", type=int, nargs="+", default=[1, 2, 4, 8])
+    ap.add_argument("--no-3rf", action="store_true", help="skip the 3-rectified flow")
+    ap.add_argument("--nfes", type=int, nargs="+", default=[1, 2, 4, 100])
     ap.add_argument("--n", type=int, default=5000)
+    ap.add_argument("--timing-n", type=int, default=10000, help="samples per wall-clock timing")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=12345)
     ap.add_argument("--out", default=None, help="results JSON (default benchmarks/results/few_step.json)")
     args = ap.parse_args(argv)
     out_dir = Path(args.out_dir)
     parent = Path(args.parent)
-    runs: dict[str, Path] = {"1-RF": parent, "2-RF": out_dir / "rf2", "2-RF distilled": out_dir / "rf2-distill1",
-                             "MeanFlow": out_dir / "meanflow"}
     started = time.perf_counter()
-    if not (runs["2-RF"] / "checkpoints").is_dir():
-        train(reflow_config(parent, pairs=args.pairs, overrides=[f"run.dir={runs['2-RF']}",
-                                                                  f"train.steps={args.reflow_steps}"]))
-    if not (runs["2-RF distilled"] / "checkpoints").is_dir():
-        train(reflow_config(runs["2-RF"], pairs=args.pairs, distill=1,
-                            overrides=[f"run.dir={runs['2-RF distilled']}", f"train.steps={args.distill_steps}"]))
-    if not (runs["MeanFlow"] / "checkpoints").is_dir():
-        config = load_config(ROOT / "configs/meanflow-checkerboard.yaml",
-                             [f"run.dir={runs['MeanFlow']}", f"train.steps={args.meanflow_steps}"])
-        train(config)
     dataset = load_dataset(load_run(parent).config.data)
     refs = [dataset.reference(args.n, args.seed + i) for i in range(args.repeats)]
     floor = [float(energy_distance(dataset.reference(args.n, args.seed + 100 + i), refs[i]))
              for i in range(args.repeats)]
-    rows = []
-    for name, run_dir in runs.items():
+    floor_mean, floor_std = mean_std(floor)
+    rows: list[dict] = []
+
+    def build(name: str, run_dir: Path, make) -> None:
+        """Train ``run_dir`` with ``make()`` unless it exists (its total time includes drawing the pairs), score it
+        and write the results so far."""
+        total = None
+        if not (run_dir / "checkpoints").is_dir():
+            t0 = time.perf_counter()
+            make()
+            total = time.perf_counter() - t0
         run = load_run(run_dir)
         samplers = ["euler"] + (["mean-flow"] if run.model.mean_flow is not None else [])
         for sampler in samplers:
             for nfe in args.nfes:
-                rows.append({"model": name, "run": str(run_dir), **score(run.model, sampler, nfe, refs, args.n,
-                                                                          args.seed + 7)})
-                print(json.dumps(rows[-1]), flush=True)
+                row = {"model": name, "run": str(run_dir), **score(run.model, sampler, nfe, refs, args.n,
+                                                                     args.seed + 7)}
+                row["seconds_10k"] = sample_seconds(run.model, sampler, nfe, args.timing_n)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
         straight = path_straightness(run.model, 1000, 25, seed=args.seed + 3)
+        train_s = train_seconds(run_dir)
         rows.append({"model": name, "run": str(run_dir), "straightness": straight["value"],
-                     "train_seconds": train_seconds(run_dir), "steps": run.step,
+                     "train_seconds": train_s, "total_seconds": total, "steps": run.step,
+                     "pairs_seconds": (total - train_s) if total is not None and run.config.reflow.parent else None,
                      "parameters": sum(p.numel() for p in run.model.parameters())})
         print(json.dumps(rows[-1]), flush=True)
-    floor_mean, floor_std = mean_std(floor)
-    record = {"data": dataset.name, "n": args.n, "repeats": args.repeats, "pairs": args.pairs,
-              "noise_floor": {"energy_distance": floor_mean, "energy_distance_std": floor_std},
-              "rows": rows, "seconds": time.perf_counter() - started,
-              "cpu_capability": machine().get("cpu_capability")}
-    path = write_results("few_step", record, args.out)
-    print(f"wrote {path}")
+        record = {"data": dataset.name, "n": args.n, "repeats": args.repeats, "pairs": args.pairs,
+                  "timing_n": args.timing_n,
+                  "noise_floor": {"energy_distance": floor_mean, "energy_distance_std": floor_std},
+                  "rows": rows, "seconds": time.perf_counter() - started,
+                  "cpu_capability": machine().get("cpu_capability")}
+        print(f"wrote {write_results('few_step', record, args.out)}", flush=True)
+
+    def reflow(source: Path, run_dir: Path, steps: int, distill: int = 0):
+        return lambda: train(reflow_config(source, pairs=args.pairs, distill=distill,
+                                           overrides=[f"run.dir={run_dir}", f"train.steps={steps}"]))
+
+    build("1-RF", parent, lambda: None)
+    build("2-RF", out_dir / "rf2", reflow(parent, out_dir / "rf2", args.reflow_steps))
+    build("2-RF distilled", out_dir / "rf2-distill1",
+          reflow(out_dir / "rf2", out_dir / "rf2-distill1", args.distill_steps, distill=1))
+    build("MeanFlow", out_dir / "meanflow", lambda: train(load_config(
+        ROOT / "configs/meanflow-checkerboard.yaml",
+        [f"run.dir={out_dir / 'meanflow'}", f"train.steps={args.meanflow_steps}"])))
+    if not args.no_3rf:
+        build("3-RF", out_dir / "rf3", reflow(out_dir / "rf2", out_dir / "rf3", args.reflow_steps))
 
 
 if __name__ == "__main__":

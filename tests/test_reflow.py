@@ -15,7 +15,7 @@ from flowforge.errors import RunError
 from flowforge.metrics import energy_distance
 from flowforge.runs import load_run
 from flowforge.runs.evaluate import path_straightness
-from flowforge.runs.pairs import PairSettings, load_pairs, make_pairs, pairs_dir, reflow_config
+from flowforge.runs.pairs import PairSettings, load_pairs, make_pairs, pairs_dir, reflow_config, weights_sha256
 from flowforge.train import train
 
 
@@ -33,8 +33,9 @@ def test_pairs_are_the_parents_samples_and_survive_damage(parent):
     run = load_run(parent)
     settings = PairSettings(pairs=250, shard_size=100, sampler="euler", steps=8, seed=3)
     directory = make_pairs(run, settings)
+    sha = weights_sha256(run)
     assert directory == pairs_dir(run, settings) and directory.parent == parent / "pairs"
-    pairs = load_pairs(directory, settings)
+    pairs = load_pairs(directory, settings, sha)
     assert pairs.x.shape == pairs.noise.shape == (250, 2) and pairs.labels is None
     # each shard's end points are exactly the parent's samples of its noise, and its noise is the prior draw
     # that sampling with the shard's generator makes
@@ -53,14 +54,39 @@ def test_pairs_are_the_parents_samples_and_survive_damage(parent):
     raw[-5] ^= 0xFF
     shard2.write_bytes(bytes(raw))
     with pytest.raises(RunError, match="missing or does not match its checksum"):
-        load_pairs(directory, settings)
+        load_pairs(directory, settings, sha)
     with pytest.warns(UserWarning, match="does not match its checksum"):
         make_pairs(run, settings)
-    repaired = load_pairs(directory, settings)
+    repaired = load_pairs(directory, settings, sha)
     assert torch.equal(repaired.x, pairs.x) and torch.equal(repaired.noise, pairs.noise)
-    # other settings are other pairs, in another directory
+    # other settings are other pairs, in another directory; pairs of other weights are refused
     other = PairSettings(pairs=250, shard_size=100, sampler="euler", steps=8, seed=4)
     assert pairs_dir(run, other) != directory
+    with pytest.raises(RunError, match="other weights"):
+        load_pairs(directory, settings, "0" * 64)
+
+
+def test_a_killed_drawing_resumes_at_the_next_missing_shard(parent, monkeypatch):
+    import flowforge.runs.pairs as pairs_module
+
+    run = load_run(parent)
+    settings = PairSettings(pairs=300, shard_size=100, sampler="euler", steps=4, seed=9)
+    real, drawn = pairs_module.draw_shard, []
+
+    def dies_at_shard_2(run_, settings_, index, n):
+        if index == 2 and not drawn.count("died"):
+            drawn.append("died")
+            raise KeyboardInterrupt  # the process is killed while drawing shard 2
+        drawn.append(index)
+        return real(run_, settings_, index, n)
+
+    monkeypatch.setattr(pairs_module, "draw_shard", dies_at_shard_2)
+    with pytest.raises(KeyboardInterrupt):
+        make_pairs(run, settings)
+    assert drawn == [0, 1, "died"]
+    make_pairs(run, settings)  # resumed: only shard 2 is drawn
+    assert drawn == [0, 1, "died", 2]
+    assert len(load_pairs(pairs_dir(run, settings), settings, weights_sha256(run)).x) == 300
 
 
 def test_reflow_config_and_cli(parent, tmp_path, tiny):

@@ -42,7 +42,7 @@ class PairSettings:
     """How the pairs are drawn: everything that changes them (with the parent's weights)."""
 
     pairs: int
-    shard_size: int = 10_000
+    shard_size: int = 2000
     sampler: str = "dopri5"
     steps: int = 100
     rtol: float = 1e-5
@@ -69,10 +69,14 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def weights_sha256(run: Run) -> str:
+    """The sha256 of the weights file ``run``'s model was loaded from: the identity of the parent of pairs."""
+    return sha256_file(run.checkpoint / ("ema.safetensors" if run.weights == "ema" else "model.safetensors"))
+
+
 def pairs_dir(run: Run, settings: PairSettings) -> Path:
     """Where ``run``'s pairs for ``settings`` live: keyed by the settings and the weights they integrate."""
-    weights = run.checkpoint / ("ema.safetensors" if run.weights == "ema" else "model.safetensors")
-    key = json.dumps({"settings": asdict(settings), "weights": sha256_file(weights), "format": FORMAT},
+    key = json.dumps({"settings": asdict(settings), "weights": weights_sha256(run), "format": FORMAT},
                      sort_keys=True)
     return run.dir / "pairs" / hashlib.sha256(key.encode()).hexdigest()[:16]
 
@@ -116,9 +120,9 @@ def draw_shard(run: Run, settings: PairSettings, index: int, n: int) -> dict[str
     return out
 
 
-def _read_manifest(directory: Path, settings: PairSettings) -> dict[str, Any]:
+def _read_manifest(directory: Path, settings: PairSettings, weights: str) -> dict[str, Any]:
     path = directory / "pairs.json"
-    fresh = {"format": FORMAT, "settings": asdict(settings), "shards": {}}
+    fresh = {"format": FORMAT, "settings": asdict(settings), "weights": weights, "shards": {}}
     if not path.is_file():
         return fresh
     try:
@@ -129,6 +133,10 @@ def _read_manifest(directory: Path, settings: PairSettings) -> dict[str, Any]:
         return fresh
     if manifest.get("settings") != asdict(settings) or manifest.get("format") != FORMAT:
         return fresh
+    if manifest.get("weights") != weights:
+        raise RunError(f"{directory} holds pairs drawn from other weights (sha256 {manifest.get('weights')}) than "
+                       f"the parent's ({weights}); pairs of another parent are never used: delete {directory} or "
+                       f"point reflow.parent at the run that drew them")
     return manifest
 
 
@@ -142,7 +150,7 @@ def make_pairs(run: Run, settings: PairSettings, progress: bool = False) -> Path
                        f"{run.config.model.kind} flow")
     directory = pairs_dir(run, settings)
     directory.mkdir(parents=True, exist_ok=True)
-    manifest = _read_manifest(directory, settings)
+    manifest = _read_manifest(directory, settings, weights_sha256(run))
     sizes = shard_sizes(settings)
     for index, n in enumerate(sizes):
         name = f"shard-{index:05d}.safetensors"
@@ -164,10 +172,11 @@ def make_pairs(run: Run, settings: PairSettings, progress: bool = False) -> Path
     return directory
 
 
-def load_pairs(directory: Path, settings: PairSettings) -> Pairs:
+def load_pairs(directory: Path, settings: PairSettings, weights: str) -> Pairs:
     """Every shard of ``directory``, each checked against its recorded sha256 (a mismatch is an error: call
-    :func:`make_pairs` first, which draws bad shards again)."""
-    manifest = _read_manifest(directory, settings)
+    :func:`make_pairs` first, which draws bad shards again), drawn from the parent whose weights have sha256
+    ``weights`` (:func:`weights_sha256`; pairs of another parent are refused)."""
+    manifest = _read_manifest(directory, settings, weights)
     parts: dict[str, list[Tensor]] = {"noise": [], "x": [], "labels": []}
     for index, n in enumerate(shard_sizes(settings)):
         entry = manifest["shards"].get(str(index))
@@ -183,7 +192,7 @@ def load_pairs(directory: Path, settings: PairSettings) -> Pairs:
     return Pairs(noise=torch.cat(parts["noise"]), x=torch.cat(parts["x"]), labels=labels, directory=directory)
 
 
-__all__ = ["PairSettings", "Pairs", "draw_shard", "load_pairs", "make_pairs", "pairs_dir", "sha256_file",
+__all__ = ["PairSettings", "Pairs", "draw_shard", "weights_sha256", "load_pairs", "make_pairs", "pairs_dir", "sha256_file",
            "reflow_config", "shard_sizes"]
 
 

@@ -27,7 +27,7 @@ from ..runs import (MetricsLog, RunLock, atomic_write_text, check_model_binding,
                     load_weights, read_config, read_state, set_rng_state)
 from ..runs.checkpoint import changes
 from ..runs.load import load_run
-from ..runs.pairs import PairSettings, Pairs, load_pairs, make_pairs
+from ..runs.pairs import PairSettings, Pairs, load_pairs, make_pairs, weights_sha256
 from .batches import BatchOrder, step_seed
 from .ema import make_ema
 
@@ -311,7 +311,7 @@ def reflow_pairs(config: Config, shape: tuple[int, ...]) -> Pairs:
     if rc.pairs < config.train.batch_size:
         raise ConfigError(f"reflow.pairs ({rc.pairs}) is smaller than train.batch_size ({config.train.batch_size})")
     directory = make_pairs(run, settings, progress=True)
-    return load_pairs(directory, settings)
+    return load_pairs(directory, settings, weights_sha256(run))
 
 
 def init_from_parent(model: nn.Module, config: Config) -> None:
