@@ -7,17 +7,19 @@ config's ``Literal`` and the registry's keys agree.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 
 from ..config import ConfigError, ModelConfig, NetConfig
 from ..data.dequantize import Quantization
 from ..flows import glow, nice, realnvp
-from ..nets import MLP, DiT, UNet
+from ..nets import MLP, DiT, MMDiT, UNet
 from ..paths import PATHS
 from ..protocol import GenerativeModel
+from .captions import CLASS_NAMES, TEMPLATES, Captions, WordTokenizer
 from .continuous import WEIGHTINGS, ContinuousFlow
 from .time_sampling import LogitNormal, LogNormalSigma, TimeSampler, Uniform
 
@@ -27,10 +29,15 @@ UNIT_TIME_SCALE = 1000.0  # t in [0, 1] scaled to DDPM's step range
 
 @dataclass(frozen=True)
 class NetSpec:
-    """A backbone: how to build it from its config, and a one-line description of its size."""
+    """A backbone: how to build it from its config, and a one-line description of its size.
+
+    ``build``'s last argument is the number of classes, or for a backbone that reads ``text`` the size of the
+    captions' vocabulary.
+    """
 
     build: Callable[[NetConfig, tuple[int, ...], float, int | None], nn.Module]
     describe: Callable[[NetConfig], str]
+    text: bool = False
 
 
 def _mlp(cfg: NetConfig, shape: tuple[int, ...], time_scale: float, num_classes: int | None) -> nn.Module:
@@ -56,12 +63,22 @@ def _dit(cfg: NetConfig, shape: tuple[int, ...], time_scale: float, num_classes:
                time_scale=time_scale)
 
 
+def _mmdit(cfg: NetConfig, shape: tuple[int, ...], time_scale: float, vocab_size: int) -> nn.Module:
+    if len(shape) != 3:
+        raise ValueError(f"model.net.name=mmdit needs images (C, H, W), the data has shape {shape}")
+    return MMDiT(shape, vocab_size, size=cfg.size, patch=cfg.patch, qk_norm=cfg.qk_norm, positions=cfg.positions,
+                 checkpoint=cfg.checkpoint, time_embed_dim=cfg.time_embed_dim, time_scale=time_scale)
+
+
 NETS: dict[str, NetSpec] = {
     "mlp": NetSpec(_mlp, lambda n: f"MLP {n.depth}x{n.width} ({n.activation})"),
     "unet": NetSpec(_unet, lambda n: f"U-Net, {n.channels} channels x {n.channel_mult}, "
                                      f"{n.num_res_blocks} res blocks/level, attention at levels {n.attention_levels}"),
     "dit": NetSpec(_dit, lambda n: f"DiT-{n.size}/{n.patch}, {n.positions} positions"
                                    f"{', QK-norm' if n.qk_norm else ''}{', checkpointed blocks' if n.checkpoint else ''}"),
+    "mmdit": NetSpec(_mmdit, lambda n: f"MMDiT-{n.size}/{n.patch} (image and caption streams), {n.positions} "
+                                       f"positions{', QK-norm' if n.qk_norm else ''}"
+                                       f"{', checkpointed blocks' if n.checkpoint else ''}", text=True),
 }
 
 TIME_SAMPLERS: dict[str, Callable[[ModelConfig], TimeSampler]] = {
@@ -71,31 +88,64 @@ TIME_SAMPLERS: dict[str, Callable[[ModelConfig], TimeSampler]] = {
 }
 
 
-def _continuous(cfg: ModelConfig, data: dict[str, Any]) -> GenerativeModel:
+def build_captions(cfg: ModelConfig, data: dict[str, Any], vocabulary: Sequence[str] | None = None) -> Captions | None:
+    """The captions of a text model (``model.text``), with the run's saved ``vocabulary`` if given; else None."""
+    text = cfg.text
+    if text.captions == "none":
+        return None
+    if cfg.num_classes is None:
+        raise ValueError("model.text.captions=class-names makes captions of the data set's labels: set "
+                         "model.num_classes")
+    names = text.class_names or CLASS_NAMES.get(data.get("name"))
+    if names is None:
+        raise ValueError(f"model.text.captions=class-names: data set {data.get('name')!r} has no built-in class "
+                         f"names (only {', '.join(CLASS_NAMES)}); set model.text.class_names")
+    if len(names) != cfg.num_classes:
+        raise ValueError(f"model.text.class_names has {len(names)} names for model.num_classes={cfg.num_classes}")
+    return Captions(names, text.templates or TEMPLATES, text.heldout,
+                    WordTokenizer(vocabulary) if vocabulary is not None else None)
+
+
+def _continuous(cfg: ModelConfig, data: dict[str, Any], vocabulary: Sequence[str] | None = None) -> GenerativeModel:
     shape = tuple(data["shape"])
     precond = cfg.precond == "edm"
-    net = NETS[cfg.net.name].build(cfg.net, shape, EDM_TIME_SCALE if precond else UNIT_TIME_SCALE, cfg.num_classes)
+    spec, captions = NETS[cfg.net.name], build_captions(cfg, data, vocabulary)
+    if spec.text and captions is None:
+        raise ValueError(f"model.net.name={cfg.net.name} reads captions: set model.text.captions=class-names "
+                         f"(and model.num_classes)")
+    if captions is not None and not spec.text:
+        raise ValueError(f"model.text.captions needs a backbone that reads text (model.net.name=mmdit), "
+                         f"not {cfg.net.name}")
+    net = spec.build(cfg.net, shape, EDM_TIME_SCALE if precond else UNIT_TIME_SCALE,
+                     captions.tokenizer.size if captions is not None else cfg.num_classes)
     quantization = Quantization.from_spec(data) if cfg.dequantize else None
     return ContinuousFlow(
         PATHS[cfg.path](sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max), net, shape, target=cfg.target,
         precond=cfg.sigma_data if precond else None, time_sampler=TIME_SAMPLERS[cfg.time_sampler](cfg),
         weighting=cfg.weighting, num_classes=cfg.num_classes,
         label_dropout=cfg.label_dropout if cfg.num_classes is not None else 0.0, ot_coupling=cfg.ot_coupling,
-        quantization=quantization, value_range=tuple(data["value_range"]) if quantization is not None else None)
+        quantization=quantization, value_range=tuple(data["value_range"]) if quantization is not None else None,
+        captions=captions)
 
 
 def _describe_continuous(cfg: ModelConfig) -> str:
     what = (f"EDM-preconditioned denoiser (sigma_data {cfg.sigma_data})" if cfg.precond == "edm"
             else f"`{cfg.target}` target")
     classes = f", {cfg.num_classes} classes (label dropout {cfg.label_dropout})" if cfg.num_classes else ""
+    if cfg.text.captions != "none":
+        held = "none" if cfg.text.heldout is None else f"#{cfg.text.heldout}"
+        classes = (f", captions of {cfg.num_classes} class names by templates (template {held} held out; caption "
+                   f"dropout {cfg.label_dropout})")
     return (f"continuous model on the `{cfg.path}` path, {what}, {cfg.time_sampler} training time{classes}; "
             f"{NETS[cfg.net.name].describe(cfg.net)}")
 
 
-def _flow(builder: Callable) -> Callable[[ModelConfig, dict[str, Any]], GenerativeModel]:
-    def build(cfg: ModelConfig, data: dict[str, Any]) -> GenerativeModel:
+def _flow(builder: Callable) -> Callable[..., GenerativeModel]:
+    def build(cfg: ModelConfig, data: dict[str, Any], vocabulary: Sequence[str] | None = None) -> GenerativeModel:
         if cfg.num_classes is not None:
             raise ValueError(f"model.num_classes: the {cfg.kind} flow has no class input; unset model.num_classes")
+        if cfg.text.captions != "none":
+            raise ValueError(f"model.text.captions: the {cfg.kind} flow has no text input; unset it")
         return builder(cfg.flow, data)
 
     return build
@@ -124,7 +174,7 @@ def _describe_glow(cfg: ModelConfig) -> str:
 class ModelFamily:
     """A ``model.kind``: how to build it from the config and the data's spec, and how to describe it."""
 
-    build: Callable[[ModelConfig, dict[str, Any]], GenerativeModel]
+    build: Callable[..., GenerativeModel]  # (config, data spec, saved caption vocabulary or None)
     describe: Callable[[ModelConfig], str]
 
 
@@ -136,10 +186,11 @@ MODELS: dict[str, ModelFamily] = {
 }
 
 
-def build_model(cfg: ModelConfig, data: dict[str, Any]) -> GenerativeModel:
-    """The model described by ``cfg`` for the data described by ``data`` (at least ``{"shape": [...]}``)."""
+def build_model(cfg: ModelConfig, data: dict[str, Any], vocabulary: Sequence[str] | None = None) -> GenerativeModel:
+    """The model described by ``cfg`` for the data described by ``data`` (at least ``{"shape": [...]}``); a text
+    model's tokenizer has the run's saved ``vocabulary`` when given (:func:`flowforge.runs.read_vocabulary`)."""
     try:
-        return MODELS[cfg.kind].build(cfg, data)
+        return MODELS[cfg.kind].build(cfg, data, vocabulary)
     except ValueError as err:
         raise ConfigError(f"model: {err}") from None
 
@@ -149,5 +200,5 @@ def describe_model(cfg: ModelConfig) -> str:
     return MODELS[cfg.kind].describe(cfg)
 
 
-__all__ = ["MODELS", "NETS", "TIME_SAMPLERS", "WEIGHTINGS", "ModelFamily", "NetSpec", "build_model",
+__all__ = ["MODELS", "NETS", "TIME_SAMPLERS", "WEIGHTINGS", "ModelFamily", "NetSpec", "build_captions", "build_model",
            "describe_model"]

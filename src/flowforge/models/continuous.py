@@ -9,10 +9,12 @@ import torch
 from torch import Tensor, nn
 
 from ..data.dequantize import Quantization
+from ..nets.mmdit import PAD
 from ..paths import PREDICTIONS, AffinePath, PathCoefficients, expand_like, from_x0_eps, to_x0_eps
 from ..protocol import GenerativeModel
 from ..rng import BatchRandom
 from ..solvers import get_solver, ode_likelihood, time_grid
+from .captions import Captions
 from .conditioning import Conditioning, check_labels, drop_labels
 from .field import PathField
 from .ot import ot_permutation
@@ -73,12 +75,16 @@ class ContinuousFlow(GenerativeModel):
         label_dropout: probability of replacing a label by "no label" in training (classifier-free guidance).
         ot_coupling: pair noise with data by minibatch optimal transport (OT-CFM).
         quantization: discrete data is dequantized uniformly in training and likelihood, as for the flows.
+        captions: a text-conditioned model (:class:`~flowforge.models.captions.Captions`): the data set's labels
+            become captions by templates drawn from the batch's random stream, ``net`` takes their token ids,
+            label dropout drops the caption (the empty caption), and sampling takes ``prompts``.
     """
 
     def __init__(self, path: AffinePath, net: nn.Module, shape: tuple[int, ...], *, target: str = "velocity",
                  precond: float | None = None, time_sampler: TimeSampler | None = None, weighting: str = "none",
                  num_classes: int | None = None, label_dropout: float = 0.0, ot_coupling: bool = False,
-                 quantization: Quantization | None = None, value_range: tuple[float, float] | None = None):
+                 quantization: Quantization | None = None, value_range: tuple[float, float] | None = None,
+                 captions: Captions | None = None):
         super().__init__()
         if target not in PREDICTIONS:
             raise ValueError(f"unknown target {target!r}; choose one of {', '.join(PREDICTIONS)}")
@@ -88,6 +94,9 @@ class ContinuousFlow(GenerativeModel):
             raise ValueError(f"label_dropout must be in [0, 1), got {label_dropout}")
         if label_dropout > 0 and num_classes is None:
             raise ValueError("label_dropout needs a class-conditional model (num_classes)")
+        if captions is not None and num_classes != captions.num_classes:
+            raise ValueError(f"captions of {captions.num_classes} class names need num_classes="
+                             f"{captions.num_classes}, got {num_classes}")
         if quantization is not None and value_range is None:
             raise ValueError("quantized data needs its value_range (lo, hi)")
         self.path = path
@@ -100,6 +109,7 @@ class ContinuousFlow(GenerativeModel):
         self.sigma_data = precond if precond is not None else 0.5
         self.num_classes, self.label_dropout, self.ot_coupling = num_classes, label_dropout, ot_coupling
         self.quantization, self.value_range = quantization, value_range
+        self.captions = captions
 
     takes_sampler = True  # sample() integrates the ODE/SDE along a time grid
 
@@ -119,23 +129,40 @@ class ContinuousFlow(GenerativeModel):
             return self.precond(x_hat, c.sigma / c.alpha, *extra)
         return self.net(x, t / self.path.t_max, *extra)
 
-    def conditioning(self, labels: Tensor | None, batch: int, device: torch.device,
-                     guidance: float = 1.0) -> Conditioning:
-        """Labels and guidance checked once per sampling run; :meth:`guided_output` then reads nothing back
-        to the host per network evaluation."""
-        return Conditioning.check(self.num_classes, labels, batch, device, guidance)
+    def conditioning(self, labels: Tensor | None, batch: int, device: torch.device, guidance: float = 1.0,
+                     prompts: str | list[str] | None = None) -> Conditioning:
+        """Labels (or a text model's prompts) and guidance checked once per sampling run; :meth:`guided_output`
+        then reads nothing back to the host per network evaluation.
+
+        A text model conditions on ``prompts`` (one for all, or one per example; "" is the empty caption), or
+        without them on its labels' captions by the first template (no label: the empty caption).
+        """
+        if self.captions is None:
+            if prompts is not None:
+                raise ValueError("prompts need a text-conditioned model (trained with model.text.captions set); "
+                                 "this one has no text input")
+            return Conditioning.check(self.num_classes, labels, batch, device, guidance)
+        if prompts is not None and labels is not None:
+            raise ValueError("give a text model labels or prompts, not both")
+        if prompts is not None:
+            text = self.captions.encode(prompts, batch, device)  # (B, L)
+        else:
+            text = self.captions.label_tokens(check_labels(self.num_classes, labels, batch, device))  # (B, L)
+        return Conditioning(None, 1.0 if bool((text == PAD).all()) else guidance, text)
 
     def guided_output(self, x: Tensor, t: Tensor, cond: Conditioning = Conditioning()) -> Tensor:
         """The network's output at ``x`` (B, ...), ``t`` (B,) under ``cond`` (from :meth:`conditioning`),
         with classifier-free guidance ``raw_u + w (raw_c - raw_u)`` when ``cond.guidance != 1``; no labels on
         a class-conditional model mean "no label"."""
-        labels = cond.labels
-        if labels is None and self.num_classes is not None:
-            labels = torch.full((x.shape[0],), self.num_classes, dtype=torch.long, device=x.device)
+        given = cond.text if self.captions is not None else cond.labels  # a text model: captions' token ids
+        if given is None and self.captions is not None:
+            given = torch.full((x.shape[0], 1), PAD, dtype=torch.long, device=x.device)  # the empty caption
+        elif given is None and self.num_classes is not None:
+            given = torch.full((x.shape[0],), self.num_classes, dtype=torch.long, device=x.device)
         if cond.guidance == 1.0:
-            return self._raw(x, t, labels).to(x.dtype)
-        null = torch.full_like(labels, self.num_classes)
-        both = self._raw(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null])).to(x.dtype)
+            return self._raw(x, t, given).to(x.dtype)
+        null = torch.full_like(given, PAD if self.captions is not None else self.num_classes)
+        both = self._raw(torch.cat([x, x]), torch.cat([t, t]), torch.cat([given, null])).to(x.dtype)
         raw_c, raw_u = both.chunk(2)
         return raw_u + cond.guidance * (raw_c - raw_u)
 
@@ -210,6 +237,8 @@ class ContinuousFlow(GenerativeModel):
             drop = rng.rand((), like=x) < self.label_dropout  # (B,)
             labels = drop_labels(check_labels(self.num_classes, labels, x.shape[0], x.device, check_values=False),
                                  drop, self.num_classes)
+            if self.captions is not None:  # a template per example from the same stream; "no label": no caption
+                labels = self.captions.training_tokens(labels, rng)  # (B, L)
         else:
             labels = None  # an unconditional model ignores the data set's labels
         xt = self.path.sample(x0, noise, t)  # x_t = alpha_t x0 + sigma_t eps; coefficients (B, 1, ...)
@@ -249,7 +278,8 @@ class ContinuousFlow(GenerativeModel):
                path: AffinePath | None = None, labels: Tensor | None = None, guidance: float = 1.0,
                generator: torch.Generator | None = None, progress: bool = False, return_nfe: bool = False,
                grid_options: dict[str, float] | None = None, dequantized: bool = False,
-               shape: tuple[int, ...] | None = None, **sampler_options: Any) -> Tensor:
+               shape: tuple[int, ...] | None = None, prompts: str | list[str] | None = None,
+               **sampler_options: Any) -> Tensor:
         """``n`` samples (n, *shape) by ``sampler`` on ``path``'s ODE/SDE (default: the training path).
 
         For discrete data the samples are data values, each the level whose dequantization bin the ODE's
@@ -263,6 +293,7 @@ class ContinuousFlow(GenerativeModel):
                 The default is the path's (:func:`~flowforge.solvers.time_grid`), or ``karras`` for a sampler
                 that cannot start at infinite noise (``finite_start``).
             labels: (n,) classes of a class-conditional model; ``guidance`` the CFG weight.
+            prompts: a text model's prompt for every sample, or one per sample (instead of ``labels``).
             shape: another image size (C, H', W') to sample at, for a backbone that takes several resolutions
                 (DiT). The grid's noise levels are then scaled by SD3's ``s = sqrt(m / n)`` for ``m`` pixels asked
                 and ``n`` trained (Esser et al., 2024, arXiv:2403.03206, eq. 23; :meth:`resolution_shift`): more
@@ -271,7 +302,7 @@ class ContinuousFlow(GenerativeModel):
         shape = self.sampling_shape(shape)
         solver = get_solver(sampler, **sampler_options)
         device = next(self.parameters()).device
-        field = PathField(self, path, self.conditioning(labels, n, device, guidance))
+        field = PathField(self, path, self.conditioning(labels, n, device, guidance, prompts))
         times = self.time_grid(steps, grid=grid, path=field.path, finite_start=solver.finite_start,
                                **(grid_options or {}))
         if shape != self.shape:

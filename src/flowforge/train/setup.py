@@ -24,7 +24,7 @@ from ..errors import RunError, UserError
 from ..models import GenerativeModel, build_model
 from ..rng import BatchRandom
 from ..runs import (MetricsLog, RunLock, atomic_write_text, check_model_binding, latest_checkpoint, load_checkpoint,
-                    load_weights, read_config, read_state, set_rng_state)
+                    load_weights, read_config, read_state, read_vocabulary, set_rng_state, write_vocabulary)
 from ..runs.checkpoint import changes
 from .batches import BatchOrder, step_seed
 from .ema import make_ema
@@ -236,7 +236,7 @@ def setup(config: Config, resume: bool) -> RunState:
             dataset = load_dataset(config.data)
         _check_finite_data(dataset.train, dataset.name)
         torch.manual_seed(config.run.seed)  # identical initial weights on every process
-        model = build_model(config.model, dataset.spec())
+        model = build_model(config.model, dataset.spec(), read_vocabulary(run_dir) if resume else None)
         ema = make_ema(model, tc.ema_decay) if tc.ema_decay is not None else None
         optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tuple(tc.betas),
                                       weight_decay=tc.weight_decay)
@@ -245,6 +245,7 @@ def setup(config: Config, resume: bool) -> RunState:
             start_step, elapsed = _restore(ckpt, config, model, ema, optimizer, accelerator.process_index)
         accelerator.wait_for_everyone()  # every process has read config.yaml before the main one rewrites it
         log = on_main(accelerator, lambda: _open_run_dir(config, dataset, resume, changed, start_step))
+        on_main(accelerator, lambda: write_vocabulary(run_dir, model))  # a text model's caption vocabulary
 
         data = dataset.train.to(accelerator.device)
         labels = _training_labels(config, dataset)
