@@ -133,8 +133,10 @@ def _describe_continuous(cfg: ModelConfig) -> str:
             else f"`{cfg.target}` target")
     classes = f", {cfg.num_classes} classes (label dropout {cfg.label_dropout})" if cfg.num_classes else ""
     if cfg.text.captions != "none":
-        held = "none" if cfg.text.heldout is None else f"#{cfg.text.heldout}"
-        classes = (f", captions of {cfg.num_classes} class names by templates (template {held} held out; caption "
+        templates = cfg.text.templates or TEMPLATES
+        held = ("none held out" if cfg.text.heldout is None or not -len(templates) <= cfg.text.heldout < len(templates)
+                else f"{templates[cfg.text.heldout]!r} held out")
+        classes = (f", captions of {cfg.num_classes} class names by {len(templates)} templates ({held}; caption "
                    f"dropout {cfg.label_dropout})")
     return (f"continuous model on the `{cfg.path}` path, {what}, {cfg.time_sampler} training time{classes}; "
             f"{NETS[cfg.net.name].describe(cfg.net)}")
