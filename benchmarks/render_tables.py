@@ -258,21 +258,21 @@ def guidance_mnist(files: dict[str, dict]) -> str:
 
 
 def mmdit_text(files: dict[str, dict]) -> str:
-    """Prompt following of the text MMDiT: label accuracy per template (rows) and guidance weight (columns), the
-    held-out template marked, and the training templates' mean."""
+    """Prompt following of the text MMDiT: label accuracy per template (rows) and per weights and guidance weight
+    (columns), the held-out template marked, and the training templates' mean."""
     record = files["mmdit_text"]
-    weights = [s["weight"] for s in record["summary"]]
-    by = {(r["template"], r["weight"]): r for r in record["rows"]}
+    columns = [(s["weights"], s["guidance"]) for s in record["summary"]]
+    by = {(r["template"], r["weights"], r["guidance"]): r for r in record["rows"]}
     templates = list(dict.fromkeys(r["template"] for r in record["rows"]))
     rows = []
     for t in templates:
-        held = by[(t, weights[0])]["heldout"]
+        held = by[(t, *columns[0])]["heldout"]
         name = f"**`{t}` (held out)**" if held else f"`{t}`"
-        rows.append([name] + [f"{by[(t, w)]['accuracy']:.3f}" for w in weights])
+        rows.append([name] + [f"{by[(t, *c)]['accuracy']:.3f}" for c in columns])
     rows.append(["training templates: mean ± std"] + [f"{s['training_templates_mean']:.3f} ± "
                                                        f"{s['training_templates_std']:.3f}" for s in record["summary"]])
-    return table(["prompt template"] + [f"accuracy, w = {w:g}" for w in weights], rows,
-                 ["---"] + ["---:"] * len(weights))
+    return table(["prompt template"] + [f"{which} weights, w = {w:g}" for which, w in columns], rows,
+                 ["---"] + ["---:"] * len(columns))
 
 
 def image_metric_floors(files: dict[str, dict]) -> str:

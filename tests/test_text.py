@@ -216,3 +216,17 @@ def test_two_processes_train_the_text_model_as_one(tmp_path, tiny):
     state = json.loads((two / "state.json").read_text())
     assert state["world_size"] == 2 and state["weights_sum"][0] == state["weights_sum"][1]
     assert_same(weights(one), weights(two), exact=False)
+
+
+def test_the_ema_copy_leaves_the_caption_ids_alone():
+    """The EMA averages buffers too; integer token ids averaged at decay 0.9 would truncate (11 of 30 changed in
+    50 updates when they were buffers), so the caption table is kept out of the module's buffers."""
+    from flowforge.train.ema import make_ema
+
+    caps = Captions(FASHION)
+    model = ContinuousFlow(LinearPath(), Spy(), (1, 4, 4), num_classes=10, captions=caps)
+    ema = make_ema(model, 0.9)
+    for _ in range(50):
+        ema.update_parameters(model)
+    assert torch.equal(ema.module.captions.table, caps.table)
+    assert not any(b.dtype == torch.long for b in model.buffers())
