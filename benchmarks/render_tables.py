@@ -257,6 +257,24 @@ def guidance_mnist(files: dict[str, dict]) -> str:
                   f"feature FD (floor {record['frechet_floor']:.1f})", "largest class share"], rows, ["---:"] * 5)
 
 
+def mmdit_text(files: dict[str, dict]) -> str:
+    """Prompt following of the text MMDiT: label accuracy per template (rows) and per weights and guidance weight
+    (columns), the held-out template marked, and the training templates' mean."""
+    record = files["mmdit_text"]
+    columns = [(s["weights"], s["guidance"]) for s in record["summary"]]
+    by = {(r["template"], r["weights"], r["guidance"]): r for r in record["rows"]}
+    templates = list(dict.fromkeys(r["template"] for r in record["rows"]))
+    rows = []
+    for t in templates:
+        held = by[(t, *columns[0])]["heldout"]
+        name = f"**`{t}` (held out)**" if held else f"`{t}`"
+        rows.append([name] + [f"{by[(t, *c)]['accuracy']:.3f}" for c in columns])
+    rows.append(["training templates: mean ± std"] + [f"{s['training_templates_mean']:.3f} ± "
+                                                       f"{s['training_templates_std']:.3f}" for s in record["summary"]])
+    return table(["prompt template"] + [f"{which} weights, w = {w:g}" for which, w in columns], rows,
+                 ["---"] + ["---:"] * len(columns))
+
+
 def image_metric_floors(files: dict[str, dict]) -> str:
     """The image scores' yardsticks per data set and sample count: training images (the floor) and the matched
     Gaussian against the test split."""
@@ -334,6 +352,7 @@ TABLES: dict[str, Table] = {
     "nfe_curve_digits": Table(("nfe_curve",), nfe_curve_digits),
     "nfe_curve_mnist": Table(("nfe_curve_mnist", "heun_last_step"), nfe_curve_mnist),
     "guidance_mnist": Table(("guidance_mnist",), guidance_mnist),
+    "mmdit_text": Table(("mmdit_text",), mmdit_text),
     "train_speed": Table(("train_speed",), train_speed),
     "image_metric_floors": Table(("image_metric_floors",), image_metric_floors),
     "compare_digits": Table(("compare_digits",), compare_table("compare_digits")),

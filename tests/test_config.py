@@ -87,6 +87,7 @@ def test_cli_help_for_each_command():
 PRESET_DATA = {  # what each data set's loader reports in data.json, without loading it
     "digits": {"shape": [1, 8, 8], "value_range": [-1.0, 1.0], "levels": 17},
     "mnist": {"shape": [1, 28, 28], "value_range": [-1.0, 1.0], "levels": 256},
+    "fashion-mnist": {"name": "fashion-mnist", "shape": [1, 28, 28], "value_range": [-1.0, 1.0], "levels": 256},
 }
 
 

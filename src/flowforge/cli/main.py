@@ -66,18 +66,25 @@ def _sample(args: argparse.Namespace) -> None:
     run = load_run(args.run_dir)
     shape = _size(args.size, tuple(run.data["shape"])) if args.size else None
     check_sample_memory(args.n, shape or tuple(run.data["shape"]))
+    if args.prompt is not None and run.config.model.text.captions == "none":
+        raise UserError(f"--prompt {args.prompt!r}: {args.run_dir} has no text input (model.text.captions is unset); "
+                        f"sample it without --prompt, or train a text model such as configs/mmdit-fashion-text.yaml")
     if args.guidance is not None and run.config.model.num_classes is None:
         raise UserError(f"--guidance {args.guidance}: {args.run_dir} is not class-conditional (model.num_classes is "
                         "unset); guidance needs a model trained with model.num_classes and label_dropout > 0")
     options = run.sample_options(args.n, torch.Generator().manual_seed(args.seed), sampler=args.sampler,
                                  steps=args.steps, grid=args.grid, guidance=args.guidance, shape=shape,
                                  progress=sys.stderr.isatty())
+    if args.prompt is not None:  # the prompt replaces the labels' captions
+        options.pop("labels", None)
+        options["prompts"] = args.prompt
     samples = draw_samples(run.model, args.n, options, SAMPLE_CHUNK)
     check_finite_samples(samples)
     if out.suffix == ".npy":
         np.save(out, samples.cpu().numpy())
     else:
-        write_samples_picture(samples, load_dataset(run.config.data), out, title=f"{run.config.run.name}")
+        title = run.config.run.name + (f": {args.prompt!r}" if args.prompt is not None else "")
+        write_samples_picture(samples, load_dataset(run.config.data), out, title=title)
     print(f"wrote {args.n} samples to {out}")
 
 
@@ -177,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guidance", type=float, help="classifier-free guidance weight (class-conditional models)")
     p.add_argument("--size", help="sample images at another HEIGHTxWIDTH (backbones that take several resolutions, "
                                   "e.g. DiT; the time grid gets SD3's resolution shift)")
+    p.add_argument("--prompt", help="caption for every sample, e.g. \"ankle boot\" or \"a photo of a sneaker\" "
+                                    "(text models, model.text.captions set); \"\" is the empty caption")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=_sample)
 

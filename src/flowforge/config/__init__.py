@@ -4,8 +4,8 @@
 from ..errors import ConfigError
 from .parse import apply_overrides, from_dict, load_config, parse_override
 from .schema import (FILE_DATASETS, MAX_SEED, Config, DataConfig, EvalConfig, FlowConfig, ModelConfig, NetConfig,
-                     RunConfig, SampleConfig, TrainConfig)
+                     RunConfig, SampleConfig, TextConfig, TrainConfig)
 
 __all__ = ["FILE_DATASETS", "MAX_SEED", "Config", "ConfigError", "DataConfig", "EvalConfig", "FlowConfig",
-           "ModelConfig", "NetConfig", "RunConfig", "SampleConfig", "TrainConfig", "apply_overrides", "from_dict",
+           "ModelConfig", "NetConfig", "RunConfig", "SampleConfig", "TextConfig", "TrainConfig", "apply_overrides", "from_dict",
            "load_config", "parse_override"]

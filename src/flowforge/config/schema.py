@@ -76,7 +76,7 @@ class DataConfig:
 
 @dataclass
 class NetConfig:
-    name: Literal["mlp", "unet", "dit"] = "mlp"
+    name: Literal["mlp", "unet", "dit", "mmdit"] = "mlp"  # mmdit: DiT's settings below, and model.text
     width: int = _bounded(256, 1)  # mlp: hidden units
     depth: int = _bounded(3, 1)  # mlp: hidden layers
     time_embed_dim: int = _bounded(64, 2)
@@ -110,6 +110,16 @@ class FlowConfig:
 
 
 @dataclass
+class TextConfig:
+    """Text conditioning (model.net.name mmdit): captions made from the data set's class names by templates."""
+
+    captions: Literal["none", "class-names"] = "none"  # class-names: "a photo of a {name}"... of each label
+    class_names: list[str] | None = None  # the name of each label; None: the data set's own (models.captions)
+    templates: list[str] | None = None  # with one {name} each; None: flowforge.models.captions.TEMPLATES
+    heldout: int | None = -1  # index of the template kept out of training (-1: the last); None: none
+
+
+@dataclass
 class ModelConfig:
     # continuous = flow matching / rectified flow / diffusion (path + net + target)
     kind: Literal["continuous", "nice", "realnvp", "glow"] = "continuous"
@@ -140,6 +150,7 @@ class ModelConfig:
     meanflow_kappa: float = _bounded(0.0, 0.0, 1.0, hi_open=True)  # mean-velocity: CFG kappa (paper's appendix)
     dequantize: bool = True  # discrete data: uniform dequantization in training and likelihood, as for the flows
     net: NetConfig = field(default_factory=NetConfig)  # continuous: the backbone
+    text: TextConfig = field(default_factory=TextConfig)  # continuous with net mmdit: captions from the labels
     flow: FlowConfig = field(default_factory=FlowConfig)  # nice / realnvp / glow: the flow architecture
 
 

@@ -7,8 +7,9 @@ config's ``Literal`` and the registry's keys agree.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 
@@ -16,9 +17,10 @@ from ..config import ConfigError, ModelConfig, NetConfig
 from ..config.schema import MEAN_VELOCITY
 from ..data.dequantize import Quantization
 from ..flows import glow, nice, realnvp
-from ..nets import MLP, DiT, UNet
+from ..nets import MLP, DiT, MMDiT, UNet
 from ..paths import PATHS
 from ..protocol import GenerativeModel
+from .captions import CLASS_NAMES, TEMPLATES, Captions, WordTokenizer
 from .continuous import WEIGHTINGS, ContinuousFlow
 from .mean_flow import MeanFlow
 from .time_sampling import GridTimes, LogitNormal, LogNormalSigma, TimeSampler, Uniform
@@ -33,10 +35,15 @@ MEAN_FLOW_TIME_SCALE = 1.0
 
 @dataclass(frozen=True)
 class NetSpec:
-    """A backbone: how to build it from its config, and a one-line description of its size."""
+    """A backbone: how to build it from its config, and a one-line description of its size.
+
+    ``build``'s last argument is the number of classes, or for a backbone that reads ``text`` the size of the
+    captions' vocabulary.
+    """
 
     build: Callable[..., nn.Module]  # (config, shape, time_scale, num_classes[, interval=True for MeanFlow])
     describe: Callable[[NetConfig], str]
+    text: bool = False
 
 
 def _mlp(cfg: NetConfig, shape: tuple[int, ...], time_scale: float, num_classes: int | None,
@@ -66,12 +73,22 @@ def _dit(cfg: NetConfig, shape: tuple[int, ...], time_scale: float, num_classes:
                time_scale=time_scale, interval=interval)
 
 
+def _mmdit(cfg: NetConfig, shape: tuple[int, ...], time_scale: float, vocab_size: int) -> nn.Module:
+    if len(shape) != 3:
+        raise ValueError(f"model.net.name=mmdit needs images (C, H, W), the data has shape {shape}")
+    return MMDiT(shape, vocab_size, size=cfg.size, patch=cfg.patch, qk_norm=cfg.qk_norm, positions=cfg.positions,
+                 checkpoint=cfg.checkpoint, time_embed_dim=cfg.time_embed_dim, time_scale=time_scale)
+
+
 NETS: dict[str, NetSpec] = {
     "mlp": NetSpec(_mlp, lambda n: f"MLP {n.depth}x{n.width} ({n.activation})"),
     "unet": NetSpec(_unet, lambda n: f"U-Net, {n.channels} channels x {n.channel_mult}, "
                                      f"{n.num_res_blocks} res blocks/level, attention at levels {n.attention_levels}"),
     "dit": NetSpec(_dit, lambda n: f"DiT-{n.size}/{n.patch}, {n.positions} positions"
                                    f"{', QK-norm' if n.qk_norm else ''}{', checkpointed blocks' if n.checkpoint else ''}"),
+    "mmdit": NetSpec(_mmdit, lambda n: f"MMDiT-{n.size}/{n.patch} (image and caption streams), {n.positions} "
+                                       f"positions{', QK-norm' if n.qk_norm else ''}"
+                                       f"{', checkpointed blocks' if n.checkpoint else ''}", text=True),
 }
 
 TIME_SAMPLERS: dict[str, Callable[[ModelConfig], TimeSampler]] = {
@@ -82,7 +99,25 @@ TIME_SAMPLERS: dict[str, Callable[[ModelConfig], TimeSampler]] = {
 }
 
 
-def _continuous(cfg: ModelConfig, data: dict[str, Any]) -> GenerativeModel:
+def build_captions(cfg: ModelConfig, data: dict[str, Any], vocabulary: Sequence[str] | None = None) -> Captions | None:
+    """The captions of a text model (``model.text``), with the run's saved ``vocabulary`` if given; else None."""
+    text = cfg.text
+    if text.captions == "none":
+        return None
+    if cfg.num_classes is None:
+        raise ValueError("model.text.captions=class-names makes captions of the data set's labels: set "
+                         "model.num_classes")
+    names = text.class_names or CLASS_NAMES.get(data.get("name"))
+    if names is None:
+        raise ValueError(f"model.text.captions=class-names: data set {data.get('name')!r} has no built-in class "
+                         f"names (only {', '.join(CLASS_NAMES)}); set model.text.class_names")
+    if len(names) != cfg.num_classes:
+        raise ValueError(f"model.text.class_names has {len(names)} names for model.num_classes={cfg.num_classes}")
+    return Captions(names, text.templates or TEMPLATES, text.heldout,
+                    WordTokenizer(vocabulary) if vocabulary is not None else None)
+
+
+def _continuous(cfg: ModelConfig, data: dict[str, Any], vocabulary: Sequence[str] | None = None) -> GenerativeModel:
     shape = tuple(data["shape"])
     precond = cfg.precond == "edm"
     mean_flow = None
@@ -93,9 +128,19 @@ def _continuous(cfg: ModelConfig, data: dict[str, Any]) -> GenerativeModel:
                              "model.net.checkpoint=false")
         mean_flow = MeanFlow(ratio=cfg.meanflow_ratio, p=cfg.meanflow_p, c=cfg.meanflow_c,
                              guidance=cfg.meanflow_guidance, kappa=cfg.meanflow_kappa)
+    spec, captions = NETS[cfg.net.name], build_captions(cfg, data, vocabulary)
+    if spec.text and captions is None:
+        raise ValueError(f"model.net.name={cfg.net.name} reads captions: set model.text.captions=class-names "
+                         f"(and model.num_classes)")
+    if captions is not None and not spec.text:
+        raise ValueError(f"model.text.captions needs a backbone that reads text (model.net.name=mmdit), "
+                         f"not {cfg.net.name}")
+    if mean_flow is not None and spec.text:
+        raise ValueError(f"MeanFlow (model.target=mean-velocity) needs a backbone with an interval input (mlp, unet, "
+                         f"dit); model.net.name={cfg.net.name} has none yet")
     time_scale = EDM_TIME_SCALE if precond else MEAN_FLOW_TIME_SCALE if mean_flow is not None else UNIT_TIME_SCALE
-    net = NETS[cfg.net.name].build(cfg.net, shape, time_scale, cfg.num_classes,
-                                   **({"interval": True} if mean_flow is not None else {}))
+    net = spec.build(cfg.net, shape, time_scale, captions.tokenizer.size if captions is not None else cfg.num_classes,
+                     **({"interval": True} if mean_flow is not None else {}))
     quantization = Quantization.from_spec(data) if cfg.dequantize else None
     return ContinuousFlow(
         PATHS[cfg.path](sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max), net, shape,
@@ -104,7 +149,7 @@ def _continuous(cfg: ModelConfig, data: dict[str, Any]) -> GenerativeModel:
         weighting=cfg.weighting, loss=cfg.loss, huber_c=cfg.huber_c, num_classes=cfg.num_classes,
         label_dropout=cfg.label_dropout if cfg.num_classes is not None else 0.0, ot_coupling=cfg.ot_coupling,
         quantization=quantization, value_range=tuple(data["value_range"]) if quantization is not None else None,
-        mean_flow=mean_flow)
+        mean_flow=mean_flow, captions=captions)
 
 
 def _describe_continuous(cfg: ModelConfig) -> str:
@@ -114,14 +159,22 @@ def _describe_continuous(cfg: ModelConfig) -> str:
         what += (f" (MeanFlow: r != t on {cfg.meanflow_ratio:.0%} of pairs, adaptive weight p = {cfg.meanflow_p}"
                  f"{f', guidance {cfg.meanflow_guidance} built in' if cfg.meanflow_guidance != 1 else ''})")
     classes = f", {cfg.num_classes} classes (label dropout {cfg.label_dropout})" if cfg.num_classes else ""
+    if cfg.text.captions != "none":
+        templates = cfg.text.templates or TEMPLATES
+        held = ("none held out" if cfg.text.heldout is None or not -len(templates) <= cfg.text.heldout < len(templates)
+                else f"{templates[cfg.text.heldout]!r} held out")
+        classes = (f", captions of {cfg.num_classes} class names by {len(templates)} templates ({held}; caption "
+                   f"dropout {cfg.label_dropout})")
     return (f"continuous model on the `{cfg.path}` path, {what}, {cfg.time_sampler} training time{classes}; "
             f"{NETS[cfg.net.name].describe(cfg.net)}")
 
 
-def _flow(builder: Callable) -> Callable[[ModelConfig, dict[str, Any]], GenerativeModel]:
-    def build(cfg: ModelConfig, data: dict[str, Any]) -> GenerativeModel:
+def _flow(builder: Callable) -> Callable[..., GenerativeModel]:
+    def build(cfg: ModelConfig, data: dict[str, Any], vocabulary: Sequence[str] | None = None) -> GenerativeModel:
         if cfg.num_classes is not None:
             raise ValueError(f"model.num_classes: the {cfg.kind} flow has no class input; unset model.num_classes")
+        if cfg.text.captions != "none":
+            raise ValueError(f"model.text.captions: the {cfg.kind} flow has no text input; unset it")
         return builder(cfg.flow, data)
 
     return build
@@ -150,7 +203,7 @@ def _describe_glow(cfg: ModelConfig) -> str:
 class ModelFamily:
     """A ``model.kind``: how to build it from the config and the data's spec, and how to describe it."""
 
-    build: Callable[[ModelConfig, dict[str, Any]], GenerativeModel]
+    build: Callable[..., GenerativeModel]  # (config, data spec, saved caption vocabulary or None)
     describe: Callable[[ModelConfig], str]
 
 
@@ -162,10 +215,11 @@ MODELS: dict[str, ModelFamily] = {
 }
 
 
-def build_model(cfg: ModelConfig, data: dict[str, Any]) -> GenerativeModel:
-    """The model described by ``cfg`` for the data described by ``data`` (at least ``{"shape": [...]}``)."""
+def build_model(cfg: ModelConfig, data: dict[str, Any], vocabulary: Sequence[str] | None = None) -> GenerativeModel:
+    """The model described by ``cfg`` for the data described by ``data`` (at least ``{"shape": [...]}``); a text
+    model's tokenizer has the run's saved ``vocabulary`` when given (:func:`flowforge.runs.read_vocabulary`)."""
     try:
-        return MODELS[cfg.kind].build(cfg, data)
+        return MODELS[cfg.kind].build(cfg, data, vocabulary)
     except ValueError as err:
         raise ConfigError(f"model: {err}") from None
 
@@ -175,5 +229,5 @@ def describe_model(cfg: ModelConfig) -> str:
     return MODELS[cfg.kind].describe(cfg)
 
 
-__all__ = ["MODELS", "NETS", "TIME_SAMPLERS", "WEIGHTINGS", "ModelFamily", "NetSpec", "build_model",
+__all__ = ["MODELS", "NETS", "TIME_SAMPLERS", "WEIGHTINGS", "ModelFamily", "NetSpec", "build_captions", "build_model",
            "describe_model"]

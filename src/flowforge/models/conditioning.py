@@ -39,14 +39,17 @@ def check_labels(num_classes: int | None, labels: Tensor | None, batch: int,
 @dataclass(frozen=True)
 class Conditioning:
     """What a sampler's network evaluations are conditioned on: checked labels (batch,) or None, and the
-    classifier-free guidance weight ``w`` that applies (1 when there is nothing to guide).
+    classifier-free guidance weight ``w`` that applies (1 when there is nothing to guide); for a text model,
+    the captions' token ids ``text`` (batch, L) instead of labels.
 
     Guidance mixes the conditional and the unconditional prediction as ``uncond + w (cond - uncond)``
-    (Ho & Salimans, 2022, arXiv:2207.12598); label ``num_classes`` is "no label".
+    (Ho & Salimans, 2022, arXiv:2207.12598); label ``num_classes`` is "no label", the empty caption (all
+    padding) "no text".
     """
 
     labels: Tensor | None = None
     guidance: float = 1.0
+    text: Tensor | None = None
 
     @classmethod
     def check(cls, num_classes: int | None, labels: Tensor | None, batch: int, device: torch.device,

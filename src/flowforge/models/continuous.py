@@ -10,10 +10,12 @@ from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..data.dequantize import Quantization
+from ..nets.mmdit import PAD
 from ..paths import PREDICTIONS, AffinePath, LinearPath, PathCoefficients, expand_like, from_x0_eps, to_x0_eps
 from ..protocol import GenerativeModel
 from ..rng import BatchRandom
 from ..solvers import get_solver, ode_likelihood, time_grid
+from .captions import Captions
 from .conditioning import Conditioning, check_labels, drop_labels
 from .field import PathField
 from .mean_flow import MeanFlow, adaptive_loss, draw_interval
@@ -85,6 +87,9 @@ class ContinuousFlow(GenerativeModel):
             (:class:`~flowforge.models.mean_flow.MeanFlow`; linear path, ``velocity`` target, a net built with
             ``interval=True``): one network evaluation then moves ``x_t`` to ``x_r`` (sampler ``mean-flow``),
             and ``u(x, t, t)`` is still the velocity every other sampler and the likelihood use.
+        captions: a text-conditioned model (:class:`~flowforge.models.captions.Captions`): the data set's labels
+            become captions by templates drawn from the batch's random stream, ``net`` takes their token ids,
+            label dropout drops the caption (the empty caption), and sampling takes ``prompts``.
     """
 
     def __init__(self, path: AffinePath, net: nn.Module, shape: tuple[int, ...], *, target: str = "velocity",
@@ -92,7 +97,7 @@ class ContinuousFlow(GenerativeModel):
                  loss: str = "l2", huber_c: float | None = None,
                  num_classes: int | None = None, label_dropout: float = 0.0, ot_coupling: bool = False,
                  quantization: Quantization | None = None, value_range: tuple[float, float] | None = None,
-                 mean_flow: MeanFlow | None = None):
+                 mean_flow: MeanFlow | None = None, captions: Captions | None = None):
         super().__init__()
         if target not in PREDICTIONS:
             raise ValueError(f"unknown target {target!r}; choose one of {', '.join(PREDICTIONS)}")
@@ -104,6 +109,9 @@ class ContinuousFlow(GenerativeModel):
             raise ValueError(f"label_dropout must be in [0, 1), got {label_dropout}")
         if label_dropout > 0 and num_classes is None:
             raise ValueError("label_dropout needs a class-conditional model (num_classes)")
+        if captions is not None and num_classes != captions.num_classes:
+            raise ValueError(f"captions of {captions.num_classes} class names need num_classes="
+                             f"{captions.num_classes}, got {num_classes}")
         if quantization is not None and value_range is None:
             raise ValueError("quantized data needs its value_range (lo, hi)")
         if mean_flow is not None and (precond is not None or target != "velocity" or not isinstance(path, LinearPath)):
@@ -125,6 +133,7 @@ class ContinuousFlow(GenerativeModel):
         self.mean_flow = mean_flow
         self.loss_kind = loss
         self.huber_c = huber_c if huber_c is not None else HUBER_C_PER_SQRT_DIM * math.sqrt(math.prod(self.shape))
+        self.captions = captions
 
     takes_sampler = True  # sample() integrates the ODE/SDE along a time grid
 
@@ -148,25 +157,42 @@ class ContinuousFlow(GenerativeModel):
             return self.net(x, t / self.path.t_max, *extra, interval=interval / self.path.t_max)
         return self.net(x, t / self.path.t_max, *extra)
 
-    def conditioning(self, labels: Tensor | None, batch: int, device: torch.device,
-                     guidance: float = 1.0) -> Conditioning:
-        """Labels and guidance checked once per sampling run; :meth:`guided_output` then reads nothing back
-        to the host per network evaluation."""
-        return Conditioning.check(self.num_classes, labels, batch, device, guidance)
+    def conditioning(self, labels: Tensor | None, batch: int, device: torch.device, guidance: float = 1.0,
+                     prompts: str | list[str] | None = None) -> Conditioning:
+        """Labels (or a text model's prompts) and guidance checked once per sampling run; :meth:`guided_output`
+        then reads nothing back to the host per network evaluation.
+
+        A text model conditions on ``prompts`` (one for all, or one per example; "" is the empty caption), or
+        without them on its labels' captions by the first template (no label: the empty caption).
+        """
+        if self.captions is None:
+            if prompts is not None:
+                raise ValueError("prompts need a text-conditioned model (trained with model.text.captions set); "
+                                 "this one has no text input")
+            return Conditioning.check(self.num_classes, labels, batch, device, guidance)
+        if prompts is not None and labels is not None:
+            raise ValueError("give a text model labels or prompts, not both")
+        if prompts is not None:
+            text = self.captions.encode(prompts, batch, device)  # (B, L)
+        else:
+            text = self.captions.label_tokens(check_labels(self.num_classes, labels, batch, device))  # (B, L)
+        return Conditioning(None, 1.0 if bool((text == PAD).all()) else guidance, text)
 
     def guided_output(self, x: Tensor, t: Tensor, cond: Conditioning = Conditioning(),
                       interval: Tensor | None = None) -> Tensor:
         """The network's output at ``x`` (B, ...), ``t`` (B,) under ``cond`` (from :meth:`conditioning`),
         with classifier-free guidance ``raw_u + w (raw_c - raw_u)`` when ``cond.guidance != 1``; no labels on
         a class-conditional model mean "no label". ``interval`` (B,): a MeanFlow model's ``t - r``."""
-        labels = cond.labels
-        if labels is None and self.num_classes is not None:
-            labels = torch.full((x.shape[0],), self.num_classes, dtype=torch.long, device=x.device)
+        given = cond.text if self.captions is not None else cond.labels  # a text model: captions' token ids
+        if given is None and self.captions is not None:
+            given = torch.full((x.shape[0], 1), PAD, dtype=torch.long, device=x.device)  # the empty caption
+        elif given is None and self.num_classes is not None:
+            given = torch.full((x.shape[0],), self.num_classes, dtype=torch.long, device=x.device)
         if cond.guidance == 1.0:
-            return self._raw(x, t, labels, interval).to(x.dtype)
-        null = torch.full_like(labels, self.num_classes)
+            return self._raw(x, t, given, interval).to(x.dtype)
+        null = torch.full_like(given, PAD if self.captions is not None else self.num_classes)
         twice = None if interval is None else torch.cat([interval, interval])
-        both = self._raw(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null]), twice).to(x.dtype)
+        both = self._raw(torch.cat([x, x]), torch.cat([t, t]), torch.cat([given, null]), twice).to(x.dtype)
         raw_c, raw_u = both.chunk(2)
         return raw_u + cond.guidance * (raw_c - raw_u)
 
@@ -257,6 +283,8 @@ class ContinuousFlow(GenerativeModel):
             drop = rng.rand((), like=x) < self.label_dropout  # (B,)
             labels = drop_labels(check_labels(self.num_classes, labels, x.shape[0], x.device, check_values=False),
                                  drop, self.num_classes)
+            if self.captions is not None:  # a template per example from the same stream; "no label": no caption
+                labels = self.captions.training_tokens(labels, rng)  # (B, L)
         else:
             labels = None  # an unconditional model ignores the data set's labels
         if self.mean_flow is not None:
@@ -344,6 +372,7 @@ class ContinuousFlow(GenerativeModel):
                generator: torch.Generator | None = None, progress: bool = False, return_nfe: bool = False,
                grid_options: dict[str, float] | None = None, dequantized: bool = False,
                shape: tuple[int, ...] | None = None, noise: Tensor | None = None,
+               prompts: str | list[str] | None = None,
                **sampler_options: Any) -> Tensor:
         """``n`` samples (n, *shape) by ``sampler`` on ``path``'s ODE/SDE (default: the training path).
 
@@ -358,6 +387,7 @@ class ContinuousFlow(GenerativeModel):
                 The default is the path's (:func:`~flowforge.solvers.time_grid`), or ``karras`` for a sampler
                 that cannot start at infinite noise (``finite_start``).
             labels: (n,) classes of a class-conditional model; ``guidance`` the CFG weight.
+            prompts: a text model's prompt for every sample, or one per sample (instead of ``labels``).
             shape: another image size (C, H', W') to sample at, for a backbone that takes several resolutions
                 (DiT). The grid's noise levels are then scaled by SD3's ``s = sqrt(m / n)`` for ``m`` pixels asked
                 and ``n`` trained (Esser et al., 2024, arXiv:2403.03206, eq. 23; :meth:`resolution_shift`): more
@@ -368,7 +398,7 @@ class ContinuousFlow(GenerativeModel):
         shape = self.sampling_shape(shape)
         solver = get_solver(sampler, **sampler_options)
         device = next(self.parameters()).device
-        field = PathField(self, path, self.conditioning(labels, n, device, guidance))
+        field = PathField(self, path, self.conditioning(labels, n, device, guidance, prompts))
         times = self.time_grid(steps, grid=grid, path=field.path, finite_start=solver.finite_start,
                                **(grid_options or {}))
         if shape != self.shape:

@@ -14,8 +14,10 @@ from .lock import RunLock
 from .metrics_log import MetricsLog, read_metrics
 from .pictures import write_samples_picture
 from .report import write_report
+from .vocabulary import read_vocabulary, write_vocabulary
 
 __all__ = ["MetricsLog", "Run", "RunLock", "atomic_write_text", "check_finite_samples", "check_model_binding", "check_sample_memory",
            "checkpoint_dirs", "compare_runs", "draw_samples", "evaluate", "inpaint_run", "latest_checkpoint", "load", "load_checkpoint", "load_run",
-           "load_weights", "read_config", "read_metrics", "read_state", "rng_state", "sample_options",
-           "save_checkpoint", "set_rng_state", "write_report", "write_samples_picture"]
+           "load_weights", "read_config", "read_metrics", "read_state", "read_vocabulary", "rng_state", "sample_options",
+           "save_checkpoint", "set_rng_state", "write_report", "write_samples_picture",
+           "write_vocabulary"]

@@ -15,6 +15,7 @@ from ..config import Config, ConfigError, load_config
 from ..errors import RunError, UserError
 from ..models import GenerativeModel, build_model
 from .checkpoint import check_model_binding, latest_checkpoint, load_weights, read_state
+from .vocabulary import read_vocabulary
 
 # sample settings that only models with a sampler take; a normalizing flow is sampled by its exact inverse
 SAMPLER_SETTINGS = ("sampler", "steps", "grid", "guidance", "shape")
@@ -73,7 +74,7 @@ def load_run(run_dir: str | Path, *, ema: bool = True, device: str = "cpu") -> R
     state = read_state(ckpt)
     check_model_binding(state, config.to_dict()["model"], ckpt, Config().to_dict()["model"])
     data = state["data"]
-    model = build_model(config.model, data)
+    model = build_model(config.model, data, read_vocabulary(run_dir))
     use_ema = ema and (ckpt / "ema.safetensors").is_file()
     load_weights(model, ckpt / ("ema.safetensors" if use_ema else "model.safetensors"))
     model.to(device).eval()

@@ -24,7 +24,7 @@ from ..errors import RunError, UserError
 from ..models import GenerativeModel, build_model
 from ..rng import BatchRandom
 from ..runs import (MetricsLog, RunLock, atomic_write_text, check_model_binding, latest_checkpoint, load_checkpoint,
-                    load_weights, read_config, read_state, set_rng_state)
+                    load_weights, read_config, read_state, read_vocabulary, set_rng_state, write_vocabulary)
 from ..runs.checkpoint import changes
 from ..runs.load import load_run
 from ..runs.pairs import PairSettings, Pairs, load_pairs, make_pairs, weights_sha256
@@ -246,7 +246,10 @@ def setup(config: Config, resume: bool) -> RunState:
             with accelerator.main_process_first():  # the main process draws the pairs, the others read them
                 pairs = reflow_pairs(config, dataset.shape)
         torch.manual_seed(config.run.seed)  # identical initial weights on every process
-        model = build_model(config.model, dataset.spec())
+        # a text model's vocabulary: the run's own on resume, the parent's for reflow (the pairs keep its captions)
+        vocabulary = (read_vocabulary(run_dir) if resume
+                      else read_vocabulary(Path(config.reflow.parent)) if pairs is not None else None)
+        model = build_model(config.model, dataset.spec(), vocabulary)
         if pairs is not None and config.reflow.init and not resume:
             init_from_parent(model, config)
         ema = make_ema(model, tc.ema_decay) if tc.ema_decay is not None else None
@@ -257,6 +260,7 @@ def setup(config: Config, resume: bool) -> RunState:
             start_step, elapsed = _restore(ckpt, config, model, ema, optimizer, accelerator.process_index)
         accelerator.wait_for_everyone()  # every process has read config.yaml before the main one rewrites it
         log = on_main(accelerator, lambda: _open_run_dir(config, dataset, resume, changed, start_step))
+        on_main(accelerator, lambda: write_vocabulary(run_dir, model))  # a text model's caption vocabulary
 
         data = (pairs.x if pairs is not None else dataset.train).to(accelerator.device)
         noise = pairs.noise.to(accelerator.device) if pairs is not None else None
