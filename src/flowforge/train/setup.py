@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from ..config import Config, ConfigError
 from ..data import Dataset, load_dataset
+from ..data.packing import PackSampler, check_resolutions, pack_batch
 from ..errors import RunError, UserError
 from ..models import GenerativeModel, build_model
 from ..rng import BatchRandom
@@ -73,6 +74,7 @@ class RunState:
     log: MetricsLog | None  # on the main process only
     last_good: Path | None  # the newest checkpoint on disk
     lock: RunLock | None  # held by the main process for the run's lifetime
+    packs: PackSampler | None = None  # data.resolutions: the pack of each step, instead of `order`
     t0: float = field(default_factory=time.perf_counter)
 
     @property
@@ -219,6 +221,20 @@ def _open_run_dir(config: Config, dataset: Dataset, resume: bool, changed: dict[
     return log
 
 
+def _pack_sampler(config: Config, dataset: Dataset, world: int) -> PackSampler:
+    """The packs of a run on ``data.resolutions``, after checking that the model and the run can train on them."""
+    m = config.model
+    if m.kind != "continuous" or m.net.name != "dit" or m.precond != "none":
+        raise ConfigError(f"data.resolutions={config.data.resolutions} trains on packs of several resolutions, "
+                          f"which needs model.kind=continuous, model.net.name=dit and model.precond=none (got "
+                          f"{m.kind}, {m.net.name}, {m.precond}); unset data.resolutions otherwise")
+    if world > 1:
+        raise UserError(f"data.resolutions: packed training runs in one process for now, not {world}; train "
+                        f"without accelerate launch / torchrun, or unset data.resolutions")
+    resolutions = check_resolutions(config.data.resolutions, dataset.shape, m.net.patch, config.train.pack_tokens)
+    return PackSampler(len(dataset.train), resolutions, m.net.patch, config.train.pack_tokens, config.run.seed)
+
+
 def setup(config: Config, resume: bool) -> RunState:
     """Everything a run needs before its first step: locked run directory, data, model, EMA, optimizer, and
     on ``resume`` the newest checkpoint's weights, moments and random state."""
@@ -235,6 +251,7 @@ def setup(config: Config, resume: bool) -> RunState:
         with accelerator.main_process_first():  # one process downloads, the others read the cache
             dataset = load_dataset(config.data)
         _check_finite_data(dataset.train, dataset.name)
+        packs = _pack_sampler(config, dataset, accelerator.num_processes) if config.data.resolutions else None
         torch.manual_seed(config.run.seed)  # identical initial weights on every process
         model = build_model(config.model, dataset.spec())
         ema = make_ema(model, tc.ema_decay) if tc.ema_decay is not None else None
@@ -252,9 +269,13 @@ def setup(config: Config, resume: bool) -> RunState:
         order = BatchOrder(len(data), tc.batch_size, config.run.seed)
         model.to(accelerator.device)
         with torch.no_grad():  # data-dependent initialisation (Glow's ActNorm) from one global batch, alike everywhere
-            first = data[order.indices(start_step + 1).to(data.device)]
+            if packs is None:
+                first, first_labels = data[order.indices(start_step + 1).to(data.device)], None
+            else:  # also checks, before the first step, that the model takes packs
+                first, first_labels = pack_batch(packs.pack(start_step + 1), data, labels)
+            n_first = sum(len(x) for x in first) if packs is not None else len(first)
             model.loss(first, BatchRandom(torch.Generator().manual_seed(step_seed(config.run.seed, 0xA11)),
-                                          len(first), 0, len(first)))
+                                          n_first, 0, n_first), first_labels)
         loss_module, optimizer = accelerator.prepare(LossModule(model), optimizer)
         if ema is not None:
             ema.to(accelerator.device)
@@ -268,7 +289,7 @@ def setup(config: Config, resume: bool) -> RunState:
     return RunState(config=config, accelerator=accelerator, dataset=dataset, model=model, ema=ema,
                     optimizer=optimizer, loss_module=loss_module, data=data, labels=labels, order=order, rows=rows,
                     val_x=val_x[:tc.eval_examples].to(accelerator.device), start_step=start_step, elapsed=elapsed,
-                    log=log, last_good=ckpt, lock=lock)
+                    log=log, last_good=ckpt, lock=lock, packs=packs)
 
 
 def _restore(ckpt: Path, config: Config, model: nn.Module, ema: nn.Module | None,
