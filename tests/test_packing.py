@@ -15,6 +15,7 @@ from flowforge.config import ConfigError
 from flowforge.data import DataError
 from flowforge.data import packing as data_packing
 from flowforge.data.packing import PackSampler, check_resolutions, patch_sizes, resize_images
+from flowforge.models import build_model
 from flowforge.models.continuous import ContinuousFlow
 from flowforge.nets import packing
 from flowforge.nets.attention import attend
@@ -288,3 +289,17 @@ def test_packed_training_rejects_what_it_cannot_run(tmp_path, tiny):
         train(load_config("configs/fm-digits.yaml", multires_overrides(tiny, tmp_path / "b",
                                                                         **{"model.net.name": "unet"})),
               progress=False)
+
+
+def test_multires_preset_builds_and_takes_a_pack():
+    cfg = load_config("configs/dit-mnist-multires.yaml")
+    data = {"shape": [1, 28, 28], "value_range": [-1.0, 1.0], "levels": 256}
+    resolutions = check_resolutions(cfg.data.resolutions, (1, 28, 28), cfg.model.net.patch, cfg.train.pack_tokens)
+    assert resolutions == [14, 21, 28]
+    sampler = PackSampler(1000, resolutions, cfg.model.net.patch, cfg.train.pack_tokens, seed=0)
+    images = torch.rand(1000, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    xs, ys = data_packing.pack_batch(sampler.pack(1), images, torch.randint(0, 10, (1000,)))
+    assert [x.shape[-1] for x in xs] == [14, 21, 28]
+    assert 1024 - 16 < sum(x.shape[0] * (x.shape[-1] // 7) ** 2 for x in xs) <= 1024
+    model = build_model(cfg.model, data)
+    assert torch.isfinite(model.loss(xs, None, ys))

@@ -8,7 +8,7 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -75,12 +75,17 @@ def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
     return torch.addcmul(shift, x, 1 + scale)  # (B, L, D)
 
 
-def per_token(modulation: Tensor, mask: Tensor | DocumentMask | None) -> Tensor:
-    """Each example's modulation for its tokens: (B, k D) -> (B, 1, k D), or in a pack (N images, one sequence)
-    each image's row for each of its tokens, (N, k D) -> (1, L, k D)."""
+def by_example(fn: Callable[..., Tensor], x: Tensor, rows: tuple[Tensor, ...],
+               mask: Tensor | DocumentMask | None = None) -> Tensor:
+    """``fn(x, *rows)`` with each example's conditioning rows broadcast over its tokens.
+
+    Shapes: ``x`` (B, L, D), ``rows`` (B, D) each -> (B, L, D); in a pack (``mask`` a
+    :class:`~flowforge.nets.packing.DocumentMask` of N images) ``x`` (1, L, D), ``rows`` (N, D) each, each
+    image's row broadcast over its own tokens (:meth:`~flowforge.nets.packing.DocumentMask.by_image`).
+    """
     if isinstance(mask, DocumentMask):
-        return mask.per_token(modulation)[None]  # (1, L, k D)
-    return modulation[:, None]  # (B, 1, k D)
+        return mask.by_image(fn, x, *rows)  # (1, L, D)
+    return fn(x, *(r[:, None] for r in rows))  # (B, L, D)
 
 
 class DiTBlock(nn.Module):
@@ -110,10 +115,11 @@ class DiTBlock(nn.Module):
 
     def forward(self, x: Tensor, c: Tensor, rotation: Rotation | None = None,
                 mask: Tensor | DocumentMask | None = None) -> Tensor:
-        modulation = per_token(self.modulation(c), mask)  # (B, 1, 6D), or (1, L, 6D) in a pack
-        shift1, scale1, gate1, shift2, scale2, gate2 = modulation.chunk(6, dim=-1)  # 6 x (B, 1, D)
-        x = x + gate1 * self.attn(modulate(self.norm1(x), shift1, scale1), rotation, mask)  # (B, L, D)
-        return x + gate2 * self.mlp(modulate(self.norm2(x), shift2, scale2))  # (B, L, D)
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(c).chunk(6, dim=-1)  # 6 x (B, D)
+        h = by_example(modulate, self.norm1(x), (shift1, scale1), mask)  # (B, L, D)
+        x = x + by_example(torch.mul, self.attn(h, rotation, mask), (gate1,), mask)  # (B, L, D)
+        h = by_example(modulate, self.norm2(x), (shift2, scale2), mask)  # (B, L, D)
+        return x + by_example(torch.mul, self.mlp(h), (gate2,), mask)  # (B, L, D)
 
 
 class FinalLayer(nn.Module):
@@ -129,8 +135,8 @@ class FinalLayer(nn.Module):
         self.linear = nn.Linear(dim, patch_dim)
 
     def forward(self, x: Tensor, c: Tensor, mask: DocumentMask | None = None) -> Tensor:
-        shift, scale = per_token(self.modulation(c), mask).chunk(2, dim=-1)  # 2 x (B, 1, D), or (1, L, D) in a pack
-        return self.linear(modulate(self.norm(x), shift, scale))  # (B, L, p p C)
+        shift, scale = self.modulation(c).chunk(2, dim=-1)  # 2 x (B, D)
+        return self.linear(by_example(modulate, self.norm(x), (shift, scale), mask))  # (B, L, p p C)
 
 
 class DiT(nn.Module):

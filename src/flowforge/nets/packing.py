@@ -26,6 +26,7 @@ gives the ratios.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,9 +114,22 @@ class DocumentMask:
     def num_tokens(self) -> int:
         return sum(self.lengths)
 
-    def per_token(self, per_image: Tensor) -> Tensor:
-        """Each image's row repeated for each of its tokens. Shapes: (N, ...) -> (L, ...)."""
-        return per_image.index_select(0, self.image_ids)  # (L, ...)
+    def by_image(self, fn: Callable[..., Tensor], x: Tensor, *rows: Tensor) -> Tensor:
+        """``fn(x, *rows)`` with each image's row of every ``rows`` broadcast over that image's tokens.
+
+        Run by run: the tokens of ``n`` consecutive images of ``l`` tokens are an ``(n, l, D)`` view and their
+        rows ``(n, 1, k)``, so nothing of size ``L x k`` is built (adaLN's per-token shift, scale and gate
+        would otherwise be, and kept for the backward pass, in every block).
+
+        Shapes: ``x`` (1, L, D), ``rows`` (N, k) each -> (1, L, D') for ``fn`` mapping (n, l, D) to (n, l, D').
+        """
+        outs, image = [], 0
+        for start, n, length in self.runs:
+            xr = x[0, start:start + n * length].view(n, length, x.shape[-1])  # (n, l, D)
+            out = fn(xr, *(r[image:image + n, None] for r in rows))  # (n, l, D')
+            outs.append(out.reshape(n * length, out.shape[-1]))
+            image += n
+        return (outs[0] if len(outs) == 1 else torch.cat(outs))[None]  # (1, L, D')
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         """Attention within each image of the pack. Shapes: ``q``, ``k``, ``v`` (1, heads, L, d) -> (1, heads, L, d)."""
