@@ -38,7 +38,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from common import write_results
+from common import peak_rss_mb, reset_peak_rss, rss_mb, write_results
 
 from flowforge.nets.dit import DiT, patchify, unpatchify
 from flowforge.nets.packing import DocumentMask
@@ -163,25 +163,6 @@ def attention_step(method: str, lengths, q, k, v, mask=None, backward: bool = Tr
 
 
 # --------------------------------------------------------------------------- measurement
-
-
-def rss_mb() -> float:
-    """The resident set now, MB."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def peak_rss_mb() -> float:
-    """The peak resident set of this process's memory (VmHWM), MB. Not ``ru_maxrss``: Linux carries that over
-    ``execve`` from the forking parent, so a worker started by a large parent reports the parent's size."""
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
-
-
-def reset_peak_rss() -> None:
-    """Start VmHWM again from the current resident set (``clear_refs`` 5, Linux 4.0+)."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
 
 
 def worker(kind: str, scenario: Scenario, method: str) -> dict:

@@ -3,6 +3,9 @@ runs, the pack sampler, multi-resolution data and the loss on packs through the 
 
 import doctest
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -303,3 +306,18 @@ def test_multires_preset_builds_and_takes_a_pack():
     assert 1024 - 16 < sum(x.shape[0] * (x.shape[-1] // 7) ** 2 for x in xs) <= 1024
     model = build_model(cfg.model, data)
     assert torch.isfinite(model.loss(xs, None, ys))
+
+
+@pytest.mark.slow
+def test_packing_and_checkpointing_benchmarks_quick_runs(tmp_path):
+    # benchmarks/packing.py checks that packed, padded and jagged layouts compute the same function before timing
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    for script, out in (("packing.py", tmp_path / "p.json"), ("checkpointing.py", tmp_path / "c.json")):
+        proc = subprocess.run([sys.executable, str(root / script), "--quick", "--out", str(out)], capture_output=True,
+                              text=True, timeout=600, check=False)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    packed = json.loads((tmp_path / "p.json").read_text())["scenarios"]["mnist-multires"]
+    assert set(packed["train_step"]) == {"segments", "jagged", "padded", "equal"}
+    assert packed["padding_fraction_avoided"] > 0.3 and packed["packed_over_padded_throughput"] > 0
+    ckpt = json.loads((tmp_path / "c.json").read_text())
+    assert set(ckpt["rows"]) == {"plain", "checkpointed"} and ckpt["time_ratio"] > 0

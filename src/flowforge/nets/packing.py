@@ -123,12 +123,13 @@ class DocumentMask:
 
         Shapes: ``x`` (1, L, D), ``rows`` (N, k) each -> (1, L, D') for ``fn`` mapping (n, l, D) to (n, l, D').
         """
-        outs, image = [], 0
-        for start, n, length in self.runs:
-            xr = x[0, start:start + n * length].view(n, length, x.shape[-1])  # (n, l, D)
-            out = fn(xr, *(r[image:image + n, None] for r in rows))  # (n, l, D')
+        # split, not slicing: its backward concatenates the parts' gradients, where a slice's writes into zeros
+        parts = x[0].split([n * length for _, n, length in self.runs])  # (n l, D) each
+        row_parts = [r.split([n for _, n, _ in self.runs]) for r in rows]  # (n, k) each
+        outs = []
+        for i, (part, (_, n, length)) in enumerate(zip(parts, self.runs)):
+            out = fn(part.view(n, length, part.shape[-1]), *(rp[i][:, None] for rp in row_parts))  # (n, l, D')
             outs.append(out.reshape(n * length, out.shape[-1]))
-            image += n
         return (outs[0] if len(outs) == 1 else torch.cat(outs))[None]  # (1, L, D')
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
@@ -144,10 +145,11 @@ class DocumentMask:
 
     def _segments(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         heads, dim = q.shape[1], q.shape[3]
+        sizes = [n * length for _, n, length in self.runs]
+        splits = [x[0].split(sizes, dim=1) for x in (q, k, v)]  # 3 x runs x (nh, n l, d); split: cheap backward
         outs = []
-        for start, n, length in self.runs:
-            stop = start + n * length
-            run = [x[0, :, start:stop].reshape(heads, n, length, dim).transpose(0, 1) for x in (q, k, v)]  # (n, nh, l, d)
+        for i, (_, n, length) in enumerate(self.runs):
+            run = [parts[i].reshape(heads, n, length, dim).transpose(0, 1) for parts in splits]  # 3 x (n, nh, l, d)
             out = F.scaled_dot_product_attention(*run)  # (n, nh, l, d)
             outs.append(out.transpose(0, 1).reshape(heads, n * length, dim))  # (nh, n l, d)
         return (outs[0] if len(outs) == 1 else torch.cat(outs, dim=1))[None]  # (1, nh, L, d)
