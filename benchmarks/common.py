@@ -4,6 +4,7 @@
   changed and not committed at run time);
 - ``machine()``: the platform, CPU model, torch's CPU capability and native-bf16 flag, thread count and versions;
 - ``mean_std(values)``: mean and sample standard deviation of repeats;
+- ``rss_mb()``, ``reset_peak_rss()``, ``peak_rss_mb()``: a step's peak memory on CPU (Linux ``VmHWM``);
 - ``write_results(name, record)``: ``benchmarks/results/<name>.json`` with the record under a block of date,
   command, machine and source, so that a figure in the README can be traced to the run that produced it
   (``benchmarks/render_tables.py`` renders the README's tables from these files).
@@ -91,6 +92,27 @@ def command_line(argv: list[str] | None = None) -> str:
 def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def rss_mb() -> float:
+    """This process's resident set now, MB (Linux)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mb() -> float:
+    """The peak resident set of this process's memory (``VmHWM``), MB (Linux). Not ``ru_maxrss``: Linux carries
+    that over ``execve`` from the forking parent, so a worker started by a large parent reports the parent's size."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+
+
+def reset_peak_rss() -> None:
+    """Start ``VmHWM`` again from the current resident set (``/proc/self/clear_refs`` 5, Linux 4.0+): with
+    :func:`rss_mb` before and :func:`peak_rss_mb` after, the peak memory of a step on CPU, where torch keeps no
+    allocator statistics."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 
 def write_results(name: str, record: dict, path: str | Path | None = None) -> Path:

@@ -70,6 +70,7 @@ class DataConfig:
     image_size: int | None = _bounded(None, 1)  # image-folder: resize to this square size
     channels: Literal[1, 3] = 1  # image-folder: 1 = grayscale, 3 = RGB
     image_range: Literal["symmetric", "unit"] = "symmetric"  # images in [-1, 1] or [0, 1]
+    resolutions: list[int] | None = None  # images: train on each at a size drawn from these (px), in packs (dit)
     cache_dir: str | None = None  # downloads; None = $FLOWFORGE_CACHE or ~/.cache/flowforge
     download: bool = True  # fetch from the canonical source when no local copy exists
 
@@ -182,6 +183,7 @@ class SampleConfig:
 class TrainConfig:
     steps: int = _bounded(2000, 1)
     batch_size: int = _bounded(256, 1)  # global batch, split over processes
+    pack_tokens: int = _bounded(4096, 1)  # with data.resolutions: tokens per pack, the batch (batch_size unused)
     lr: float = _bounded(1e-3, 0.0, lo_open=True)
     weight_decay: float = _bounded(0.0, 0.0)
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])

@@ -263,11 +263,16 @@ class ContinuousFlow(GenerativeModel):
             w_x0 = c.snr.clamp(max=5.0)
         return w_x0 * x0_error_scale(self.target, c).square()
 
-    def loss(self, x: Tensor, rng: BatchRandom | None = None, labels: Tensor | None = None,
-             noise: Tensor | None = None) -> Tensor:
-        """The training loss on data ``x`` (B, *shape); ``noise`` (B, *shape) pairs each example with its own
-        noise instead of independent draws: a coupling such as reflow's (noise, ODE end point) pairs, whose
-        ``x`` is then already in model space (continuous end points: no dequantization, no OT pairing)."""
+    def loss(self, x: Tensor | list[Tensor], rng: BatchRandom | None = None,
+             labels: Tensor | list[Tensor] | None = None, noise: Tensor | None = None) -> Tensor:
+        """The training loss on data ``x`` (B, *shape), or on a pack of images of several resolutions (a list
+        of groups, :meth:`packed_loss`); ``noise`` (B, *shape) pairs each example with its own noise instead of
+        independent draws: a coupling such as reflow's (noise, ODE end point) pairs, whose ``x`` is then already
+        in model space (continuous end points: no dequantization, no OT pairing)."""
+        if isinstance(x, (list, tuple)):
+            if noise is not None:
+                raise ValueError("packs of several resolutions train on independent noise, not on paired noise")
+            return self.packed_loss(x, rng, labels)
         self.check_batch(x)
         rng = rng or BatchRandom.local(x.shape[0])
         if noise is None:
@@ -279,6 +284,8 @@ class ContinuousFlow(GenerativeModel):
             raise ValueError(f"paired noise must have the data's shape {tuple(x.shape)}, got {tuple(noise.shape)}")
         else:
             x0 = x
+        if self.mean_flow is None:  # MeanFlow draws its (r, t) below
+            t = self.time_sampler.sample(rng, self.path, like=x)  # (B,)
         if self.num_classes is not None:
             drop = rng.rand((), like=x) < self.label_dropout  # (B,)
             labels = drop_labels(check_labels(self.num_classes, labels, x.shape[0], x.device, check_values=False),
@@ -289,7 +296,6 @@ class ContinuousFlow(GenerativeModel):
             labels = None  # an unconditional model ignores the data set's labels
         if self.mean_flow is not None:
             return self._mean_flow_loss(x0, noise, labels, rng)
-        t = self.time_sampler.sample(rng, self.path, like=x)  # (B,)
         xt = self.path.sample(x0, noise, t)  # x_t = alpha_t x0 + sigma_t eps; coefficients (B, 1, ...)
         target = from_x0_eps(x0, noise, self.target, xt.coefficients)
         pred = self._raw(xt.x_t, t, labels).float()  # float32 even under bf16 autocast
@@ -341,6 +347,58 @@ class ContinuousFlow(GenerativeModel):
             u_cond = self._raw(x, t, labels).to(v.dtype)
             guided = guided + mf.kappa * (u_cond - u_null)
         return torch.where(expand_like(labels == self.num_classes, v), v, guided)
+
+    def packed_loss(self, xs: list[Tensor], rng: BatchRandom | None = None,
+                    labels: list[Tensor] | Tensor | None = None) -> Tensor:
+        """:meth:`loss` on images of several resolutions, run by the network as one pack without padding.
+
+        ``xs`` holds one group per resolution, (B_g, C, H_g, W_g), and ``labels`` the groups' labels (a list of
+        (B_g,), or their concatenation (N,)). Each of the ``N = sum_g B_g`` images gets its own time, noise and
+        label dropout, as in :meth:`loss`; the network's ``forward_packed``
+        (:meth:`flowforge.nets.DiT.forward_packed`) predicts all of them in one pass. Every image weighs the same
+        in the mean, whatever its resolution (its squared error is averaged over its own pixels first).
+        Draws: the times and label dropout from ``rng`` (N rows), then each group's dequantization and noise.
+        """
+        forward_packed = getattr(self.net, "forward_packed", None)
+        if self.mean_flow is not None:
+            raise ValueError("MeanFlow (model.target=mean-velocity) does not train on packs of several resolutions "
+                             "yet; unset data.resolutions")
+        if forward_packed is None or self.precond is not None:
+            raise ValueError("training on packs of several resolutions needs a backbone that packs images "
+                             "(model.net.name=dit) without EDM preconditioning (model.precond=none)")
+        if not xs or any(x.ndim != len(self.shape) + 1 or x.shape[1] != self.shape[0] for x in xs):
+            raise ValueError(f"a pack is a list of image groups (B, {self.shape[0]}, H, W), got "
+                             f"{[tuple(x.shape) for x in xs]}")
+        sizes = [x.shape[0] for x in xs]
+        n, like = sum(sizes), xs[0]
+        rng = rng or BatchRandom.local(n)
+        if rng.size != n or rng.global_size != n:
+            raise ValueError(f"packed training draws for the whole pack in one process: rng over {rng.size} of "
+                             f"{rng.global_size} rows for {n} images")
+        t = self.time_sampler.sample(rng, self.path, like=like)  # (N,)
+        if self.num_classes is not None:
+            labels = torch.cat(list(labels)) if isinstance(labels, (list, tuple)) else labels
+            drop = rng.rand((), like=like) < self.label_dropout  # (N,)
+            labels = drop_labels(check_labels(self.num_classes, labels, n, like.device, check_values=False),
+                                 drop, self.num_classes)
+        else:
+            labels = None
+        xts, targets = [], []
+        for x, t_g in zip(xs, t.split(sizes)):
+            group = BatchRandom(rng.generator, len(x), 0, len(x))
+            x0 = self.to_model_space(x, group.rand(x.shape[1:], like=x) if self.quantization is not None else None)
+            noise = group.randn(x.shape[1:], like=x)  # (B_g, C, H_g, W_g)
+            if self.ot_coupling:
+                noise = noise[ot_permutation(x0, noise)]
+            xt = self.path.sample(x0, noise, t_g)
+            xts.append(xt)
+            targets.append(from_x0_eps(x0, noise, self.target, xt.coefficients))
+        preds = forward_packed([xt.x_t for xt in xts], t / self.path.t_max, labels)  # [(B_g, C, H_g, W_g)]
+        err = torch.cat([(p.float() - y.float()).square().flatten(1).mean(1) for p, y in zip(preds, targets)])  # (N,)
+        if self.weighting == "none":
+            return err.mean()
+        weight = torch.cat([self.loss_weight(t_g, xt.coefficients).flatten() for t_g, xt in zip(t.split(sizes), xts)])
+        return (weight.float() * err).mean()
 
     # ------------------------------------------------------------------ generation
 

@@ -21,20 +21,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .packing import DocumentMask
 from .rope import Rotation
 
 
-def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
+def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | DocumentMask | None = None) -> Tensor:
     """Scaled dot-product attention, fused: :math:`\\mathrm{softmax}(q k^\\top / \\sqrt{d} + M)\\, v`.
 
     Arguments:
         q, k, v: queries, keys and values per head.
         mask: ``None``, a boolean mask (``True``: the query may attend to the key; every query needs at least
             one ``True``), or a float mask ``M`` added to the scores (``-inf`` to block), broadcastable to
-            (B, heads, L, L) — e.g. a block-diagonal mask that keeps several packed sequences apart.
+            (B, heads, L, L); or a :class:`~flowforge.nets.packing.DocumentMask`: ``B = 1`` and the ``L`` tokens
+            are a pack of several images, each attending only to itself, through a kernel that never builds the
+            ``L x L`` mask (:mod:`flowforge.nets.packing`).
 
     Shapes: ``q``, ``k``, ``v`` (B, heads, L, d) -> (B, heads, L, d).
     """
+    if isinstance(mask, DocumentMask):
+        return mask.attend(q, k, v)  # (1, nh, L, d)
     if mask is not None and not (mask.dtype.is_floating_point or mask.dtype == torch.bool):
         raise ValueError(f"attention mask must be boolean or floating point, got {mask.dtype}")
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, nh, L, d)
@@ -97,7 +102,8 @@ class Attention(nn.Module):
         q, k, _ = self.project(x, rotation)
         return q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)  # (B, nh, L, L)
 
-    def forward(self, x: Tensor, rotation: Rotation | None = None, mask: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, rotation: Rotation | None = None,
+                mask: Tensor | DocumentMask | None = None) -> Tensor:
         b, length, dim = x.shape
         q, k, v = self.project(x, rotation)  # 3 x (B, nh, L, d)
         a = attend(q, k, v, mask)  # (B, nh, L, d)

@@ -8,6 +8,7 @@ References:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +17,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .attention import Attention
 from .embeddings import SinusoidalEmbedding, add_interval, zero_module
+from .packing import DocumentMask
 from .positions import grid_positions, sincos_2d
 from .rope import RotaryEmbedding2d, Rotation
 
@@ -73,6 +75,19 @@ def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
     return torch.addcmul(shift, x, 1 + scale)  # (B, L, D)
 
 
+def by_example(fn: Callable[..., Tensor], x: Tensor, rows: tuple[Tensor, ...],
+               mask: Tensor | DocumentMask | None = None) -> Tensor:
+    """``fn(x, *rows)`` with each example's conditioning rows broadcast over its tokens.
+
+    Shapes: ``x`` (B, L, D), ``rows`` (B, D) each -> (B, L, D); in a pack (``mask`` a
+    :class:`~flowforge.nets.packing.DocumentMask` of N images) ``x`` (1, L, D), ``rows`` (N, D) each, each
+    image's row broadcast over its own tokens (:meth:`~flowforge.nets.packing.DocumentMask.by_image`).
+    """
+    if isinstance(mask, DocumentMask):
+        return mask.by_image(fn, x, *rows)  # (1, L, D)
+    return fn(x, *(r[:, None] for r in rows))  # (B, L, D)
+
+
 class DiTBlock(nn.Module):
     """A transformer block conditioned by adaptive layer norm with zero-initialised gates (adaLN-Zero).
 
@@ -84,7 +99,9 @@ class DiTBlock(nn.Module):
     ``W`` and ``b`` start at zero, so the gates ``alpha`` are zero and the block is the identity
     (Peebles & Xie 2023, Sec. 3.2: the best of their conditioning schemes, at negligible cost).
 
-    Shapes: ``x`` (B, L, D), ``c`` (B, D) -> (B, L, D).
+    Shapes: ``x`` (B, L, D), ``c`` (B, D) -> (B, L, D); in a pack (``mask`` a
+    :class:`~flowforge.nets.packing.DocumentMask` of N images) ``x`` (1, L, D), ``c`` (N, D), each token modulated
+    by its image's ``c``.
     """
 
     def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, qk_norm: bool = False):
@@ -96,16 +113,19 @@ class DiTBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim))
         self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
 
-    def forward(self, x: Tensor, c: Tensor, rotation: Rotation | None = None, mask: Tensor | None = None) -> Tensor:
-        shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(c)[:, None].chunk(6, dim=-1)  # 6 x (B, 1, D)
-        x = x + gate1 * self.attn(modulate(self.norm1(x), shift1, scale1), rotation, mask)  # (B, L, D)
-        return x + gate2 * self.mlp(modulate(self.norm2(x), shift2, scale2))  # (B, L, D)
+    def forward(self, x: Tensor, c: Tensor, rotation: Rotation | None = None,
+                mask: Tensor | DocumentMask | None = None) -> Tensor:
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(c).chunk(6, dim=-1)  # 6 x (B, D)
+        h = by_example(modulate, self.norm1(x), (shift1, scale1), mask)  # (B, L, D)
+        x = x + by_example(torch.mul, self.attn(h, rotation, mask), (gate1,), mask)  # (B, L, D)
+        h = by_example(modulate, self.norm2(x), (shift2, scale2), mask)  # (B, L, D)
+        return x + by_example(torch.mul, self.mlp(h), (gate2,), mask)  # (B, L, D)
 
 
 class FinalLayer(nn.Module):
     """adaLN then a linear map of each token to its patch, all zero at initialisation.
 
-    Shapes: ``x`` (B, L, D), ``c`` (B, D) -> (B, L, p * p * C).
+    Shapes: ``x`` (B, L, D), ``c`` (B, D) -> (B, L, p * p * C); in a pack as for :class:`DiTBlock`.
     """
 
     def __init__(self, dim: int, patch_dim: int):
@@ -114,9 +134,9 @@ class FinalLayer(nn.Module):
         self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
         self.linear = nn.Linear(dim, patch_dim)
 
-    def forward(self, x: Tensor, c: Tensor) -> Tensor:
-        shift, scale = self.modulation(c)[:, None].chunk(2, dim=-1)  # 2 x (B, 1, D)
-        return self.linear(modulate(self.norm(x), shift, scale))  # (B, L, p p C)
+    def forward(self, x: Tensor, c: Tensor, mask: DocumentMask | None = None) -> Tensor:
+        shift, scale = self.modulation(c).chunk(2, dim=-1)  # 2 x (B, D)
+        return self.linear(by_example(modulate, self.norm(x), (shift, scale), mask))  # (B, L, p p C)
 
 
 class DiT(nn.Module):
@@ -257,12 +277,71 @@ class DiT(nn.Module):
         rotation = self.rope(pos) if self.rope is not None else None
         if self.positions == "sincos":
             tokens = tokens + sincos_2d(pos, tokens.shape[-1]).to(tokens.dtype)  # (B, h w, D)
+        tokens = self._blocks(tokens, c, rotation)  # (B, h w, D)
+        return unpatchify(self.final(tokens, c), self.patch, height, width)  # (B, C, H, W)
+
+    def _blocks(self, tokens: Tensor, c: Tensor, rotation: Rotation | None,
+                mask: DocumentMask | None = None) -> Tensor:
+        """The transformer blocks, each checkpointed when asked (in training). Shapes: as :class:`DiTBlock`."""
         for block in self.blocks:
             if self.checkpoint and self.training and torch.is_grad_enabled():
-                tokens = checkpoint(block, tokens, c, rotation, use_reentrant=False)  # (B, h w, D)
+                tokens = checkpoint(block, tokens, c, rotation, mask, use_reentrant=False)  # (B, L, D)
             else:
-                tokens = block(tokens, c, rotation)  # (B, h w, D)
-        return unpatchify(self.final(tokens, c), self.patch, height, width)  # (B, C, H, W)
+                tokens = block(tokens, c, rotation, mask)  # (B, L, D)
+        return tokens
+
+    def forward_packed(self, xs: Sequence[Tensor], t: Tensor, y: Tensor | None = None,
+                       kernel: str = "segments") -> list[Tensor]:
+        """The forward pass of images of several resolutions at once, packed into one token sequence.
+
+        The images' tokens are concatenated, without padding, into one sequence of ``L = sum_i h_i w_i`` tokens;
+        each token gets its own image's 2-D position (measured on the same reference grid as in
+        :meth:`forward`) and its own image's adaLN modulation from ``MLP(sin(t_i)) + E[y_i]``; attention is
+        restricted to each image by a :class:`~flowforge.nets.packing.DocumentMask` built once for all blocks
+        (``kernel``: :data:`~flowforge.nets.packing.PACKED_ATTENTION`); the output is cut back into the images.
+        Each output equals :meth:`forward` of its image alone, up to float rounding.
+
+        Arguments:
+            xs: groups of images, each (B_g, C, H_g, W_g) with ``H_g, W_g`` divisible by ``patch``: e.g. one
+                group per resolution.
+            t: (N,) times of the ``N = sum_g B_g`` images, in the order of ``xs``.
+            y: (N,) labels in the same order, or ``None``.
+
+        Shapes: ``xs`` [(B_g, C, H_g, W_g)], ``t`` (N,), ``y`` (N,) or ``None`` -> [(B_g, C, H_g, W_g)].
+
+        Example:
+            >>> net = DiT((1, 8, 8), size="tiny", patch=2)
+            >>> out = net.forward_packed([torch.randn(2, 1, 8, 8), torch.randn(1, 1, 4, 6)], torch.rand(3))
+            >>> [tuple(o.shape) for o in out]
+            [(2, 1, 8, 8), (1, 1, 4, 6)]
+        """
+        if not xs:
+            raise ValueError("DiT.forward_packed needs at least one group of images")
+        grids = []
+        for x in xs:
+            if x.ndim != 4 or x.shape[1] != self.shape[0]:
+                raise ValueError(f"DiT on {self.shape[0]} channels packs groups (B, {self.shape[0]}, H, W), "
+                                 f"got {tuple(x.shape)}")
+            grids.append(self._grid(*x.shape[-2:]))
+        n = sum(x.shape[0] for x in xs)
+        if t.shape != (n,):
+            raise ValueError(f"DiT.forward_packed on {n} images needs t of shape ({n},), got {tuple(t.shape)}")
+        device = t.device
+        lengths = [h * w for x, (h, w) in zip(xs, grids) for _ in range(x.shape[0])]
+        mask = DocumentMask.build(lengths, kernel, device=device)
+        c = self.embed(t, y)  # (N, D)
+        tokens = torch.cat([patchify(x, self.patch).flatten(0, 1) for x in xs])[None]  # (1, L, p p C)
+        tokens = self.embed_patches(tokens)  # (1, L, D)
+        pos = torch.cat([grid_positions(h, w, self.reference, device=device).repeat(x.shape[0], 1)
+                         for x, (h, w) in zip(xs, grids)])  # (L, 2)
+        rotation = self.rope(pos) if self.rope is not None else None
+        if self.positions == "sincos":
+            tokens = tokens + sincos_2d(pos, tokens.shape[-1]).to(tokens.dtype)  # (1, L, D)
+        tokens = self._blocks(tokens, c, rotation, mask)  # (1, L, D)
+        out = self.final(tokens, c, mask)[0]  # (L, p p C)
+        parts = out.split([x.shape[0] * h * w for x, (h, w) in zip(xs, grids)])  # [(B_g h_g w_g, p p C)]
+        return [unpatchify(part.reshape(x.shape[0], h * w, -1), self.patch, *x.shape[-2:])  # (B_g, C, H_g, W_g)
+                for part, x, (h, w) in zip(parts, xs, grids)]
 
 
 __all__ = ["DIT_SIZES", "POSITION_ENCODINGS", "DiT", "DiTBlock", "DiTSize", "FinalLayer", "modulate", "patchify",

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import Config
+from ..data.packing import pack_batch
 from ..errors import TrainingDiverged
 from ..metrics import heldout_likelihood
 from ..models import GenerativeModel
@@ -66,11 +67,17 @@ def train(config: Config, *, resume: bool = False, progress: bool | None = None)
             lr = tc.lr * lr_factor(step, tc)
             for group in state.optimizer.param_groups:
                 group["lr"] = lr
-            idx = state.order.indices(step)[state.rows].to(state.data.device)
-            rng = BatchRandom(torch.Generator().manual_seed(step_seed(config.run.seed, step)), tc.batch_size,
-                              state.rows.start, state.rows.stop)
-            loss = state.loss_module(state.data[idx], rng, state.labels[idx] if state.labels is not None else None,
-                                     state.noise[idx] if state.noise is not None else None)
+            if state.packs is None:
+                idx = state.order.indices(step)[state.rows].to(state.data.device)
+                rng = BatchRandom(torch.Generator().manual_seed(step_seed(config.run.seed, step)), tc.batch_size,
+                                  state.rows.start, state.rows.stop)
+                loss = state.loss_module(state.data[idx], rng, state.labels[idx] if state.labels is not None else None,
+                                         state.noise[idx] if state.noise is not None else None)
+            else:  # data.resolutions: one pack of images at several resolutions (one process)
+                xs, ys = pack_batch(state.packs.pack(step), state.data, state.labels)
+                n = sum(len(x) for x in xs)
+                rng = BatchRandom(torch.Generator().manual_seed(step_seed(config.run.seed, step)), n, 0, n)
+                loss = state.loss_module(xs, rng, ys)
             acc.backward(loss)
             grad_norm = acc.clip_grad_norm_(model.parameters(), tc.grad_clip or math.inf)
             check_divergence(state, step, loss, grad_norm)  # before the step: the weights stay good

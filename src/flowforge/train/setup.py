@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from ..config import Config, ConfigError
 from ..data import Dataset, load_dataset
+from ..data.packing import PackSampler, check_resolutions, pack_batch
 from ..errors import RunError, UserError
 from ..models import GenerativeModel, build_model
 from ..rng import BatchRandom
@@ -79,6 +80,7 @@ class RunState:
     log: MetricsLog | None  # on the main process only
     last_good: Path | None  # the newest checkpoint on disk
     lock: RunLock | None  # held by the main process for the run's lifetime
+    packs: PackSampler | None = None  # data.resolutions: the pack of each step, instead of `order`
     t0: float = field(default_factory=time.perf_counter)
 
     @property
@@ -225,6 +227,20 @@ def _open_run_dir(config: Config, dataset: Dataset, resume: bool, changed: dict[
     return log
 
 
+def _pack_sampler(config: Config, dataset: Dataset, world: int) -> PackSampler:
+    """The packs of a run on ``data.resolutions``, after checking that the model and the run can train on them."""
+    m = config.model
+    if m.kind != "continuous" or m.net.name != "dit" or m.precond != "none":
+        raise ConfigError(f"data.resolutions={config.data.resolutions} trains on packs of several resolutions, "
+                          f"which needs model.kind=continuous, model.net.name=dit and model.precond=none (got "
+                          f"{m.kind}, {m.net.name}, {m.precond}); unset data.resolutions otherwise")
+    if world > 1:
+        raise UserError(f"data.resolutions: packed training runs in one process for now, not {world}; train "
+                        f"without accelerate launch / torchrun, or unset data.resolutions")
+    resolutions = check_resolutions(config.data.resolutions, dataset.shape, m.net.patch, config.train.pack_tokens)
+    return PackSampler(len(dataset.train), resolutions, m.net.patch, config.train.pack_tokens, config.run.seed)
+
+
 def setup(config: Config, resume: bool) -> RunState:
     """Everything a run needs before its first step: locked run directory, data, model, EMA, optimizer, and
     on ``resume`` the newest checkpoint's weights, moments and random state."""
@@ -243,8 +259,11 @@ def setup(config: Config, resume: bool) -> RunState:
         _check_finite_data(dataset.train, dataset.name)
         pairs = None
         if config.reflow.parent is not None:
+            if config.data.resolutions:
+                raise ConfigError("reflow trains on the parent's pairs at its one resolution; unset data.resolutions")
             with accelerator.main_process_first():  # the main process draws the pairs, the others read them
                 pairs = reflow_pairs(config, dataset.shape)
+        packs = _pack_sampler(config, dataset, accelerator.num_processes) if config.data.resolutions else None
         torch.manual_seed(config.run.seed)  # identical initial weights on every process
         # a text model's vocabulary: the run's own on resume, the parent's for reflow (the pairs keep its captions)
         vocabulary = (read_vocabulary(run_dir) if resume
@@ -269,10 +288,15 @@ def setup(config: Config, resume: bool) -> RunState:
         order = BatchOrder(len(data), tc.batch_size, config.run.seed)
         model.to(accelerator.device)
         with torch.no_grad():  # data-dependent initialisation (Glow's ActNorm) from one global batch, alike everywhere
-            first = order.indices(start_step + 1).to(data.device)
-            LossModule(model)(data[first], BatchRandom(torch.Generator().manual_seed(step_seed(config.run.seed, 0xA11)),
-                                                       len(first), 0, len(first)),
-                              None, noise[first] if noise is not None else None)
+            if packs is None:
+                rows0 = order.indices(start_step + 1).to(data.device)
+                first, first_labels = data[rows0], None
+            else:  # also checks, before the first step, that the model takes packs
+                first, first_labels = pack_batch(packs.pack(start_step + 1), data, labels)
+            n_first = sum(len(x) for x in first) if packs is not None else len(first)
+            LossModule(model)(first, BatchRandom(torch.Generator().manual_seed(step_seed(config.run.seed, 0xA11)),
+                                                 n_first, 0, n_first), first_labels,
+                              noise[rows0] if noise is not None else None)
         loss_module, optimizer = accelerator.prepare(LossModule(model), optimizer)
         if ema is not None:
             ema.to(accelerator.device)
@@ -287,7 +311,7 @@ def setup(config: Config, resume: bool) -> RunState:
                     optimizer=optimizer, loss_module=loss_module, data=data, labels=labels, noise=noise, order=order,
                     rows=rows,
                     val_x=val_x[:tc.eval_examples].to(accelerator.device), start_step=start_step, elapsed=elapsed,
-                    log=log, last_good=ckpt, lock=lock)
+                    log=log, last_good=ckpt, lock=lock, packs=packs)
 
 
 def reflow_pairs(config: Config, shape: tuple[int, ...]) -> Pairs:
