@@ -5,6 +5,9 @@ Train with ``flowforge.train.train(config)`` (or ``flowforge train CONFIG``), th
     model = flowforge.load("runs/demo")        # the trained model, EMA weights
     x = model.sample(1000, sampler="heun", steps=20)
     flowforge.evaluate("runs/demo")            # scores next to the noise floor and a Gaussian baseline
+
+A run exported by ``flowforge export RUN_DIR --out DIR`` loads with ``flowforge.from_pretrained(DIR)`` (or a Hub
+repository id).
 """
 
 from .config import Config, ConfigError, load_config
@@ -19,6 +22,14 @@ def load(run_dir, *, ema: bool = True, device: str = "cpu"):
     return _load(run_dir, ema=ema, device=device)
 
 
+def from_pretrained(name_or_path, *, device: str = "cpu", **hub):
+    """The model of a folder written by ``flowforge export``, or of a Hugging Face Hub repository id (through
+    ``huggingface_hub``), in eval mode (see :func:`flowforge.runs.from_pretrained`)."""
+    from .runs import from_pretrained as _from_pretrained
+
+    return _from_pretrained(name_or_path, device=device, **hub)
+
+
 def evaluate(run_dir, **options):
     """Score a trained run's samples (see :func:`flowforge.runs.evaluate`)."""
     from .runs import evaluate as _evaluate
@@ -26,5 +37,5 @@ def evaluate(run_dir, **options):
     return _evaluate(run_dir, **options)
 
 
-__all__ = ["Config", "ConfigError", "RunError", "TrainingDiverged", "UserError", "evaluate", "load",
+__all__ = ["Config", "ConfigError", "RunError", "TrainingDiverged", "UserError", "evaluate", "from_pretrained", "load",
            "load_config", "__version__"]

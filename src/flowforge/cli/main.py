@@ -222,6 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="what a run holds: config, progress, checkpoints, metrics")
     p.add_argument("run_dir")
     p.set_defaults(fn=_info)
+
+    from . import export  # subcommands in their own modules
+
+    export.add_parser(sub)
     return parser
 
 

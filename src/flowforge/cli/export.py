@@ -1,0 +1,26 @@
+"""``flowforge export RUN_DIR --out DIR``: a run as a shareable model folder (registered by :mod:`.main`)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _export(args: argparse.Namespace) -> None:
+    from ..runs import export_run
+
+    out = export_run(args.run_dir, args.out)
+    print(f"wrote {out}: config.json, model.safetensors, README.md (model card), samples.png; "
+          f"load it with flowforge.from_pretrained({str(out)!r})")
+
+
+def add_parser(sub) -> None:
+    """The ``export`` subcommand on ``sub`` (argparse sub-parsers)."""
+    p = sub.add_parser("export", help="write a run as a shareable model folder (config.json, model.safetensors, "
+                                      "model card)",
+                       description="Write the run's newest checkpoint (EMA weights) as a model folder in the Hugging "
+                                   "Face layout: config.json, model.safetensors, a README.md model card with its "
+                                   "scores and a sample picture. flowforge.from_pretrained(DIR) loads it; upload "
+                                   "the folder to the Hub as is (huggingface-cli upload USER/NAME DIR).")
+    p.add_argument("run_dir")
+    p.add_argument("--out", required=True, help="the model folder to write (new, empty, or an earlier export)")
+    p.set_defaults(fn=_export)
