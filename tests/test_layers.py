@@ -23,6 +23,7 @@ RANKS = {
     "models": 6,
     "runs": 7,  # knows models and files, no training loop
     "train": 8,  # writes through runs
+    "app": 8,  # the browser app: plain functions over runs, a Gradio page over them
     "cli": 9, "__init__": 10, "__main__": 10,
 }
 

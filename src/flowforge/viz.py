@@ -123,3 +123,22 @@ def plot_comparison(rows: list[dict[str, Any]], path: Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_scores(reference: np.ndarray, marks: np.ndarray, path: Path, xlabel: str, title: str = "",
+                bins: int = 40) -> Path:
+    """Histogram of a score over held-out examples (``reference``), with the scores of the examples in
+    question (``marks``) as vertical lines, so an outlier stands apart from the bulk."""
+    plt = _plt()
+    reference, marks = np.asarray(reference, dtype=float), np.asarray(marks, dtype=float)
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    ax.hist(reference, bins=bins, color="C0", alpha=0.7, label=f"held-out ({len(reference)})")
+    for i, m in enumerate(marks):
+        ax.axvline(m, color="C3", lw=1.5, label="input" if i == 0 else None)
+    ax.set(xlabel=xlabel, ylabel="examples", title=title)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -223,9 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.set_defaults(fn=_info)
 
-    from . import export  # subcommands in their own modules
+    from . import app, export  # subcommands in their own modules
 
     export.add_parser(sub)
+    app.add_parser(sub)
     return parser
 
 

@@ -70,7 +70,8 @@ def _budget_lines(run: Run, dataset: Dataset, seconds: float | None) -> list[str
     lines = [f"- {run.step:,} steps of batch {tc.batch_size} = {examples:,} examples{epochs}",
              f"- AdamW, lr {tc.lr} ({tc.schedule} schedule, {tc.warmup_steps} warmup steps), weight decay "
              f"{tc.weight_decay}, grad clip {tc.grad_clip}, precision {tc.precision}; "
-             + (f"EMA {tc.ema_decay}, whose weights these are" if run.weights == "ema" else "no EMA: the trained weights")]
+             + (f"EMA {tc.ema_decay}, whose weights these are" if run.weights == "ema"
+                else "no EMA: the trained weights")]
     if seconds is not None:
         lines.append(f"- {seconds / 60:.1f} min of training (wall clock, the machine it ran on)")
     lines.append(f"- {sum(p.numel() for p in run.model.parameters()):,} parameters")

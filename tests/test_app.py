@@ -1,0 +1,180 @@
+"""The browser app's functions (flowforge.app.logic), without a browser or Gradio."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from flowforge import load_config
+from flowforge.app import logic
+from flowforge.app.logic import AppError
+from flowforge.runs import export_run
+from flowforge.train import train
+
+TINY_UNET = {"data.name": "digits", "model.net.name": "unet", "model.net.channels": 8,
+             "model.net.channel_mult": "[1,2]", "model.net.attention_levels": "[1]", "model.net.num_res_blocks": 1,
+             "train.steps": 4, "train.batch_size": 16, "train.warmup_steps": 0, "train.ckpt_every": 4,
+             "sample.steps": 3}
+TINY_REALNVP = {"data.name": "digits", "model.flow.couplings": 2, "model.flow.levels": 1, "model.flow.hidden": 8,
+                "model.flow.blocks": 1, "train.steps": 6, "train.batch_size": 16, "train.warmup_steps": 0,
+                "train.ckpt_every": 6, "train.eval_every": 0}
+
+
+def tiny_runs(root):
+    """A 2-D rectified flow, a digits U-Net flow-matching model and a digits RealNVP, a few steps each."""
+    from conftest import tiny_overrides
+
+    train(load_config("configs/rf-moons.yaml", tiny_overrides(root / "points", **{"sample.steps": 4})),
+          progress=False)
+    over = [o for o in tiny_overrides(root / "unet", **TINY_UNET) if not o.startswith(("model.net.width",
+                                                                                         "model.net.depth"))]
+    train(load_config("configs/fm-digits.yaml", over), progress=False)
+    over = [o for o in tiny_overrides(root / "nvp", **TINY_REALNVP) if not o.startswith(("model.net.", "data.n_"))]
+    train(load_config("configs/realnvp-digits.yaml", over), progress=False)
+    return [root / "points", root / "unet", root / "nvp"]
+
+
+@pytest.fixture(scope="module")
+def entries(tmp_path_factory):
+    return logic.open_entries(tiny_runs(tmp_path_factory.mktemp("app")))
+
+
+def pick(entries, family, kind):
+    return next(e for e in entries.values() if e.family == family and e.kind == kind)
+
+
+def test_entries_from_runs_and_model_folders(entries, tmp_path):
+    assert list(entries) == ["rf-moons (continuous)", "fm-digits (continuous)", "realnvp-digits (realnvp)"]
+    folder = export_run(pick(entries, "continuous", "points").run.dir, tmp_path / "folder")
+    both = logic.open_entries([pick(entries, "continuous", "points").run.dir, folder])
+    assert list(both) == ["rf-moons (continuous)", "rf-moons (continuous, 2)"]  # names stay apart
+    a, b = (logic.sample(e, n=50, seed=3).samples for e in both.values())
+    assert np.array_equal(a, b)
+
+
+def test_sample_points_and_images(entries, tmp_path):
+    points, unet, nvp = (pick(entries, "continuous", "points"), pick(entries, "continuous", "image"),
+                         pick(entries, "realnvp", "image"))
+    r = logic.sample(points, n=300, seed=1, sampler="euler", steps=3)
+    assert r.samples.shape == (300, 2) and r.nfe == 3 and r.how == "euler, 3 steps" and r.picture.mode == "RGB"
+    assert np.array_equal(r.samples, logic.sample(points, n=300, seed=1, sampler="euler", steps=3).samples)
+    assert not np.array_equal(r.samples, logic.sample(points, n=300, seed=2, sampler="euler", steps=3).samples)
+    r = logic.sample(unet, n=9, seed=0)  # the run's sampler: heun, 3 steps of 2 NFE each on the linear path
+    assert r.samples.shape == (9, 1, 8, 8) and r.how == "heun, 3 steps" and r.nfe == 6
+    assert r.picture.size[0] >= 8 * 3
+    r = logic.sample(nvp, n=4, sampler="heun", steps=7)  # a flow ignores the sampler controls
+    assert r.how == "exact inverse" and r.nfe == 1
+    for bad, match in (({"n": 0}, "number of samples"), ({"n": 10**6}, "from 1 to 256"), ({"n": 2.5}, "whole"),
+                       ({"n": 4, "steps": 0}, "steps"), ({"n": 4, "label": 3}, "not class-conditional")):
+        with pytest.raises(AppError, match=match):
+            logic.sample(unet, **bad)
+    path = logic.save_arrays({"a": r}, tmp_path / "one")
+    assert np.load(path).shape == (4, 1, 8, 8) and path.name == "samples.npy"
+    path = logic.save_arrays({"a": r, "b": r}, tmp_path / "two")
+    assert path.name == "samples.npz" and sorted(np.load(path).files) == ["a", "b"]
+
+
+def test_uploads_are_checked(entries, tmp_path):
+    unet = pick(entries, "continuous", "image")
+    good = tmp_path / "digit.png"
+    Image.fromarray(np.tile(np.linspace(0, 255, 8).round().astype(np.uint8), (8, 1))).save(good)
+    x = logic.read_upload(unet, good)
+    assert x.shape == (1, 8, 8) and x.min() == -1 and x.max() == 1
+    levels = (x + 1) / 2 * 16
+    assert torch.equal(levels, levels.round())  # snapped to the data's 17 levels
+    Image.new("L", (28, 28)).save(tmp_path / "big.png")
+    with pytest.raises(AppError, match="28x28 pixels, but .* models 8x8 grayscale images; resize"):
+        logic.read_upload(unet, tmp_path / "big.png")
+    (tmp_path / "fake.png").write_text("not an image at all")
+    with pytest.raises(AppError, match="fake.png: not an image file"):
+        logic.read_upload(unet, tmp_path / "fake.png")
+    (tmp_path / "huge.png").write_bytes(b"\0" * (logic.MAX_UPLOAD_BYTES + 1))
+    with pytest.raises(AppError, match="huge.png: 2.0 MB is too large"):
+        logic.read_upload(unet, tmp_path / "huge.png")
+    with pytest.raises(AppError, match="models points, not images"):
+        logic.read_upload(pick(entries, "continuous", "points"), good)
+
+
+def test_painted_strokes_become_the_missing_region(entries):
+    unet = pick(entries, "continuous", "image")
+    canvas = np.zeros((192, 192, 4), dtype=np.uint8)
+    canvas[:, :96, 3] = 255  # the left half painted
+    canvas[:6, 100:, 3] = 255  # a thin stroke: a quarter of the first row of model pixels (24 canvas rows)
+    region = logic.painted_region({"background": None, "layers": [canvas]}, unet.shape)
+    assert region[:, :4].all() and not region[:, 4:].any()
+    assert not logic.painted_region(None, unet.shape).any()
+    both = logic.missing_region(unet, "top", region)
+    assert both[:4].all() and both[:, :4].all() and not both[4:, 4:].any()
+
+
+@pytest.mark.parametrize("family", ["continuous", "realnvp"])
+def test_inpaint_keeps_the_known_part(entries, family):
+    entry = pick(entries, family, "image")
+    x = logic.test_image(entry, 5)
+    missing = logic.missing_region(entry, "right", torch.zeros(8, 8, dtype=torch.bool))
+    options = {"method": "repaint", "resample": 2} if family == "continuous" else {"steps": 20}
+    r = logic.inpaint(entry, x, missing, **options)
+    original, filled = np.asarray(r.original), np.asarray(r.filled)
+    scale = original.shape[0] // 8
+    assert np.array_equal(original[:, :4 * scale], filled[:, :4 * scale])  # the known left half, untouched
+    assert ("RePaint x2" in r.how) if family == "continuous" else ("20 steps" in r.how)
+    with pytest.raises(AppError, match="nothing is missing"):
+        logic.inpaint(entry, x, torch.zeros(8, 8, dtype=torch.bool))
+    with pytest.raises(AppError, match="everything is missing"):
+        logic.inpaint(entry, x, torch.ones(8, 8, dtype=torch.bool))
+
+
+def test_density_places_inputs_in_the_held_out_distribution(entries):
+    points = pick(entries, "continuous", "points")
+    x = logic.read_points(points, "0.5, 0.25\n# a comment\n40 40\n")
+    r = logic.density(points, x, n_reference=100)
+    assert r.log_p.shape == (2,) and r.log_p[1] < r.log_p[0] and r.percentile[1] == 0.0
+    assert "**outlier**" in r.table.splitlines()[3] and r.figure.mode == "RGB"
+    nvp = pick(entries, "realnvp", "image")
+    test = logic.test_image(nvp, 0)
+    r = logic.density(nvp, test[None], n_reference=50)
+    ref = logic.reference_scores(nvp, 50)
+    assert len(ref["log_p"]) == 50 and 0 <= r.percentile[0] <= 100
+    assert np.allclose(r.bits_per_dim, nvp.run.model.log_prob_to_bits_per_dim(torch.tensor(r.log_p)).numpy())
+    with pytest.raises(AppError, match="rows of 2 numbers"):
+        logic.read_points(points, "1 2 3")
+    with pytest.raises(AppError, match="numbers only"):
+        logic.read_points(points, "a b\nc d")
+    with pytest.raises(AppError, match="models images"):
+        logic.read_points(nvp, "1 2")
+    with pytest.raises(AppError, match="expected a batch of shape"):
+        logic.density(nvp, torch.zeros(1, 1, 4, 4))
+
+
+def test_failures_become_messages_without_tracebacks(capsys):
+    def refuses():
+        raise AppError("the input is wrong")
+
+    def breaks():
+        raise KeyError("boom")
+
+    def refused_by_the_library():
+        raise ValueError("inpainting steps along a fixed grid; choose a fixed-step sampler, not dopri5")
+
+    assert logic.guarded(refuses, 2)() == (None, None, "**Error:** the input is wrong")
+    assert logic.guarded(refused_by_the_library, 1)()[1].startswith("**Error:** inpainting steps along")
+    out = logic.guarded(breaks, 1)()
+    assert out[0] is None and out[1].startswith("**Error:** the app failed (KeyError") and "Traceback" not in out[1]
+    assert "Traceback" in capsys.readouterr().err  # the server's log has it
+
+
+
+def test_app_command_line(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    from flowforge.cli.main import build_parser, main
+
+    args = build_parser().parse_args(["app", "runs/a", "runs/b"])
+    assert args.run_dirs == ["runs/a", "runs/b"] and args.host == "127.0.0.1" and args.port == 7860
+    if importlib.util.find_spec("gradio") is not None:
+        assert main(["app", str(tmp_path / "nowhere")]) == 2
+        assert "no such model folder" in capsys.readouterr().err
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gradio" else real(name, *a))
+    assert main(["app", str(tmp_path)]) == 2
+    assert "needs Gradio: pip install 'flowforge[app]'" in capsys.readouterr().err
