@@ -333,8 +333,8 @@ class InpaintResult:
 
 
 def inpaint(entry: Entry, x: Tensor, missing: Tensor, *, method: str = "replacement", resample: int = 5,
-            sampler: str | None = None, steps: int | None = None, label: int | None = None, seed: int = 0,
-            progress: bool = False) -> InpaintResult:
+            sampler: str | None = None, steps: int | None = None, label: int | None = None,
+            seed: int = 0) -> InpaintResult:
     """Fill image ``x`` (C, H, W) where ``missing`` (H, W) is True. Continuous models sample along their path
     with the known part imposed: ``method`` ``"replacement"``, or ``"repaint"`` with ``resample`` resampling
     steps (RePaint); a normalizing flow ascends its log-density (NICE's inpainting)."""

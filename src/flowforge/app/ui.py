@@ -80,7 +80,7 @@ def build(entries: dict[str, Entry], *, n_reference: int | None = None) -> gr.Bl
         rows += [f"| {name} | {r.how} | {r.nfe} | {r.seconds:.2f} |" for name, r in results.items()]
         return gallery, str(path), "\n".join(rows)
 
-    def load_image(name, source, index, upload, seed):
+    def load_image(name, source, index, upload):
         entry = entries[name]
         if source == "upload":
             if upload is None:
@@ -92,14 +92,13 @@ def build(entries: dict[str, Entry], *, n_reference: int | None = None) -> gr.Bl
         editor = {"background": background, "layers": [], "composite": background}
         return editor, x, f"loaded a {entry.shape[2]}x{entry.shape[1]} image: paint what is missing"
 
-    def do_inpaint(name, x, editor, preset, method, resample, sampler, steps, label, seed,
-                   progress=gr.Progress(track_tqdm=True)):
+    def do_inpaint(name, x, editor, preset, method, resample, sampler, steps, label, seed):
         entry = entries[name]
         if x is None:
             raise logic.AppError("load an image first (a test image or an upload)")
         missing = logic.missing_region(entry, preset, logic.painted_region(editor, entry.shape), seed)
         r = logic.inpaint(entry, x, missing, method=method, resample=resample, sampler=_choice(sampler),
-                          steps=_opt_int(steps), label=_label(label), seed=seed, progress=True)
+                          steps=_opt_int(steps), label=_label(label), seed=seed)
         status = f"filled {int(missing.sum())} of {missing.numel()} pixels with {r.how} in {r.seconds:.2f} s"
         return r.original, r.masked, r.filled, status
 
@@ -179,7 +178,7 @@ def build(entries: dict[str, Entry], *, n_reference: int | None = None) -> gr.Bl
                         masked = gr.Image(label="masked", elem_id="inpaint-masked")
                         filled = gr.Image(label="filled", elem_id="inpaint-filled")
                     inpaint_status = gr.Markdown(elem_id="inpaint-status")
-            load.click(guarded(load_image, 2), [inp_model, source, index, upload, inp_seed],
+            load.click(guarded(load_image, 2), [inp_model, source, index, upload],
                        [editor, image_state, inpaint_status])
             fill.click(guarded(do_inpaint, 3), [inp_model, image_state, editor, preset, method, resample, inp_sampler,
                                                 inp_steps, inp_label, inp_seed],

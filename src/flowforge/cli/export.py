@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
                        description="Write the run's newest checkpoint (EMA weights) as a model folder in the Hugging "
                                    "Face layout: config.json, model.safetensors, a README.md model card with its "
                                    "scores and a sample picture. flowforge.from_pretrained(DIR) loads it; upload "
-                                   "the folder to the Hub as is (huggingface-cli upload USER/NAME DIR).")
+                                   "the folder to the Hub as is (hf upload USER/NAME DIR).")
     p.add_argument("run_dir")
     p.add_argument("--out", required=True, help="the model folder to write (new, empty, or an earlier export)")
     p.set_defaults(fn=_export)
