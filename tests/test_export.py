@@ -29,7 +29,8 @@ def runs(tmp_path_factory):
     from conftest import tiny_overrides
 
     root = tmp_path_factory.mktemp("export")
-    train(load_config("configs/rf-moons.yaml", tiny_overrides(root / "rf")), progress=False)
+    rf = tiny_overrides(root / "rf", **{"sample.grid": "shifted", "sample.shift": 2.0})
+    train(load_config("configs/rf-moons.yaml", rf), progress=False)
     flowforge.evaluate(root / "rf", n_samples=100, n_likelihood=20)
     train(load_config("configs/realnvp-digits.yaml", flow_overrides(tiny_overrides, root / "nvp")), progress=False)
     return root
@@ -63,7 +64,8 @@ def test_model_card_says_what_it_is_and_how_it_scores(runs, tmp_path):
     for part in ("continuous model on the `linear` path", "`moons`: points, example shape (2,), 2,000 training",
                  "20 steps of batch 64 = 1,280 examples", "noise floor (data vs data)", "matched Gaussian baseline",
                  "Held-out negative log-likelihood", "![samples](samples.png)", "flowforge.from_pretrained(",
-                 "sampler=\"euler\", steps=10, generator=torch.Generator().manual_seed(0)"):
+                 "sampler='euler', steps=10, grid='shifted', grid_options={'rho': 7.0, 'shift': 2.0}, "
+                 "generator=torch.Generator().manual_seed(0)"):
         assert part in card, part
     ev = json.loads((runs / "rf" / "eval.json").read_text())
     assert f"{ev['noise_floor']['energy_distance']:.5f}" in card
@@ -148,6 +150,9 @@ def test_repo_ids_go_through_huggingface_hub(monkeypatch, tmp_path, runs):
     monkeypatch.setattr(hub, "snapshot_download", offline)
     with pytest.raises(UserError, match="no network, and no copy in the cache.*loads offline"):
         flowforge.from_pretrained("someone/flowforge-moons")
+
+
+def test_repo_ids_without_huggingface_hub(monkeypatch):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # not installed
     with pytest.raises(UserError, match="needs huggingface_hub: pip install huggingface_hub"):
         pretrained.download("someone/flowforge-moons")

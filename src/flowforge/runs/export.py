@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_model
 
-from ..config import Config
+from ..config import Config, SampleConfig
 from ..data import Dataset, load_dataset
 from ..errors import RunError
 from ..models import describe_model
@@ -96,6 +96,26 @@ def _score_lines(run: Run) -> list[str]:
     return note + lines
 
 
+def sample_arguments(run: Run, n: int) -> list[str]:
+    """The keyword arguments (as Python source) that make ``model.sample(n, ...)`` draw what the run's sample
+    settings draw: sampler, steps, and whichever of the grid, its options, the sampler's own options, labels and
+    guidance differ from ``sample``'s defaults."""
+    options = run.sample_options(n)
+    default = SampleConfig()
+    args = [f"sampler={options['sampler']!r}", f"steps={options['steps']}"]
+    if options.get("grid") is not None:
+        args.append(f"grid={options['grid']!r}")
+    if options["grid_options"] != {"rho": default.rho, "shift": default.shift}:
+        args.append(f"grid_options={options['grid_options']!r}")
+    shared = {"sampler", "steps", "grid", "grid_options", "guidance", "labels", "generator", "progress"}
+    args += [f"{k}={v!r}" for k, v in options.items() if k not in shared and v != getattr(default, k.lower())]
+    if "labels" in options:
+        args.append(f"labels=torch.arange({n}) % {run.config.model.num_classes}")
+    if options.get("guidance", 1.0) != 1.0:
+        args.append(f"guidance={options['guidance']!r}")
+    return args
+
+
 def model_card(run: Run, dataset: Dataset, picture: dict[str, Any], seconds: float | None) -> str:
     """The ``README.md`` of an exported model folder."""
     cfg = run.config
@@ -116,9 +136,7 @@ def model_card(run: Run, dataset: Dataset, picture: dict[str, Any], seconds: flo
         how += f", {picture['steps']} steps" + (f", guidance {picture['guidance']}" if picture["guidance"] != 1 else "")
     seed = f"generator=torch.Generator().manual_seed({picture['seed']})"
     if run.model.takes_sampler:
-        call = (f"x = model.sample({picture['n']}, sampler=\"{picture['sampler']}\", steps={picture['steps']}, "
-                + (f"labels=torch.arange({picture['n']}) % {cfg.model.num_classes}, " if cfg.model.num_classes else "")
-                + (f"guidance={picture['guidance']}, " if picture["guidance"] != 1 else "") + seed + ")")
+        call = f"x = model.sample({picture['n']}, {', '.join(sample_arguments(run, picture['n']))}, {seed})"
     else:
         call = f"x = model.sample({picture['n']}, {seed})   # the exact inverse of the flow"
     shape_text = ", ".join(map(str, shape))
