@@ -121,7 +121,7 @@ def model_card(run: Run, dataset: Dataset, picture: dict[str, Any], seconds: flo
     cfg = run.config
     name = cfg.run.name
     shape = tuple(run.data["shape"])
-    family = FAMILY_TAGS[cfg.model.kind]
+    family = FAMILY_TAGS.get(cfg.model.kind, cfg.model.kind)
     front = ["---", "library_name: flowforge", "tags:", "- flowforge", f"- {family}", "- generative-model",
              f"- {cfg.model.kind}", "---", ""]
     data = [(f"`{cfg.data.name}`: {dataset.kind}, example shape {shape}, {len(dataset.train):,} training and "
