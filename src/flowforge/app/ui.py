@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
-
-import gradio as gr
+from typing import TYPE_CHECKING, Any
 
 from ..solvers import SOLVERS
 from . import logic
 from .logic import Entry, guarded
+
+if TYPE_CHECKING:
+    import gradio as gr
 
 DEFAULT = "the run's setting"
 ALL_CLASSES = "all classes (cycling)"
@@ -56,6 +57,8 @@ def describe(entries: dict[str, Entry]) -> str:
 
 def build(entries: dict[str, Entry], *, n_reference: int | None = None) -> gr.Blocks:
     """The app's page over the loaded ``entries``."""
+    import gradio as gr  # here, not at the top: collecting the package's doctests must not need the app extra
+
     names = list(entries)
     images = [n for n in names if entries[n].kind == "image"]
     max_classes = max((e.num_classes or 0) for e in entries.values())
