@@ -114,6 +114,8 @@ def build(entries: dict[str, Entry], *, n_reference: int | None = None) -> gr.Bl
             if upload is None:
                 raise logic.AppError("no file uploaded yet: choose an image file first")
             x = logic.read_upload(entry, upload)[None]
+        elif source == "typed points":
+            raise logic.AppError(f"{name} models images: choose a test image, uniform noise or an upload")
         elif source == "uniform noise":
             x = logic.noise_image(entry, seed=int(index or 0))[None]
         else:
