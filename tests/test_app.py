@@ -178,3 +178,18 @@ def test_app_command_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gradio" else real(name, *a))
     assert main(["app", str(tmp_path)]) == 2
     assert "needs Gradio: pip install 'flowforge[app]'" in capsys.readouterr().err
+
+
+def test_a_text_model_samples_from_a_prompt(tmp_path, tiny, entries):
+    from test_text import text_overrides
+
+    train(load_config("configs/fm-digits.yaml", text_overrides(tiny, tmp_path / "run", **{
+        "train.steps": 4, "train.ckpt_every": 4})), progress=False)
+    text = next(iter(logic.open_entries([tmp_path / "run"]).values()))
+    a = logic.sample(text, n=4, seed=1, prompt="a photo of a seven", guidance=2.0)
+    assert "prompt 'a photo of a seven'" in a.how
+    b = text.run.model.sample(4, **dict(text.run.sample_options(4, torch.Generator().manual_seed(1)), guidance=2.0,
+                                        labels=None, prompts="a photo of a seven"))
+    assert np.array_equal(a.samples, b.numpy())
+    with pytest.raises(AppError, match="has no text input"):
+        logic.sample(pick(entries, "continuous", "image"), n=4, prompt="a seven")

@@ -94,6 +94,10 @@ class Entry:
         return self.run.config.model.num_classes
 
     @property
+    def takes_prompts(self) -> bool:
+        return self.run.config.model.text.captions != "none"
+
+    @property
     def family(self) -> str:
         return self.run.config.model.kind
 
@@ -182,10 +186,11 @@ def check_int(name: str, value: Any, lo: int, hi: int) -> int:
 
 
 def sample(entry: Entry, *, n: int, seed: int = 0, sampler: str | None = None, steps: int | None = None,
-           guidance: float | None = None, label: int | None = None, progress: bool = False) -> SampleResult:
+           guidance: float | None = None, label: int | None = None, prompt: str | None = None,
+           progress: bool = False) -> SampleResult:
     """``n`` samples of ``entry`` with the run's sample settings, ``sampler`` / ``steps`` / ``guidance`` on top
     (continuous models only; a normalizing flow samples by its exact inverse), ``label`` for every sample of
-    a class-conditional model (None: the labels cycle through the classes)."""
+    a class-conditional model (None: the labels cycle through the classes), or a text model's ``prompt``."""
     n = check_int("number of samples", n, 1, MAX_IMAGES if entry.kind == "image" else MAX_POINTS)
     seed = check_int("seed", seed, 0, 2**31 - 1)
     if not entry.takes_sampler:
@@ -202,6 +207,12 @@ def sample(entry: Entry, *, n: int, seed: int = 0, sampler: str | None = None, s
                                        guidance=guidance, progress=progress)
     if label is not None:
         options["labels"] = torch.full((n,), label, dtype=torch.long)
+    prompt = (prompt or "").strip() or None
+    if prompt is not None:
+        if not entry.takes_prompts:
+            raise AppError(f"{entry.name} has no text input; clear the prompt (or sample a text model alone)")
+        options.pop("labels", None)  # the prompt replaces the labels' captions
+        options["prompts"] = prompt
     t0 = time.perf_counter()
     with torch.no_grad():
         if entry.takes_sampler:
@@ -217,6 +228,8 @@ def sample(entry: Entry, *, n: int, seed: int = 0, sampler: str | None = None, s
     except UserError as err:
         raise AppError(str(err)) from None
     how = (f"{options['sampler']}, {options['steps']} steps" if entry.takes_sampler else "exact inverse")
+    if prompt is not None:
+        how += f", prompt {prompt!r}"
     if entry.kind == "image":
         picture = grid(to_pixels(entry, samples[:MAX_IMAGES]))
     else:

@@ -62,10 +62,11 @@ def build(entries: dict[str, Entry], *, n_reference: int | None = None) -> gr.Bl
     names = list(entries)
     images = [n for n in names if entries[n].kind == "image"]
     max_classes = max((e.num_classes or 0) for e in entries.values())
+    texts = any(e.takes_prompts for e in entries.values())
     downloads = Path(tempfile.mkdtemp(prefix="flowforge-app-"))
     samplers = [DEFAULT, *sorted(SOLVERS)]
 
-    def do_sample(chosen, n, sampler, steps, guidance, label, seed, progress=gr.Progress(track_tqdm=True)):
+    def do_sample(chosen, n, sampler, steps, guidance, label, prompt, seed, progress=gr.Progress(track_tqdm=True)):
         if not chosen:
             raise logic.AppError("choose at least one model")
         results = {}
@@ -74,8 +75,7 @@ def build(entries: dict[str, Entry], *, n_reference: int | None = None) -> gr.Bl
             count = n or (64 if entry.kind == "image" else 2000)
             results[name] = logic.sample(entry, n=count, seed=seed, sampler=_choice(sampler),
                                          steps=_opt_int(steps), guidance=_opt_float("guidance", guidance),
-                                         label=_label(label),
-                                         progress=True)
+                                         label=_label(label), prompt=prompt, progress=True)
         folder = Path(tempfile.mkdtemp(dir=downloads))
         path = logic.save_arrays(results, folder)
         gallery = [(r.picture, f"{name}: {r.how}, {r.nfe} NFE, {r.seconds:.2f} s") for name, r in results.items()]
@@ -138,6 +138,8 @@ def build(entries: dict[str, Entry], *, n_reference: int | None = None) -> gr.Bl
                                          visible=max_classes > 0)
                     label = gr.Dropdown([ALL_CLASSES, *map(str, range(max_classes))], value=ALL_CLASSES,
                                         label="class", visible=max_classes > 0)
+                    prompt = gr.Textbox("", label="prompt (text models; empty: the labels' captions)",
+                                        visible=texts, elem_id="sample-prompt")
                     seed = gr.Number(0, precision=0, label="seed")
                     go = gr.Button("Sample", variant="primary", elem_id="sample-button")
                 with gr.Column(scale=2):
@@ -145,7 +147,7 @@ def build(entries: dict[str, Entry], *, n_reference: int | None = None) -> gr.Bl
                                          elem_id="sample-gallery")
                     sample_status = gr.Markdown(elem_id="sample-status")
                     download = gr.DownloadButton("Download the array (.npy / .npz)", elem_id="sample-download")
-            go.click(guarded(do_sample, 2), [chosen, n, sampler, steps, guidance, label, seed],
+            go.click(guarded(do_sample, 2), [chosen, n, sampler, steps, guidance, label, prompt, seed],
                      [gallery, download, sample_status])
 
         with gr.Tab("Inpaint", id="inpaint"):

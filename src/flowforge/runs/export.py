@@ -25,6 +25,7 @@ from .load import Run, check_finite_samples, load_run
 from .pictures import write_samples_picture
 from .pretrained import CARD_FILE, CONFIG_FILE, FORMAT, WEIGHTS_FILE
 from .report import eval_tables
+from .vocabulary import VOCABULARY_FILE
 
 PICTURE_FILE = "samples.png"
 PICTURE_SEED = 0
@@ -143,7 +144,11 @@ def model_card(run: Run, dataset: Dataset, picture: dict[str, Any], seconds: flo
     use = ["```python", "import torch", "import flowforge", "",
            f"model = flowforge.from_pretrained(\"path/to/{name}\")   # this folder, or a Hub repo id \"user/{name}\"",
            call + f"   # ({picture['n']}, {shape_text})", "log_p = model.log_prob(x[:8])   # nats per example",
-           "```", "", "Or in the browser: `flowforge app path/to/this/folder`."]
+           "```", ""]
+    if cfg.model.text.captions != "none":
+        use += ["A text model: `model.sample(16, prompts=\"...\", guidance=2.0)` draws from a caption instead of the "
+                "labels' captions (its words are in `tokenizer.json`).", ""]
+    use += ["Or in the browser: `flowforge app path/to/this/folder`."]
     how_it_works = ("It samples by integrating its ODE with any of flowforge's samplers and scores ODE "
                     "likelihoods." if run.model.takes_sampler else
                     "It samples by its exact inverse and scores exact likelihoods.")
@@ -157,6 +162,8 @@ def model_card(run: Run, dataset: Dataset, picture: dict[str, Any], seconds: flo
         "## How to load it", "", *use, "",
         "## Files", "", f"- `{CONFIG_FILE}`: the flowforge config it was trained with and its data's shape",
         f"- `{WEIGHTS_FILE}`: the weights ({run.weights} of step {run.step})", f"- `{PICTURE_FILE}`: the picture above",
+        *([f"- `{VOCABULARY_FILE}`: the caption vocabulary (the words of the text embeddings' rows)"]
+          if (run.dir / VOCABULARY_FILE).is_file() else []),
         "", "## Training config", "", "```json", json.dumps(shareable_config(cfg), indent=1), "```", ""]
     return "\n".join(lines)
 
@@ -169,7 +176,7 @@ def export_run(run_dir: str | Path, out: str | Path) -> Path:
     """
     run = load_run(run_dir)
     out = Path(out)
-    ours = {CONFIG_FILE, WEIGHTS_FILE, CARD_FILE, PICTURE_FILE}
+    ours = {CONFIG_FILE, WEIGHTS_FILE, CARD_FILE, PICTURE_FILE, VOCABULARY_FILE}
     if out.exists():
         if not out.is_dir():
             raise RunError(f"--out {out}: a file is in the way; give a new or empty directory")
@@ -185,6 +192,11 @@ def export_run(run_dir: str | Path, out: str | Path) -> Path:
     meta = {"library": "flowforge", "format": FORMAT, "flowforge_version": __version__, "name": run.config.run.name,
             "step": run.step, "weights": run.weights, "data": run.data, "config": shareable_config(run.config)}
     atomic_write_text(out / CONFIG_FILE, json.dumps(meta, indent=1))
+    vocabulary = run.dir / VOCABULARY_FILE
+    if vocabulary.is_file():  # a text model's caption words: its embeddings' rows in this order
+        atomic_write_text(out / VOCABULARY_FILE, vocabulary.read_text())
+    elif (out / VOCABULARY_FILE).exists():
+        (out / VOCABULARY_FILE).unlink()  # an earlier export of another model
     picture = _sample_picture(run, dataset, out / PICTURE_FILE)
     seconds = read_state(run.checkpoint).get("seconds")
     atomic_write_text(out / CARD_FILE, model_card(run, dataset, picture, seconds))

@@ -1,5 +1,6 @@
 """Model folders, the layout the Hugging Face ecosystem shares models in: ``config.json`` (what to build),
-``model.safetensors`` (the weights), ``README.md`` (the model card). :func:`from_pretrained` reads one from a
+``model.safetensors`` (the weights), ``README.md`` (the model card), and for a text model ``tokenizer.json`` (its
+caption vocabulary). :func:`from_pretrained` reads one from a
 local folder or, through ``huggingface_hub``, from a repository on the Hub; :mod:`.export` writes them.
 
 ``config.json``::
@@ -23,12 +24,13 @@ from ..errors import RunError, UserError
 from ..models import GenerativeModel, build_model
 from .checkpoint import load_weights
 from .load import Run
+from .vocabulary import VOCABULARY_FILE, read_vocabulary
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "README.md"
 FORMAT = 1  # the version of config.json's layout
-HUB_FILES = [CONFIG_FILE, WEIGHTS_FILE, CARD_FILE, "*.png"]
+HUB_FILES = [CONFIG_FILE, WEIGHTS_FILE, CARD_FILE, VOCABULARY_FILE, "*.png"]
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -68,8 +70,12 @@ def load_folder(folder: str | Path, *, device: str = "cpu") -> Run:
         config = from_dict(meta["config"])
     except ConfigError as err:
         raise RunError(f"{folder / CONFIG_FILE}: its \"config\" is not a valid flowforge config: {err}") from None
+    vocabulary = read_vocabulary(folder)  # a text model's words, in the order of its embeddings' rows
+    if config.model.text.captions != "none" and vocabulary is None:
+        raise RunError(f"{folder / VOCABULARY_FILE}: missing; {folder / CONFIG_FILE} describes a text model, whose "
+                       f"caption vocabulary this file holds")
     try:
-        model = build_model(config.model, meta["data"])
+        model = build_model(config.model, meta["data"], vocabulary)
     except (ConfigError, KeyError, TypeError, ValueError) as err:
         raise RunError(f"{folder / CONFIG_FILE}: cannot build its model for data {meta['data']} ({err})") from None
     weights = folder / WEIGHTS_FILE
