@@ -146,8 +146,8 @@ def model_card(run: Run, dataset: Dataset, picture: dict[str, Any], seconds: flo
            call + f"   # ({picture['n']}, {shape_text})", "log_p = model.log_prob(x[:8])   # nats per example",
            "```", ""]
     if cfg.model.text.captions != "none":
-        use += ["A text model: `model.sample(16, prompts=\"...\", guidance=2.0)` draws from a caption instead of the "
-                "labels' captions (its words are in `tokenizer.json`).", ""]
+        use += [("A text model: `model.sample(16, prompts=\"...\", guidance=2.0)` draws from a caption instead of the "
+                "labels' captions (its words are in `tokenizer.json`)."), ""]
     use += ["Or in the browser: `flowforge app path/to/this/folder`."]
     how_it_works = ("It samples by integrating its ODE with any of flowforge's samplers and scores ODE "
                     "likelihoods." if run.model.takes_sampler else
