@@ -311,8 +311,9 @@ def compare_table(name: str) -> Callable[[dict[str, dict]], str]:
 
 
 def few_step(files: dict[str, dict]) -> str:
-    """1-RF, 2-RF, distilled 2-RF and MeanFlow: energy distance (mean ± std over reference draws) per NFE and
-    sampler, straightness and training time; the best cell of each NFE column bold."""
+    """1-RF, 2-RF, distilled 2-RF, MeanFlow and 3-RF: energy distance (mean ± std over reference draws) per NFE and
+    sampler, straightness, training and pair-drawing time, and the seconds to draw 10k samples per NFE; the best
+    cell of each NFE column bold (two significant digits: the values sit near the noise floor)."""
     data = files["few_step"]
     rows_in = data["rows"]
     nfes = sorted({r["nfe"] for r in rows_in if "nfe" in r})
@@ -322,19 +323,24 @@ def few_step(files: dict[str, dict]) -> str:
     for model in order:
         for sampler in dict.fromkeys(r["sampler"] for r in rows_in if r["model"] == model and "sampler" in r):
             by_nfe = {r["nfe"]: r for r in rows_in if r["model"] == model and r.get("sampler") == sampler}
-            cells = [f"{short(by_nfe[k]['energy_distance'])} ± {short(by_nfe[k]['energy_distance_std'])}"
+            cells = [f"{sig(by_nfe[k]['energy_distance'], 2)} ± {sig(by_nfe[k]['energy_distance_std'], 1)}"
                      if k in by_nfe else "" for k in nfes]
             f = facts.get(model, {})
-            rows.append([model, f"`{sampler}`", *cells, short(f.get("straightness", float("nan"))),
-                         f"{f.get('steps', '')}", f"{f.get('train_seconds', float('nan')):.0f}"])
+            pairs = f.get("pairs_seconds")
+            timing = " / ".join(f"{by_nfe[k]['seconds_10k']:.1f}" for k in nfes if k in by_nfe)
+            rows.append([model, f"`{sampler}`", *cells, sig(f.get("straightness", float("nan")), 2),
+                         f"{f.get('steps', '')}", f"{f.get('train_seconds', float('nan')):.0f}",
+                         f"{pairs:.0f}" if pairs is not None else "", timing])
             values.append([by_nfe[k]["energy_distance"] if k in by_nfe else None for k in nfes])
     columns = list(range(2, 2 + len(nfes)))
     bold_columns(rows, [[None, None, *v] for v in values], columns)
     floor = data["noise_floor"]
-    rows.append(["noise floor (fresh draws)", "", *[f"{short(floor['energy_distance'])} ± "
-                                                    f"{short(floor['energy_distance_std'])}"] * len(nfes), "", "", ""])
-    header = ["model", "sampler", *[f"ED at NFE {k}" for k in nfes], "straightness", "steps", "train s"]
-    return table(header, rows, ["---", "---"] + ["---:"] * (len(nfes) + 3))
+    rows.append(["noise floor (fresh draws)", "", *[f"{sig(floor['energy_distance'], 2)} ± "
+                                                    f"{sig(floor['energy_distance_std'], 1)}"] * len(nfes),
+                 "", "", "", "", ""])
+    header = ["model", "sampler", *[f"ED at NFE {k}" for k in nfes], "straightness", "steps", "train s",
+              "pairs s", f"s per {data.get('timing_n', 10000) // 1000}k samples at NFE {' / '.join(map(str, nfes))}"]
+    return _clean_table(table(header, rows, ["---", "---"] + ["---:"] * (len(nfes) + 5)))
 
 
 def packing(files: dict[str, dict]) -> str:
