@@ -259,19 +259,22 @@ def guidance_mnist(files: dict[str, dict]) -> str:
 
 def mmdit_text(files: dict[str, dict]) -> str:
     """Prompt following of the text MMDiT: label accuracy per template (rows) and per weights and guidance weight
-    (columns), the held-out template marked, and the training templates' mean."""
-    record = files["mmdit_text"]
-    columns = [(s["weights"], s["guidance"]) for s in record["summary"]]
-    by = {(r["template"], r["weights"], r["guidance"]): r for r in record["rows"]}
-    templates = list(dict.fromkeys(r["template"] for r in record["rows"]))
+    (columns, the training weights' file first, then the EMA's), the held-out template marked, and the training
+    templates' mean."""
+    records = [files["mmdit_text"], files["mmdit_text_ema"]]
+    summaries = [s for record in records for s in record["summary"]]
+    columns = [(s["weights"], s["guidance"]) for s in summaries]
+    by = {(r["template"], r["weights"], r["guidance"]): r for record in records for r in record["rows"]}
+    templates = list(dict.fromkeys(r["template"] for r in records[0]["rows"]))
     rows = []
     for t in templates:
         held = by[(t, *columns[0])]["heldout"]
         name = f"**`{t}` (held out)**" if held else f"`{t}`"
         rows.append([name] + [f"{by[(t, *c)]['accuracy']:.3f}" for c in columns])
     rows.append(["training templates: mean ± std"] + [f"{s['training_templates_mean']:.3f} ± "
-                                                       f"{s['training_templates_std']:.3f}" for s in record["summary"]])
-    return table(["prompt template"] + [f"{which} weights, w = {w:g}" for which, w in columns], rows,
+                                                       f"{s['training_templates_std']:.3f}" for s in summaries])
+    names = {"model": "training weights", "ema": "EMA weights"}
+    return table(["prompt template"] + [f"{names[which]}, w = {w:g}" for which, w in columns], rows,
                  ["---"] + ["---:"] * len(columns))
 
 
@@ -406,7 +409,7 @@ TABLES: dict[str, Table] = {
     "nfe_curve_digits": Table(("nfe_curve",), nfe_curve_digits),
     "nfe_curve_mnist": Table(("nfe_curve_mnist", "heun_last_step"), nfe_curve_mnist),
     "guidance_mnist": Table(("guidance_mnist",), guidance_mnist),
-    "mmdit_text": Table(("mmdit_text",), mmdit_text),
+    "mmdit_text": Table(("mmdit_text", "mmdit_text_ema"), mmdit_text),
     "train_speed": Table(("train_speed",), train_speed),
     "image_metric_floors": Table(("image_metric_floors",), image_metric_floors),
     "compare_digits": Table(("compare_digits",), compare_table("compare_digits")),
