@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--pair-steps", type=int, default=25)
     ap.add_argument("--reflow-steps", type=int, default=1500)
     ap.add_argument("--distill-steps", type=int, default=1000)
+    ap.add_argument("--no-distill", action="store_true", help="skip the one-step distillation")
     ap.add_argument("--nfes", type=int, nargs="+", default=[1, 2, 4, 100])
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=12345)
@@ -56,7 +57,9 @@ def main(argv: list[str] | None = None) -> None:
         train(reflow_config(parent, pairs=args.pairs, overrides=[f"run.dir={runs['2-RF']}",
                                                                   f"train.steps={args.reflow_steps}", *pair_settings]))
         seconds["2-RF"] = time.perf_counter() - t0
-    if not (runs["2-RF distilled"] / "checkpoints").is_dir():
+    if args.no_distill:
+        del runs["2-RF distilled"]
+    elif not (runs["2-RF distilled"] / "checkpoints").is_dir():
         t0 = time.perf_counter()
         train(reflow_config(runs["2-RF"], pairs=args.pairs, distill=1,
                             overrides=[f"run.dir={runs['2-RF distilled']}", f"train.steps={args.distill_steps}",
