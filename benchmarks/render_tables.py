@@ -394,6 +394,28 @@ def packing_attention(files: dict[str, dict]) -> str:
                                "peak memory growth (MB)"], rows, ["---", "---", "---:", "---:", "---:"]))
 
 
+
+def few_step_digits(files: dict[str, dict]) -> str:
+    """Digits: Fréchet distance in the digits CNN's features per model and Euler NFE, beside the floor and the
+    matched Gaussian at the same sample count; the best cell of each NFE column bold."""
+    data = files["few_step_digits"]
+    rows_in = data["rows"]
+    nfes = sorted({r["nfe"] for r in rows_in if "nfe" in r})
+    facts = {r["model"]: r for r in rows_in if "straightness" in r}
+    rows, values = [], []
+    for model in dict.fromkeys(r["model"] for r in rows_in):
+        by_nfe = {r["nfe"]: r for r in rows_in if r["model"] == model and "nfe" in r}
+        f = facts.get(model, {})
+        rows.append([model, *[sig(by_nfe[k]["model"]["fd"], 3) if k in by_nfe else "" for k in nfes],
+                     sig(f.get("straightness", float("nan")), 2), f"{f.get('steps', '')}"])
+        values.append([None, *[by_nfe[k]["model"]["fd"] if k in by_nfe else None for k in nfes]])
+    bold_columns(rows, values, list(range(1, 1 + len(nfes))))
+    first = next(r for r in rows_in if "nfe" in r)
+    rows.append([f"floor ({data['n']} training images)", *[sig(first["noise_floor"]["fd"], 3)] * len(nfes), "", ""])
+    rows.append(["matched Gaussian", *[sig(first["matched_gaussian"]["fd"], 3)] * len(nfes), "", ""])
+    return _clean_table(table(["model (Euler)", *[f"FD at NFE {k}" for k in nfes], "straightness", "steps"], rows,
+                              ["---"] + ["---:"] * (len(nfes) + 2)))
+
 @dataclass(frozen=True)
 class Table:
     """A README table: the results files it reads (``benchmarks/results/<name>.json``) and its renderer."""
@@ -414,6 +436,7 @@ TABLES: dict[str, Table] = {
     "image_metric_floors": Table(("image_metric_floors",), image_metric_floors),
     "compare_digits": Table(("compare_digits",), compare_table("compare_digits")),
     "few_step": Table(("few_step",), few_step),
+    "few_step_digits": Table(("few_step_digits",), few_step_digits),
     "packing": Table(("packing",), packing),
     "packing_attention": Table(("packing",), packing_attention),
 }
