@@ -350,10 +350,11 @@ def packing(files: dict[str, dict]) -> str:
              "jagged": "packed (`jagged`: SDPA on nested jagged tensors)",
              "padded": "padded to the longest, key-padding mask", "equal": "equal-length batch, no padding"}
     rows = []
-    for name, r in record["scenarios"].items():
+    for r in record["scenarios"].values():
         sc, pad, eq = r["scenario"], r["train_step"]["padded"], r["train_step"]["equal"]
         first = (f"{sc['dit']}, {' / '.join(map(str, sc['sizes_px']))} px x {' / '.join(map(str, sc['images']))} "
-                 f"({r['real_tokens']} real tokens; padded, {100 * r['padding_fraction_avoided']:.0f}% would be padding)")
+                 f"({r['real_tokens']} real tokens; padded, {100 * r['padding_fraction_avoided']:.0f}% would be "
+                 f"padding)")
         forward = r["forward_only"]
         for i, (method, v) in enumerate(r["train_step"].items()):
             ratio_pad = v["real_tokens_per_s"] / pad["real_tokens_per_s"]
