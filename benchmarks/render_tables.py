@@ -353,10 +353,11 @@ def packing(files: dict[str, dict]) -> str:
              "jagged": "packed (`jagged`: SDPA on nested jagged tensors)",
              "padded": "padded to the longest, key-padding mask", "equal": "equal-length batch, no padding"}
     rows = []
-    for name, r in record["scenarios"].items():
+    for r in record["scenarios"].values():
         sc, pad, eq = r["scenario"], r["train_step"]["padded"], r["train_step"]["equal"]
         first = (f"{sc['dit']}, {' / '.join(map(str, sc['sizes_px']))} px x {' / '.join(map(str, sc['images']))} "
-                 f"({r['real_tokens']} real tokens; padded, {100 * r['padding_fraction_avoided']:.0f}% would be padding)")
+                 f"({r['real_tokens']} real tokens; padded, {100 * r['padding_fraction_avoided']:.0f}% would be "
+                 f"padding)")
         forward = r["forward_only"]
         for i, (method, v) in enumerate(r["train_step"].items()):
             ratio_pad = v["real_tokens_per_s"] / pad["real_tokens_per_s"]
@@ -394,7 +395,6 @@ def packing_attention(files: dict[str, dict]) -> str:
                                "peak memory growth (MB)"], rows, ["---", "---", "---:", "---:", "---:"]))
 
 
-
 def few_step_digits(files: dict[str, dict]) -> str:
     """Digits: Fréchet distance in the digits CNN's features per model and Euler NFE, beside the floor and the
     matched Gaussian at the same sample count; the best cell of each NFE column bold."""
@@ -415,6 +415,23 @@ def few_step_digits(files: dict[str, dict]) -> str:
     rows.append(["matched Gaussian", *[sig(first["matched_gaussian"]["fd"], 3)] * len(nfes), "", ""])
     return _clean_table(table(["model (Euler)", *[f"FD at NFE {k}" for k in nfes], "straightness", "steps"], rows,
                               ["---"] + ["---:"] * (len(nfes) + 2)))
+
+
+def checkpointing(files: dict[str, dict]) -> str:
+    """Plain against checkpointed DiT blocks: one training step's time and activation memory."""
+    record = files["checkpointing"]
+    st, plain = record["setting"], record["rows"]["plain"]
+    rows = []
+    for label, r in record["rows"].items():
+        ckpt = label == "checkpointed"
+        time_ratio = r["median_step_s"] / plain["median_step_s"]
+        mem_ratio = r["activation_mb"] / plain["activation_mb"]
+        rows.append([f"DiT depth {st['depth']}, width {st['hidden']}, {st['batch']} x {st['tokens']} tokens"
+                     if not ckpt else "", label, f"{1000 * r['median_step_s']:.0f}",
+                     f"**{time_ratio:.2f}x**" if ckpt else "1x", f"{r['activation_mb']:.0f}",
+                     f"**{mem_ratio:.2f}x**" if ckpt else "1x"])
+    return _clean_table(table(["model, batch", "blocks", "train step (ms)", "time vs plain",
+                               "activation memory (MB)", "memory vs plain"], rows, ["---", "---"] + ["---:"] * 4))
 
 @dataclass(frozen=True)
 class Table:
@@ -439,6 +456,7 @@ TABLES: dict[str, Table] = {
     "few_step_digits": Table(("few_step_digits",), few_step_digits),
     "packing": Table(("packing",), packing),
     "packing_attention": Table(("packing",), packing_attention),
+    "checkpointing": Table(("checkpointing",), checkpointing),
 }
 
 

@@ -321,3 +321,20 @@ def test_packing_and_checkpointing_benchmarks_quick_runs(tmp_path):
     assert packed["padding_fraction_avoided"] > 0.3 and packed["packed_over_padded_throughput"] > 0
     ckpt = json.loads((tmp_path / "c.json").read_text())
     assert set(ckpt["rows"]) == {"plain", "checkpointed"} and ckpt["time_ratio"] > 0
+
+
+def test_packed_pseudo_huber_loss_scales_c_with_each_image():
+    torch.manual_seed(0)
+    net = perturb_zero_layers(DiT((1, 28, 28), size="tiny", patch=7, positions="rope"))
+    model = ContinuousFlow(LinearPath(), net, (1, 28, 28), loss="pseudo-huber")
+    xs = [torch.rand(2, 1, 14, 14) * 2 - 1, torch.rand(1, 1, 28, 28) * 2 - 1]
+    loss = model.loss(xs, BatchRandom(torch.Generator().manual_seed(5), 3, 0, 3))
+    draws = BatchRandom(torch.Generator().manual_seed(5), 3, 0, 3)
+    t = model.time_sampler.sample(draws, model.path, like=xs[0])
+    errs = []
+    for x, t_g in zip(xs, t.split([2, 1])):
+        noise = BatchRandom(draws.generator, len(x), 0, len(x)).randn(x.shape[1:])
+        sq = (model.net(model.path.sample(x, noise, t_g).x_t, t_g) - (noise - x)).square().flatten(1).sum(1)
+        c = 0.00054 * x[0].numel() ** 0.5  # the default c of a model of this image's size
+        errs.append((sq + c * c).sqrt() - c)
+    torch.testing.assert_close(loss, torch.cat(errs).mean(), rtol=1e-5, atol=1e-7)

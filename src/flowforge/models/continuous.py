@@ -394,7 +394,15 @@ class ContinuousFlow(GenerativeModel):
             xts.append(xt)
             targets.append(from_x0_eps(x0, noise, self.target, xt.coefficients))
         preds = forward_packed([xt.x_t for xt in xts], t / self.path.t_max, labels)  # [(B_g, C, H_g, W_g)]
-        err = torch.cat([(p.float() - y.float()).square().flatten(1).mean(1) for p, y in zip(preds, targets)])  # (N,)
+        errs = []
+        for p, y in zip(preds, targets):
+            err = (p.float() - y.float()).square().flatten(1).mean(1)  # (B_g,)
+            if self.loss_kind == "pseudo-huber":  # as in loss(), with c scaled to the image's dimension
+                dims = y[0].numel()
+                c = self.huber_c * math.sqrt(dims / self.dims)
+                err = (err * dims + c * c).sqrt() - c
+            errs.append(err)
+        err = torch.cat(errs)  # (N,)
         if self.weighting == "none":
             return err.mean()
         weight = torch.cat([self.loss_weight(t_g, xt.coefficients).flatten() for t_g, xt in zip(t.split(sizes), xts)])

@@ -57,10 +57,13 @@ def write_report(run_dir: str | Path) -> Path:
         shape = tuple(data.get("shape", []))
     except (ValueError, AttributeError, TypeError):
         shape = "unreadable data.json"
+    resolutions = config.data.resolutions
+    batch = (f"packs of at most {tc.pack_tokens} tokens of images at {', '.join(map(str, resolutions))} px"
+             if resolutions else f"batch {tc.batch_size}")
     lines = [f"# flowforge run `{config.run.name}`", "",
              f"- data: `{config.data.name}`, example shape {shape}",
              f"- model: {describe_model(config.model)}",
-             f"- training: batch {tc.batch_size}, AdamW lr {tc.lr} ({tc.schedule}, {tc.warmup_steps} warmup), "
+             f"- training: {batch}, AdamW lr {tc.lr} ({tc.schedule}, {tc.warmup_steps} warmup), "
              f"EMA {tc.ema_decay}, precision {tc.precision}"]
     if config.reflow.parent is not None:
         rc = config.reflow
