@@ -102,6 +102,54 @@ def train_speed(files: dict[str, dict]) -> str:
                                "fp32 steps/s", "bf16 steps/s", "**bf16 / fp32**"], rows, ["---"] * 3 + ["---:"] * 3))
 
 
+def engine_overhead(files: dict[str, dict]) -> str:
+    """The engine's step against the bare loop and the step's matmuls alone: medians of interleaved rounds."""
+    rows = []
+    for m in files["engine_overhead"]["models"].values():
+        ms = m["ms_per_step"]
+        rows.append([m["label"], f"{m['parameters']:,}", f"{m['threads']}", f"{ms['engine']:.2f}", f"{ms['bare']:.2f}",
+                     f"{ms['bare, fused AdamW']:.2f}",
+                     f"{ms['matmul']:.2f} ({m['matmul_gflops_per_sec']:.0f} GFLOP/s)",
+                     f"**{m['engine_over_bare']:.2f}x**", f"**{m['engine_over_bare_fused']:.2f}x**",
+                     f"{m['bare_fused_over_matmul']:.2f}x"])
+    return table(["model", "parameters", "threads", "engine ms / step", "bare loop", "bare, fused AdamW",
+                  "matmuls alone", "**engine / bare**", "**engine / bare fused**", "bare fused / matmuls"], rows,
+                 ["---"] + ["---:"] * 9)
+
+
+def ema_run_length(files: dict[str, dict]) -> str:
+    """Energy distance of the raw weights and of each EMA schedule after runs of several lengths; the best
+    weights per run bold."""
+    data = files["ema_run_length"]
+    variants = ["raw weights", *data["variants"]]
+    rows = []
+    for case in data["cases"].values():
+        r = case["rows"]
+        values = [r[v]["energy_distance"] for v in variants]
+        cells = [sig(v, 2) if v < 0.01 else f"{v:.3f}" for v in values]
+        rows.append([f"{case['preset']}, {case['steps']} steps", *bold_min(cells, values),
+                     sig(r["noise floor"]["energy_distance"], 2), sig(r["matched Gaussian"]["energy_distance"], 2)])
+    return table(["run", *variants, "noise floor", "matched Gaussian"], rows, ["---"] + ["---:"] * (len(variants) + 2))
+
+
+def heun_last_step(name: str) -> Callable[[dict[str, dict]], str]:
+    """Energy distance of Heun with a Heun or an Euler last step to t = 0, per run and number of steps
+    (``heun_last_step.py`` on several runs: ``by_run``)."""
+    return lambda files: _heun_last_step(files[name]["by_run"])
+
+
+def _heun_last_step(runs: dict[str, dict]) -> str:
+    steps = sorted({r["steps"] for run in runs.values() for r in run["rows"]})
+    rows = []
+    for name, run in runs.items():
+        for last in ("heun", "euler"):
+            got = {r["steps"]: r for r in run["rows"] if r["last_step"] == last}
+            cells = [f"{got[k]['energy_distance']:.4f} [{got[k]['nfe']}]" if k in got else "" for k in steps]
+            rows.append([f"{name} ({run['n']} samples)" if last == "heun" else "", f"`{last}`", *cells])
+    return _clean_table(table(["run", "last step", *(f"{k} steps [NFE]" for k in steps)], rows,
+                              ["---", "---"] + ["---:"] * len(steps)))
+
+
 def flows_vs_peers(files: dict[str, dict]) -> str:
     """RealNVP on moons against normflows and zuko: medians over repeats."""
     summary = files["flows_vs_peers"]["summary"]
@@ -450,6 +498,9 @@ TABLES: dict[str, Table] = {
     "guidance_mnist": Table(("guidance_mnist",), guidance_mnist),
     "mmdit_text": Table(("mmdit_text", "mmdit_text_ema"), mmdit_text),
     "train_speed": Table(("train_speed",), train_speed),
+    "engine_overhead": Table(("engine_overhead",), engine_overhead),
+    "ema_run_length": Table(("ema_run_length",), ema_run_length),
+    "heun_last_step_demo_digits": Table(("heun_last_step_demo_digits",), heun_last_step("heun_last_step_demo_digits")),
     "image_metric_floors": Table(("image_metric_floors",), image_metric_floors),
     "compare_digits": Table(("compare_digits",), compare_table("compare_digits")),
     "few_step": Table(("few_step",), few_step),

@@ -6,7 +6,8 @@ load on this noisy machine hits both alike, and reports median steps/s and the r
 The result goes to ``benchmarks/results/train_speed.json`` under the CPU's capability
 (``torch.backends.cpu.get_cpu_capability()``: bf16 is native with AMX / AVX512-BF16 and emulated on AVX2),
 then the case (the config's name and overrides): a run replaces only its own capability's case, so the file
-keeps what other machines measured. Per case: ``fp32_steps_per_sec``, ``bf16_steps_per_sec`` (medians),
+keeps what other machines measured; the per-capability summary that flowforge's bf16 warning quotes goes to
+``src/flowforge/train/bf16_speed.json``. Per case: ``fp32_steps_per_sec``, ``bf16_steps_per_sec`` (medians),
 ``bf16_over_fp32``, every run's rate and the command.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/train_speed.py --steps 100   # the demo's MLP 4x256, batch 512
@@ -68,6 +69,33 @@ def merge(previous: dict, capability: str, key: str, case: dict) -> dict:
     return {"about": ABOUT, "by_capability": by_capability}
 
 
+PACKAGE_FILE = Path(__file__).resolve().parent.parent / "src/flowforge/train/bf16_speed.json"
+DEMO_CASE = "rf-checkerboard"  # the case the package's warning quotes when a capability has it
+
+
+def package_summary(record: dict) -> dict:
+    """What ``flowforge.train.precision`` reads (``bf16_speed.json``): per capability, native bf16 or not and
+    one case's measured bf16 / fp32 speed (the demo MLP's when measured), with its CPU and date."""
+    out = {}
+    for capability, entry in record["by_capability"].items():
+        cases = entry.get("cases", {})
+        if not cases:
+            continue
+        key = DEMO_CASE if DEMO_CASE in cases else next(iter(cases))
+        case = cases[key]
+        out[capability] = {"capability": capability, "native_bf16": bool(entry["mkldnn_bf16_supported"]),
+                           "bf16_over_fp32": case["bf16_over_fp32"], "case": case["label"],
+                           "cpu": case.get("machine", {}).get("cpu", "unknown CPU"), "date": case["date"],
+                           "command": case.get("command", "")}
+    return {"about": "written by benchmarks/train_speed.py from benchmarks/results/train_speed.json; "
+                     "the bf16 warning of flowforge.train.precision quotes it", "by_capability": out}
+
+
+def write_package_summary(record: dict) -> Path:
+    PACKAGE_FILE.write_text(json.dumps(package_summary(record), indent=1) + "\n")
+    return PACKAGE_FILE
+
+
 ABOUT = ("fp32 against bf16 autocast training throughput (steps/s, medians of alternating runs), by "
          "torch.backends.cpu.get_cpu_capability(), then by case (config stem and overrides). "
          "mkldnn_bf16_supported: torch.ops.mkldnn._is_mkldnn_bf16_supported(), native bf16 kernels (AMX or "
@@ -111,6 +139,8 @@ def main() -> None:
     # write_results adds this run's date, command, machine and source at the top: the file's last write
     out = write_results(NAME, record, path=out)
     print(f"wrote {out} ({capability} / {key})")
+    if Path(args.out).resolve() == (RESULTS / f"{NAME}.json").resolve():
+        print(f"wrote {write_package_summary(record)}")
 
 
 if __name__ == "__main__":

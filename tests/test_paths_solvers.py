@@ -50,7 +50,8 @@ def test_sampler_converges_at_its_order(name):
     errors = []
     for steps in (16, 32, 64, 128):
         result = solver.solve(gaussian_velocity, eps.clone(), uniform_grid(steps))
-        assert result.nfe == steps * solver.order
+        # Heun takes an Euler last step to t = 0 (EDM's Algorithm 1): one evaluation less
+        assert result.nfe == steps * solver.order - (name == "heun")
         errors.append((result.x - exact).abs().max().item())
     orders = [math.log2(a / b) for a, b in zip(errors, errors[1:])]
     assert errors[-1] < 0.05
@@ -59,6 +60,28 @@ def test_sampler_converges_at_its_order(name):
     exact_order = name in ("euler", "heun")
     assert all(abs(o - solver.order) < 0.25 if exact_order else o > solver.order - 0.25 for o in orders), \
         (name, errors, orders)
+
+
+@pytest.mark.parametrize("last_step", ["euler", "heun"])
+def test_heun_last_step_changes_only_the_last_step_and_keeps_order_two(last_step):
+    solver = get_solver("heun", last_step=last_step)
+    eps = torch.randn(64, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    errors = []
+    for steps in (16, 32, 64, 128):
+        grid = uniform_grid(steps)
+        result = solver.solve(gaussian_velocity, eps.clone(), grid)
+        assert result.nfe == 2 * steps - (last_step == "euler")
+        errors.append((result.x - (MU + S * eps)).abs().max().item())
+        # every step but the last is plain Heun; the last one is Euler or Heun from the same state
+        before = get_solver("heun").solve(gaussian_velocity, eps.clone(), grid[:-1]).x
+        t, h = grid[-2].item(), (grid[-1] - grid[-2]).item()
+        d = gaussian_velocity(before, torch.full((64,), t, dtype=torch.float64))
+        euler = before + h * d
+        expected = euler if last_step == "euler" else before + h * 0.5 * (
+            d + gaussian_velocity(euler, torch.zeros(64, dtype=torch.float64)))
+        assert torch.allclose(result.x, expected, rtol=0, atol=1e-12)
+    orders = [math.log2(a / b) for a, b in zip(errors, errors[1:])]
+    assert all(abs(o - 2) < 0.25 for o in orders), (last_step, errors, orders)
 
 
 def test_dopri5_meets_its_tolerance():

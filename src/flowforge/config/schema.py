@@ -168,6 +168,7 @@ class SampleConfig:
     s_tmin: float = _bounded(0.0, 0.0)  # edm-stochastic
     s_tmax: float = _bounded(1e9, 0.0)  # edm-stochastic
     s_noise: float = _bounded(1.0, 0.0)  # edm-stochastic
+    last_step: Literal["euler", "heun"] = "euler"  # heun: the step to t = 0 (EDM: Euler; flowforge.solvers.heun)
     rtol: float = _bounded(1e-5, 0.0, lo_open=True)  # dopri5
     atol: float = _bounded(1e-5, 0.0, lo_open=True)  # dopri5
 
@@ -191,8 +192,12 @@ class TrainConfig:
     warmup_steps: int = _bounded(100, 0)
     min_lr_ratio: float = _bounded(0.0, 0.0, 1.0)  # cosine decays to lr * min_lr_ratio
     grad_clip: float | None = _bounded(1.0, 0.0, lo_open=True)  # max global grad norm; None disables
-    ema_decay: float | None = _bounded(0.999, 0.0, 1.0, hi_open=True)  # None disables the EMA copy
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16 = bf16 autocast, weights and optimizer stay fp32
+    ema_decay: float | None = _bounded(0.999, 0.0, 1.0, hi_open=True)  # None disables the EMA copy; warmup's cap
+    ema_schedule: Literal["warmup", "power", "constant"] = "warmup"  # the EMA's decay by step (flowforge.train.ema)
+    ema_sigma_rel: float = _bounded(0.05, 0.0, 0.28, lo_open=True, hi_open=True)  # power: EDM2's relative width
+    # bf16 = bf16 autocast (weights and optimizer stay fp32); auto = bf16 where the CPU / GPU has native bf16
+    # (AVX512-BF16 or AMX, CUDA compute capability >= 8), fp32 elsewhere (flowforge.train.precision)
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"
     cpu: bool = False  # force CPU even when a GPU is present
     log_every: int = _bounded(50, 1)
     sample_every: int = _bounded(1000, 0)  # 0 disables periodic sample pictures

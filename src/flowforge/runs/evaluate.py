@@ -45,6 +45,18 @@ def path_straightness(model, n: int, steps: int, seed: int, labels: Tensor | Non
             "seconds": time.perf_counter() - t0}
 
 
+def raw_weight_samples(run_dir: str | Path, run, n: int, options: dict[str, Any]) -> Tensor | None:
+    """Samples of the run's raw (non-averaged) weights from the same draws as the EMA's, or ``None`` when the run
+    keeps no EMA: ``eval`` scores both, since a badly set average can be worse than the weights it averages."""
+    if run.weights != "ema":
+        return None
+    raw = load_run(run_dir, ema=False, device=str(next(run.model.parameters()).device)).model
+    options = {**options, "generator": torch.Generator().manual_seed(run.config.eval.seed)}
+    samples = raw.sample(n, **options)
+    check_finite_samples(samples)
+    return samples
+
+
 def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str | None = None,
              steps: int | None = None, grid: str | None = None, n_likelihood: int | None = None,
              progress: bool = False) -> dict[str, Any]:
@@ -55,6 +67,7 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
 
     - ``model``: the trained model (EMA weights), sampled with ``sampler`` / ``steps``
       (defaults: the run's ``sample`` section; ``grid`` likewise), or by its exact inverse (flows);
+    - ``raw_weights`` (runs with an EMA): the same from the raw, non-averaged weights and the same draws;
     - ``noise_floor``: a second, independent draw of the data (a fresh sample for
       toy sets, the training split for finite sets): the best score sampling noise allows;
     - ``matched_gaussian``: a Gaussian with the training data's mean and covariance.
@@ -85,12 +98,14 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
     sample_seconds = time.perf_counter() - t0
     check_finite_samples(samples)
     baseline = matched_gaussian(dataset.train, n, seed=ec.seed + 3)
+    rows = {"model": samples, "raw_weights": raw_weight_samples(run_dir, run, n, options), "noise_floor": None,
+            "matched_gaussian": baseline}
 
     # A single reference draw makes a noisy yardstick (on checkerboard the floor of one draw of 5000 points
     # ranges over 0.0005-0.008), so toy sets are scored against several independent draws.
     repeats = ec.repeats if dataset.fresh is not None else 1
     opts = dict(n_exact=ec.n_exact, n_projections=ec.n_projections, seed=ec.seed)
-    scores: dict[str, list[dict[str, float]]] = {"model": [], "noise_floor": [], "matched_gaussian": []}
+    scores: dict[str, list[dict[str, float]]] = {k: [] for k, v in rows.items() if k == "noise_floor" or v is not None}
     references = [dataset.reference(n, seed=ec.seed + 1 + 10 * k) for k in range(repeats)]
     for k, reference in enumerate(references):
         if dataset.fresh is not None:
@@ -100,8 +115,9 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
             floor = dataset.train[pick[:len(reference)]]
         # equal sizes in every row: the V-statistic's bias depends on the sample sizes
         m = len(reference)
-        for key, x in (("model", samples[:m]), ("noise_floor", floor[:m]), ("matched_gaussian", baseline[:m])):
-            scores[key].append(sample_distances(x, reference, **opts))
+        for key in scores:
+            x = floor if key == "noise_floor" else rows[key]
+            scores[key].append(sample_distances(x[:m], reference, **opts))
 
     record: dict[str, Any] = {
         "kind": "eval", "step": run.step, "weights": run.weights, "sampler": sampler, "steps": steps,

@@ -7,13 +7,14 @@ from pathlib import Path
 
 from ..models import describe_model
 from ..viz import plot_curves
-from .checkpoint import atomic_write_text
+from ..errors import RunError
+from .checkpoint import atomic_write_text, latest_checkpoint, read_state
 from .image_eval import image_table
 from .load import read_config
 from .metrics_log import read_metrics
 
-_ROWS = (("model", "model"), ("noise_floor", "noise floor (data vs data)"),
-         ("matched_gaussian", "matched Gaussian baseline"))
+_ROWS = (("model", "model"), ("raw_weights", "model, raw weights (no EMA)"),
+         ("noise_floor", "noise floor (data vs data)"), ("matched_gaussian", "matched Gaussian baseline"))
 
 
 def eval_tables(ev: dict) -> list[str]:
@@ -32,6 +33,8 @@ def eval_tables(ev: dict) -> list[str]:
                  f"(log-likelihood {lk['log_likelihood']:.2f}), **{lk['bits_per_dim']:.4f} bits/dim**, "
                  f"on {lk['n']} examples.", ""] + lines
     for key, label in _ROWS:
+        if key not in ev:  # raw_weights: runs with an EMA, evaluated since eval scores both
+            continue
         m, sd = ev[key], ev[key + "_std"]
         lines.append(f"| {label} | {m['energy_distance']:.5f} ± {sd['energy_distance']:.5f} "
                      f"| {m['sliced_w2']:.4f} ± {sd['sliced_w2']:.4f} | {m['w2']:.4f} ± {sd['w2']:.4f} |")
@@ -42,6 +45,25 @@ def eval_tables(ev: dict) -> list[str]:
     if "image" in ev:
         lines += [""] + image_table(ev["image"])
     return lines
+
+
+def _engine_choices(run_dir: Path) -> dict:
+    """What the engine chose on the run's hardware (optimizer implementation, precision), from its newest
+    checkpoint; empty for runs that predate the record or have no checkpoint yet."""
+    ckpt = latest_checkpoint(run_dir)
+    try:
+        engine = read_state(ckpt).get("engine", {}) if ckpt is not None else {}
+    except RunError:
+        return {}
+    return engine if isinstance(engine, dict) else {}
+
+
+def describe_ema(tc) -> str:
+    """``warmup to 0.999``: the EMA's decay schedule (flowforge.train.ema), or ``off``."""
+    if tc.ema_decay is None:
+        return "off"
+    return {"warmup": f"warm-up to {tc.ema_decay}", "power": f"power function, sigma_rel {tc.ema_sigma_rel}",
+            "constant": f"constant {tc.ema_decay}"}.get(tc.ema_schedule, tc.ema_schedule)
 
 
 def write_report(run_dir: str | Path) -> Path:
@@ -60,11 +82,12 @@ def write_report(run_dir: str | Path) -> Path:
     resolutions = config.data.resolutions
     batch = (f"packs of at most {tc.pack_tokens} tokens of images at {', '.join(map(str, resolutions))} px"
              if resolutions else f"batch {tc.batch_size}")
+    engine = _engine_choices(run_dir)
     lines = [f"# flowforge run `{config.run.name}`", "",
              f"- data: `{config.data.name}`, example shape {shape}",
              f"- model: {describe_model(config.model)}",
-             f"- training: {batch}, AdamW lr {tc.lr} ({tc.schedule}, {tc.warmup_steps} warmup), "
-             f"EMA {tc.ema_decay}, precision {tc.precision}"]
+             f"- training: {batch}, {engine.get('optimizer', 'AdamW')} lr {tc.lr} ({tc.schedule}, "
+             f"{tc.warmup_steps} warmup), EMA {describe_ema(tc)}, precision {engine.get('precision', tc.precision)}"]
     if config.reflow.parent is not None:
         rc = config.reflow
         lines.append(f"- trained on {rc.pairs} (noise, sample) pairs of `{rc.parent}` ({rc.sampler} ODE"

@@ -60,7 +60,7 @@ def train(config: Config, *, resume: bool = False, progress: bool | None = None)
     bar = None
     try:
         bar = _progress_bar(state, progress)
-        window = _Window(acc.device)
+        window = _Window(acc.device, tc.log_every)
         model.train()
         for step in range(state.start_step + 1, tc.steps + 1):
             # -- one optimisation step on this process's rows of global batch `step`
@@ -79,24 +79,29 @@ def train(config: Config, *, resume: bool = False, progress: bool | None = None)
                 rng = BatchRandom(torch.Generator().manual_seed(step_seed(config.run.seed, step)), n, 0, n)
                 loss = state.loss_module(xs, rng, ys)
             acc.backward(loss)
-            grad_norm = acc.clip_grad_norm_(model.parameters(), tc.grad_clip or math.inf)
-            check_divergence(state, step, loss, grad_norm)  # before the step: the weights stay good
+            grad_norm = clip_gradients(state.optimizer, model.parameters(), tc.grad_clip, acc)
+            window.add(loss, grad_norm)  # on the device: read at the next log line or checkpoint, not here
             state.optimizer.step()
             state.optimizer.zero_grad(set_to_none=True)
             if state.ema is not None:
-                state.ema.update_parameters(model)
+                state.ema.update(model, step)
 
-            # -- bookkeeping: log, pictures, validation, checkpoints
-            window.add(loss)
+            # -- bookkeeping: log, pictures, validation, checkpoints, each after the divergence check
             if bar is not None:
                 bar.update(1)
-            if step % tc.log_every == 0 or step == tc.steps:
-                log_window(state, window, step, lr, grad_norm, bar, progress)
-            if tc.sample_every and step % tc.sample_every == 0:
+            log_now = step % tc.log_every == 0 or step == tc.steps
+            picture_now = bool(tc.sample_every) and step % tc.sample_every == 0
+            validate_now = bool(tc.eval_every) and step % tc.eval_every == 0
+            save_now = step % tc.ckpt_every == 0 or step == tc.steps
+            if log_now or picture_now or validate_now or save_now:
+                check_divergence(state, window, step)  # nothing diverged is logged, drawn, scored or saved
+            if log_now:
+                log_window(state, window, step, lr, bar, progress)
+            if picture_now:
                 picture(state, step)
-            if tc.eval_every and step % tc.eval_every == 0:
+            if validate_now:
                 validate(state, step)
-            if step % tc.ckpt_every == 0 or step == tc.steps:
+            if save_now:
                 state.last_good = save(state, step)
     except BaseException:
         if state.lock is not None:
@@ -133,19 +138,52 @@ def train(config: Config, *, resume: bool = False, progress: bool | None = None)
 # --------------------------------------------------------------------------- the loop's sections
 
 
-class _Window:
-    """The running sum of the loss since the last log line, kept on the device: no host sync per step."""
+def clip_gradients(optimizer: torch.optim.Optimizer, parameters, max_norm: float | None, accelerator=None) -> Tensor:
+    """The global L2 norm of the gradients (a device tensor), which are scaled down to ``max_norm`` if above it.
 
-    def __init__(self, device: torch.device):
-        self.total, self.n = torch.zeros((), device=device), 0
+    For a fused optimizer the scaling rides in its kernel instead of a pass of its own: the kernel divides
+    every gradient by its ``grad_scale`` input (the one ``torch.amp.GradScaler`` unscales with), here
+    ``max(1, (norm + 1e-6) / max_norm)``, the inverse of ``clip_grad_norm_``'s factor; its ``found_inf`` input
+    skips the update of a step whose gradient is not finite, so the weights in memory stay good until the
+    divergence check stops the run. Other optimizers get ``clip_grad_norm_`` itself.
+    """
+    inner = getattr(optimizer, "optimizer", optimizer)  # under Accelerate's AcceleratedOptimizer
+    if not inner.param_groups[0].get("fused"):
+        clip = accelerator.clip_grad_norm_ if accelerator is not None else torch.nn.utils.clip_grad_norm_
+        return clip(parameters, max_norm or math.inf)
+    grads = [p.grad for p in parameters if p.grad is not None]
+    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))  # as clip_grad_norm_ computes it
+    inner.found_inf = (~torch.isfinite(norm)).float()
+    inner.grad_scale = ((norm + 1e-6) / max_norm).clamp(min=1.0) if max_norm else None
+    return norm
+
+
+def optimizer_description(optimizer: torch.optim.Optimizer) -> str:
+    """``AdamW (fused)``: the optimizer's class and implementation."""
+    inner = getattr(optimizer, "optimizer", optimizer)  # under Accelerate's AcceleratedOptimizer
+    group = inner.param_groups[0]
+    kind = "fused" if group.get("fused") else "foreach" if group.get("foreach") else "for-loop"
+    return f"{type(inner).__name__} ({kind})"
+
+
+class _Window:
+    """The loss and gradient norm of every step since the last log line, kept on the device.
+
+    Nothing is read on the host per step: :func:`check_divergence` reads the steps not yet checked before each
+    log line, picture, validation and checkpoint, and :func:`log_window` their mean.
+    """
+
+    def __init__(self, device: torch.device, size: int):
+        self.values = torch.zeros((size, 2), device=device)  # (log_every, [loss, grad norm])
+        self.n, self.checked = 0, 0
         self.started = time.perf_counter()
 
-    def add(self, loss: Tensor) -> None:
-        self.total += loss.detach().float()
+    def add(self, loss: Tensor, grad_norm: Tensor) -> None:
+        torch.stack([loss.detach().float(), grad_norm.detach().float()], out=self.values[self.n])
         self.n += 1
 
     def reset(self) -> None:
-        self.total, self.n, self.started = torch.zeros_like(self.total), 0, time.perf_counter()
+        self.n, self.checked, self.started = 0, 0, time.perf_counter()
 
 
 def _progress_bar(state: RunState, progress: bool | None):
@@ -157,15 +195,24 @@ def _progress_bar(state: RunState, progress: bool | None):
                 dynamic_ncols=True)
 
 
-def check_divergence(state: RunState, step: int, loss: Tensor, grad_norm: Tensor) -> None:
-    """Stop before the optimizer step when the loss or the gradient is not finite on any process, so the
-    weights and the last checkpoint stay good; the message says how to go on from that checkpoint."""
-    bad = torch.stack([~torch.isfinite(loss.detach()), ~torch.isfinite(grad_norm)]).float()
+def check_divergence(state: RunState, window: _Window, step: int) -> None:
+    """Stop when the loss or the gradient of a step since the last check was not finite on any process.
+
+    Called before anything is logged, drawn, scored or checkpointed, so the last checkpoint stays the last good
+    one (the weights in memory may have taken the bad steps; they are never written). One host read per check
+    instead of one per step; the message names the first bad step and how to go on from that checkpoint.
+    """
+    new = window.values[window.checked:window.n]  # (k, 2): the steps not checked yet
+    window.checked = window.n
+    bad = (~torch.isfinite(new)).float()  # (k, 2)
     if state.world > 1:  # every process must take the same decision
         bad = state.accelerator.reduce(bad, "max")
     if not bool(bad.any()):
         return
-    what = "the loss is not finite (NaN or inf)" if bool(bad[0]) else f"the gradient norm is {float(grad_norm)}"
+    row = int(bad.any(1).nonzero()[0])
+    first = step - len(new) + 1 + row
+    what = ("the loss is not finite (NaN or inf)" if bool(bad[row, 0])
+            else f"the gradient norm is {float(new[row, 1])}")
     if state.last_good is None:
         where = ("no checkpoint was written before it; start again with a lower train.lr or a train.grad_clip "
                  "(and check the data)")
@@ -176,17 +223,18 @@ def check_divergence(state: RunState, step: int, loss: Tensor, grad_norm: Tensor
                  f"which may change on --resume: flowforge train CONFIG --resume "
                  f"train.lr={state.config.train.lr / 4:g} train.grad_clip={clip / 2 if clip else 1.0:g} "
                  f"(and check the data)")
-    raise TrainingDiverged(f"training stopped at step {step}: {what}. Nothing was saved after the failure; {where}.")
+    raise TrainingDiverged(f"training stopped at step {first}: {what}. Nothing was saved after the failure; {where}.")
 
 
-def log_window(state: RunState, window: _Window, step: int, lr: float, grad_norm: Tensor, bar,
-               progress: bool | None) -> None:
-    """One ``metrics.jsonl`` record (and log line) of the mean loss since the last one: the only host sync."""
-    mean_loss = window.total / window.n
+def log_window(state: RunState, window: _Window, step: int, lr: float, bar, progress: bool | None) -> None:
+    """One ``metrics.jsonl`` record (and log line) of the mean loss since the last one and the last step's
+    gradient norm: one host read per log line."""
+    mean_loss = window.values[:window.n, 0].mean()
     if state.world > 1:
         mean_loss = state.accelerator.reduce(mean_loss, "mean")
+    loss, grad_norm = (float(v) for v in torch.stack([mean_loss, window.values[window.n - 1, 1]]).cpu())
     now = time.perf_counter()
-    record = {"step": step, "loss": float(mean_loss), "lr": lr, "grad_norm": float(grad_norm),
+    record = {"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm,
               "steps_per_sec": window.n / (now - window.started), "seconds": state.seconds()}
     window.reset()
     if state.log is not None:
@@ -224,7 +272,10 @@ def save(state: RunState, step: int) -> Path:
     ema = state.ema
     record = {"step": step, "seconds": state.seconds(), "rng": [e["rng"] for e in everyone], "weights_sum": sums,
               "world_size": state.world, "data": state.dataset.spec(), "model": state.config.to_dict()["model"],
-              "ema_n_averaged": int(ema.n_averaged) if ema is not None else 0}
+              "ema_n_averaged": int(ema.n_averaged) if ema is not None else 0,
+              # what the engine chose on this hardware, for the report
+              "engine": {"precision": state.accelerator.precision_choice.describe(),
+                         "optimizer": optimizer_description(state.optimizer)}}
     on_main(state.accelerator, lambda: save_checkpoint(
         state.run_dir, step, model=model, optimizer=state.optimizer, ema=ema.module if ema is not None else None,
         state=record, keep_last=state.config.train.keep_last))

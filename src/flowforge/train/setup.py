@@ -18,7 +18,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from ..config import Config, ConfigError
+from ..config import Config, ConfigError, TrainConfig
 from ..data import Dataset, load_dataset
 from ..data.packing import PackSampler, check_resolutions, pack_batch
 from ..errors import RunError, UserError
@@ -30,18 +30,14 @@ from ..runs.checkpoint import changes
 from ..runs.load import load_run
 from ..runs.pairs import PairSettings, Pairs, load_pairs, make_pairs, weights_sha256
 from .batches import BatchOrder, step_seed
-from .ema import make_ema
+from .ema import EMA, make_ema
+from .precision import choose_precision, emulated_bf16_warning
 
 # Settings that may change when a run is resumed; anything else would train a different model. train.lr and
 # train.grad_clip are among them so that a diverged run can go on from its last good checkpoint more gently.
 RESUMABLE_CHANGES = ("train.steps", "train.lr", "train.grad_clip", "train.log_every", "train.sample_every",
                      "train.ckpt_every", "train.eval_", "train.keep_last", "train.tensorboard", "train.cpu",
-                     "data.cache_dir", "data.download", "sample.", "eval.", "run.dir")
-
-# bf16 autocast / fp32 training speed of the demo MLP on an AVX2-only CPU (AMD EPYC, 2 threads), measured by
-# benchmarks/train_speed.py on 2026-11-30: benchmarks/results/train_speed.json, by_capability.AVX2 (0.05x on an
-# earlier AVX2 machine, in its earlier_cases)
-EMULATED_BF16_SPEED = "0.07x"
+                     "train.precision", "data.cache_dir", "data.download", "sample.", "eval.", "run.dir")
 
 
 class LossModule(nn.Module):
@@ -66,7 +62,7 @@ class RunState:
     accelerator: Any  # accelerate.Accelerator
     dataset: Dataset
     model: GenerativeModel
-    ema: nn.Module | None  # torch's AveragedModel around the model, when train.ema_decay is set
+    ema: EMA | None  # the averaged copy, when train.ema_decay is set
     optimizer: torch.optim.Optimizer
     loss_module: nn.Module  # LossModule, wrapped for data parallelism
     data: Tensor  # the training split on the device (N, *shape), or reflow's ODE end points in model space
@@ -125,14 +121,6 @@ def on_main(accelerator, fn: Callable[[], Any]) -> Any:
     return result
 
 
-def cpu_has_bf16() -> bool:
-    """Whether oneDNN has native bf16 kernels here (AVX512-BF16 or AMX); without them autocast emulates bf16."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return True  # cannot tell: stay quiet
-
-
 def make_accelerator(config: Config):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
@@ -143,16 +131,34 @@ def make_accelerator(config: Config):
     AcceleratorState._reset_state()
     # Accelerate sets up multi-process CPU training (gloo) only when told cpu=True, so say it when there is no GPU.
     use_cpu = tc.cpu or not (torch.cuda.is_available() or torch.backends.mps.is_available())
-    accelerator = Accelerator(cpu=use_cpu, mixed_precision="bf16" if tc.precision == "bf16" else "no")
-    if accelerator.is_main_process and tc.precision == "bf16" and accelerator.device.type == "cpu" \
-            and not cpu_has_bf16():
-        warnings.warn(f"train.precision=bf16 on a CPU without native bf16 ({torch.backends.cpu.get_cpu_capability()})"
-                      f": autocast emulates it; the demo MLP trained at {EMULATED_BF16_SPEED} the speed of fp32 on an AVX2 "
-                      f"CPU (benchmarks/results/train_speed.json); train.precision=fp32 is faster here", stacklevel=3)
+    device = torch.device("cpu" if use_cpu else "cuda" if torch.cuda.is_available() else "mps")
+    choice = choose_precision(tc.precision, device)
+    accelerator = Accelerator(cpu=use_cpu, mixed_precision="bf16" if choice.precision == "bf16" else "no")
+    accelerator.precision_choice = choice  # the run report and the log say which precision ran
+    if accelerator.is_main_process and choice.precision == "bf16" and not choice.native_bf16 \
+            and device.type == "cpu":
+        warnings.warn(emulated_bf16_warning(choice), stacklevel=3)
     if tc.batch_size % accelerator.num_processes:
         raise UserError(f"train.batch_size ({tc.batch_size}) must be divisible by the number of processes "
                         f"({accelerator.num_processes})")
     return accelerator
+
+
+def make_optimizer(model: nn.Module, tc: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with its fastest exact implementation on ``device``: the fused kernel (one pass over every
+    parameter; CPU and CUDA), else the multi-tensor ``foreach`` one. torch's own default on CPU is the
+    per-parameter loop (measured in benchmarks/results/engine_overhead.json)."""
+    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+    kind = "fused" if device.type in _get_fused_kernels_supported_devices() else "foreach"
+    return torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay,
+                             **{kind: True})
+
+
+def optimizer_implementation(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The ``fused`` / ``foreach`` flags of ``optimizer``'s groups (kept across a checkpoint load)."""
+    group = optimizer.param_groups[0]
+    return {k: group[k] for k in ("fused", "foreach") if k in group}
 
 
 def check_resume_config(old: Config, new: Config) -> dict[str, list[Any]]:
@@ -270,10 +276,9 @@ def setup(config: Config, resume: bool) -> RunState:
                       else read_vocabulary(Path(config.reflow.parent)) if pairs is not None else None)
         model = build_model(config.model, dataset.spec(), vocabulary)
         if pairs is not None and config.reflow.init and not resume:
-            init_from_parent(model, config)
-        ema = make_ema(model, tc.ema_decay) if tc.ema_decay is not None else None
-        optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tuple(tc.betas),
-                                      weight_decay=tc.weight_decay)
+            init_from_parent(model, config)  # before the EMA copy: the average starts at the parent's weights
+        ema = make_ema(model, tc.ema_schedule, tc.ema_decay, tc.ema_sigma_rel) if tc.ema_decay is not None else None
+        optimizer = make_optimizer(model, tc, accelerator.device)
         start_step, elapsed = 0, 0.0
         if resume:
             start_step, elapsed = _restore(ckpt, config, model, ema, optimizer, accelerator.process_index)
@@ -357,10 +362,13 @@ def _restore(ckpt: Path, config: Config, model: nn.Module, ema: nn.Module | None
     """Load the checkpoint to resume from; return its step and the seconds trained up to it."""
     # before any weights are read
     check_model_binding(read_state(ckpt), config.to_dict()["model"], ckpt, Config().to_dict()["model"])
+    implementation = optimizer_implementation(optimizer)
     state = load_checkpoint(ckpt, model=model, optimizer=optimizer)
+    for group in optimizer.param_groups:  # the checkpoint's groups carry the implementation it was saved with
+        group.update(implementation)
     if ema is not None and (ckpt / "ema.safetensors").is_file():
         load_weights(ema.module, ckpt / "ema.safetensors")
-        ema.n_averaged.fill_(state.get("ema_n_averaged", 0))
+        ema.n_averaged = state.get("ema_n_averaged", 0)
     step = state["step"]
     if step >= config.train.steps:
         raise RunError(f"{config.run.path} is already trained to step {step}; to continue, resume with "

@@ -1,0 +1,142 @@
+"""EMA schedules against run length: the sample quality of the averaged weights after short and long runs.
+
+The EMA never feeds back into training, so each case trains **once** with the engine (``flowforge.train.train``,
+the preset's settings and ``train.steps``) while several :class:`flowforge.train.ema.EMA` copies follow the same
+trajectory, one per schedule:
+
+- ``constant 0.999``: ``beta = 0.999`` from the first step (flowforge's rule before this benchmark);
+- ``warmup 0.999``: ``beta_t = min(0.999, (1 + t) / (10 + t))`` (diffusers' EMA warm-up);
+- ``power 0.05`` / ``power 0.10``: EDM2's power-function EMA with relative width ``sigma_rel`` (arXiv:2312.02696).
+
+Each one and the raw weights are sampled with the preset's sampler from the same prior draw and scored by
+energy distance against ``--repeats`` fresh reference draws of ``--n`` points (mean and std), beside the noise
+floor and the matched Gaussian. Writes ``benchmarks/results/ema_run_length.json``.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ema_run_length.py                       # every case, ~12 min
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ema_run_length.py --cases rf-moons:500  # one case
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from common import RESULTS, mean_std, write_results
+from torch import nn
+
+import flowforge.train.setup as engine_setup
+from flowforge.config import load_config
+from flowforge.data import load_dataset
+from flowforge.metrics import energy_distance, matched_gaussian
+from flowforge.train import train
+from flowforge.train.ema import EMA, make_ema
+
+NAME = "ema_run_length"
+ROOT = Path(__file__).resolve().parent.parent
+CASES = ("rf-checkerboard:400", "rf-moons:500", "rf-moons:2000", "rf-checkerboard:5000", "fm-digits:3000")
+VARIANTS = {"constant 0.999": ("constant", 0.999, 0.05), "warmup 0.999": ("warmup", 0.999, 0.05),
+            "power 0.05": ("power", 0.999, 0.05), "power 0.10": ("power", 0.999, 0.10)}
+
+
+class SeveralEMAs(nn.Module):
+    """Stands in for the engine's EMA: updates one :class:`EMA` per schedule; the first one is checkpointed."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.emas = nn.ModuleDict({name.replace(" ", "_").replace(".", "p"): make_ema(model, *args)
+                                   for name, args in VARIANTS.items()})
+
+    @property
+    def module(self) -> nn.Module:
+        return next(iter(self.emas.values())).module
+
+    @property
+    def n_averaged(self) -> int:
+        return next(iter(self.emas.values())).n_averaged
+
+    def update(self, model: nn.Module, step: int) -> None:
+        for ema in self.emas.values():
+            ema.update(model, step)
+
+    def by_name(self) -> dict[str, EMA]:
+        return dict(zip(VARIANTS, self.emas.values()))
+
+
+def scores(samples: torch.Tensor, references: list[torch.Tensor]) -> dict:
+    values = [energy_distance(samples[:len(r)], r) for r in references]
+    m, sd = mean_std(values)
+    return {"energy_distance": m, "energy_distance_std": sd, "per_reference": values}
+
+
+def run_case(case: str, n: int, repeats: int, seed: int) -> dict:
+    preset, steps = case.split(":")
+    holder: dict[str, SeveralEMAs] = {}
+
+    def several(model, *_args):
+        holder["emas"] = SeveralEMAs(model)
+        return holder["emas"]
+
+    engine_setup.make_ema = several
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = load_config(ROOT / "configs" / f"{preset}.yaml",
+                              [f"run.dir={tmp}/run", f"train.steps={steps}", "train.sample_every=0",
+                               "train.tensorboard=false", f"train.ckpt_every={steps}"])
+            t0 = time.perf_counter()
+            result = train(cfg, progress=False)
+            seconds = time.perf_counter() - t0
+    finally:
+        engine_setup.make_ema = make_ema
+    dataset = load_dataset(cfg.data)
+    if dataset.fresh is not None:  # toy sets: fresh reference draws and a fresh draw as the floor
+        references = [dataset.reference(n, seed=seed + 1 + 10 * k) for k in range(repeats)]
+        floor = [dataset.fresh(n, seed + 2 + 10 * k) for k in range(repeats)]
+    else:  # finite sets: the test split, and as many training examples as the floor
+        references = [dataset.test]
+        pick = torch.randperm(len(dataset.train), generator=torch.Generator().manual_seed(seed + 2))
+        floor = [dataset.train[pick[:len(dataset.test)]]]
+    references = [r.flatten(1) for r in references]
+    floor = [f.flatten(1) for f in floor]
+    rows = {"noise floor": {"energy_distance": mean_std([energy_distance(f, r) for f, r in zip(floor, references)])[0]},
+            "matched Gaussian": scores(matched_gaussian(dataset.train, n, seed=seed + 3).flatten(1), references)}
+    options = {"sampler": cfg.sample.sampler, "steps": cfg.sample.steps}
+    weights = {"raw weights": result.model, **{name: ema.module for name, ema in holder["emas"].by_name().items()}}
+    for name, model in weights.items():
+        model.eval()
+        with torch.no_grad():
+            x = model.sample(n, generator=torch.Generator().manual_seed(seed), **options).flatten(1)
+        rows[name] = scores(x, references)
+        print(f"  {case:22s} {name:16s} energy distance {rows[name]['energy_distance']:.4f} "
+              f"± {rows[name]['energy_distance_std']:.4f}", flush=True)
+    print(f"  {case:22s} noise floor {rows['noise floor']['energy_distance']:.4f}, matched Gaussian "
+          f"{rows['matched Gaussian']['energy_distance']:.4f}; trained in {seconds:.0f} s", flush=True)
+    return {"case": case, "preset": preset, "steps": int(steps), "sampler": options, "train_seconds": seconds,
+            "rows": rows}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--cases", nargs="+", default=list(CASES), help="preset:steps")
+    p.add_argument("--n", type=int, default=5000)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--seed", type=int, default=12345)
+    p.add_argument("--out", default=str(RESULTS / f"{NAME}.json"))
+    args = p.parse_args()
+    out = Path(args.out)
+    previous = json.loads(out.read_text()).get("cases", {}) if out.exists() else {}
+    cases = dict(previous)
+    for case in args.cases:
+        cases[case] = run_case(case, args.n, args.repeats, args.seed)
+    order = [c for c in CASES if c in cases] + [c for c in cases if c not in CASES]
+    path = write_results(NAME, {"about": __doc__.split("\n\n")[0], "variants": VARIANTS, "n": args.n,
+                                "repeats": args.repeats, "seed": args.seed,
+                                "cases": {c: cases[c] for c in order}}, path=out)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
