@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
             took = time.perf_counter() - t0
             scores = image_scores(dataset, x, gaussian, labels=None, seed=args.seed)
             rows.append({"model": name, "nfe": nfe, "sample_seconds": took,
-                         **{k: scores[k] for k in ("model", "noise_floor", "matched_gaussian")}})
+                         "scores": {k: scores[k] for k in ("model", "noise_floor", "matched_gaussian")}})
             print(json.dumps({"model": name, "nfe": nfe, "fd": scores["model"]["fd"],
                               "floor": scores["noise_floor"]["fd"], "seconds": took}), flush=True)
         train_s = [r["seconds"] for r in read_metrics(run_dir) if "seconds" in r and "kind" not in r]

@@ -454,13 +454,14 @@ def few_step_digits(files: dict[str, dict]) -> str:
     for model in dict.fromkeys(r["model"] for r in rows_in):
         by_nfe = {r["nfe"]: r for r in rows_in if r["model"] == model and "nfe" in r}
         f = facts.get(model, {})
-        rows.append([model, *[sig(by_nfe[k]["model"]["fd"], 3) if k in by_nfe else "" for k in nfes],
+        rows.append([model, *[sig(by_nfe[k]["scores"]["model"]["fd"], 3) if k in by_nfe else "" for k in nfes],
                      sig(f.get("straightness", float("nan")), 2), f"{f.get('steps', '')}"])
-        values.append([None, *[by_nfe[k]["model"]["fd"] if k in by_nfe else None for k in nfes]])
+        values.append([None, *[by_nfe[k]["scores"]["model"]["fd"] if k in by_nfe else None for k in nfes]])
     bold_columns(rows, values, list(range(1, 1 + len(nfes))))
     first = next(r for r in rows_in if "nfe" in r)
-    rows.append([f"floor ({data['n']} training images)", *[sig(first["noise_floor"]["fd"], 3)] * len(nfes), "", ""])
-    rows.append(["matched Gaussian", *[sig(first["matched_gaussian"]["fd"], 3)] * len(nfes), "", ""])
+    floor, gauss = first["scores"]["noise_floor"]["fd"], first["scores"]["matched_gaussian"]["fd"]
+    rows.append([f"floor ({data['n']} training images)", *[sig(floor, 3)] * len(nfes), "", ""])
+    rows.append(["matched Gaussian", *[sig(gauss, 3)] * len(nfes), "", ""])
     return _clean_table(table(["model (Euler)", *[f"FD at NFE {k}" for k in nfes], "straightness", "steps"], rows,
                               ["---"] + ["---:"] * (len(nfes) + 2)))
 
