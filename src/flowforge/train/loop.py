@@ -60,6 +60,7 @@ def train(config: Config, *, resume: bool = False, progress: bool | None = None)
     try:
         bar = _progress_bar(state, progress)
         window = _Window(acc.device, tc.log_every)
+        params = list(model.parameters())  # listed once: parameters() walks every submodule
         model.train()
         for step in range(state.start_step + 1, tc.steps + 1):
             # -- one optimisation step on this process's rows of global batch `step`
@@ -71,7 +72,7 @@ def train(config: Config, *, resume: bool = False, progress: bool | None = None)
                               state.rows.start, state.rows.stop)
             loss = state.loss_module(state.data[idx], rng, state.labels[idx] if state.labels is not None else None)
             acc.backward(loss)
-            grad_norm = clip_gradients(state.optimizer, model.parameters(), tc.grad_clip, acc)
+            grad_norm = clip_gradients(state.optimizer, params, tc.grad_clip, acc)
             window.add(loss, grad_norm)  # on the device: read at the next log line or checkpoint, not here
             state.optimizer.step()
             state.optimizer.zero_grad(set_to_none=True)
