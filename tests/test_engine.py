@@ -118,7 +118,7 @@ def test_engine_uses_fused_adamw_and_says_so(tmp_path, tiny):
     result = train(load_config("configs/rf-moons.yaml", tiny(tmp_path / "run", **{"train.steps": 10})),
                    progress=False)
     engine = json.loads((checkpoint_dirs(tmp_path / "run")[-1] / "state.json").read_text())["engine"]
-    assert engine["optimizer"] == "AdamW (fused)" and engine["precision"].startswith("fp32 (fp32: ")
+    assert engine["optimizer"] == "AdamW (fused)" and engine["precision"].startswith("fp32 (train.precision=fp32; ")
     report = (tmp_path / "run/report.md").read_text()
     assert "AdamW (fused)" in report and "warm-up to 0.999" in report
     assert result.ema is not None

@@ -45,7 +45,7 @@ def test_eval_scores_images_beside_floor_and_baseline(digits_runs):
     assert "label_accuracy" not in gaussian
     uncond = json.loads((digits_runs / "uncond" / "eval.json").read_text())["image"]["model"]
     assert "label_accuracy" not in uncond and sum(uncond["class_histogram"]) == 100
-    assert record["nfe"] == 6 and record["parameters"] > 0  # heun, 3 steps; the eval records its cost
+    assert record["nfe"] == 5 and record["parameters"] > 0  # heun, 3 steps, Euler last: the eval records its cost
     report = (digits_runs / "cond" / "report.md").read_text()
     assert "`digits` extractor" in report and "| noise floor (training images) |" in report
 

@@ -73,6 +73,11 @@ class EMA(nn.Module):
         self.module = copy.deepcopy(model).requires_grad_(False)
         self.decay_at = decay_at
         self.n_averaged = 0
+        self._pairs: tuple[int, tuple[list[Tensor], ...]] | None = None  # (id(model), tensor lists), see update
+
+    def _apply(self, fn, recurse=True):  # .to() / .cuda() may replace buffers: list the tensors afresh
+        self._pairs = None
+        return super()._apply(fn, recurse)
 
     @staticmethod
     def _tensors(module: nn.Module) -> tuple[list[Tensor], list[Tensor]]:
@@ -86,8 +91,9 @@ class EMA(nn.Module):
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
         """Average ``model``'s weights after 1-based optimizer ``step``: ``ema <- lerp(ema, model, 1 - beta)``."""
-        mine, my_ints = self._tensors(self.module)
-        theirs, their_ints = self._tensors(model)
+        if self._pairs is None or self._pairs[0] != id(model):  # listing the tensors walks every submodule:
+            self._pairs = (id(model), (*self._tensors(self.module), *self._tensors(model)))  # once, not per step
+        mine, my_ints, theirs, their_ints = self._pairs[1]
         if self.n_averaged == 0:
             torch._foreach_copy_(mine, theirs)
         else:

@@ -61,6 +61,7 @@ def train(config: Config, *, resume: bool = False, progress: bool | None = None)
     try:
         bar = _progress_bar(state, progress)
         window = _Window(acc.device, tc.log_every)
+        params = list(model.parameters())  # listed once: parameters() walks every submodule
         model.train()
         for step in range(state.start_step + 1, tc.steps + 1):
             # -- one optimisation step on this process's rows of global batch `step`
@@ -79,7 +80,7 @@ def train(config: Config, *, resume: bool = False, progress: bool | None = None)
                 rng = BatchRandom(torch.Generator().manual_seed(step_seed(config.run.seed, step)), n, 0, n)
                 loss = state.loss_module(xs, rng, ys)
             acc.backward(loss)
-            grad_norm = clip_gradients(state.optimizer, model.parameters(), tc.grad_clip, acc)
+            grad_norm = clip_gradients(state.optimizer, params, tc.grad_clip, acc)
             window.add(loss, grad_norm)  # on the device: read at the next log line or checkpoint, not here
             state.optimizer.step()
             state.optimizer.zero_grad(set_to_none=True)

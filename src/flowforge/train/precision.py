@@ -26,9 +26,9 @@ class PrecisionChoice:
     hardware: str  # what was looked at, e.g. "CPU capability AVX2, no AVX512-BF16 / AMX"
 
     def describe(self) -> str:
-        """One line for the run report: ``bf16 autocast (auto: CPU capability AVX512, AMX)``."""
+        """One line for the run report: ``bf16 autocast (train.precision=auto; CPU capability AVX512, AMX)``."""
         what = "bf16 autocast" if self.precision == "bf16" else "fp32"
-        return f"{what} ({self.requested}: {self.hardware})"
+        return f"{what} (train.precision={self.requested}; {self.hardware})"
 
 
 def _cpu_flag(name: str) -> bool:
