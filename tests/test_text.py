@@ -225,8 +225,8 @@ def test_the_ema_copy_leaves_the_caption_ids_alone():
 
     caps = Captions(FASHION)
     model = ContinuousFlow(LinearPath(), Spy(), (1, 4, 4), num_classes=10, captions=caps)
-    ema = make_ema(model, 0.9)
-    for _ in range(50):
-        ema.update_parameters(model)
+    ema = make_ema(model, "constant", 0.9)
+    for step in range(1, 51):
+        ema.update(model, step)
     assert torch.equal(ema.module.captions.table, caps.table)
     assert not any(b.dtype == torch.long for b in model.buffers())
