@@ -139,6 +139,22 @@ class FinalLayer(nn.Module):
         return self.linear(by_example(modulate, self.norm(x), (shift, scale), mask))  # (B, L, p p C)
 
 
+def transformer_size(name: str, shape: tuple[int, ...], size: str | DiTSize, positions: str, patch: int) -> DiTSize:
+    """The :class:`DiTSize` of ``size`` (a name of :data:`DIT_SIZES` or a size), after checking the arguments a
+    patch transformer (DiT, MMDiT) shares: an image ``shape`` (C, H, W), known positions, a positive patch."""
+    if len(shape) != 3:
+        raise ValueError(f"{name} needs shape (C, H, W), got {tuple(shape)}")
+    if isinstance(size, str):
+        if size not in DIT_SIZES:
+            raise ValueError(f"{name} size {size!r} is not one of {', '.join(DIT_SIZES)}")
+        size = DIT_SIZES[size]
+    if positions not in POSITION_ENCODINGS:
+        raise ValueError(f"{name} positions {positions!r} is not one of {', '.join(POSITION_ENCODINGS)}")
+    if patch < 1:
+        raise ValueError(f"{name} patch size must be positive, got {patch}")
+    return size
+
+
 class DiT(nn.Module):
     """``f(x, t, y)``: a Diffusion Transformer (Peebles & Xie 2023) with SD3's QK-norm and 2-D positions.
 
@@ -192,16 +208,7 @@ class DiT(nn.Module):
                  time_embed_dim: int = 256, num_classes: int | None = None, time_scale: float = 1000.0,
                  mlp_ratio: float = 4.0, interval: bool = False):
         super().__init__()
-        if len(shape) != 3:
-            raise ValueError(f"DiT needs shape (C, H, W), got {tuple(shape)}")
-        if isinstance(size, str):
-            if size not in DIT_SIZES:
-                raise ValueError(f"DiT size {size!r} is not one of {', '.join(DIT_SIZES)}")
-            size = DIT_SIZES[size]
-        if positions not in POSITION_ENCODINGS:
-            raise ValueError(f"DiT positions {positions!r} is not one of {', '.join(POSITION_ENCODINGS)}")
-        if patch < 1:
-            raise ValueError(f"DiT patch size must be positive, got {patch}")
+        size = transformer_size("DiT", shape, size, positions, patch)
         if size.hidden % size.heads:
             raise ValueError(f"DiT width {size.hidden} needs heads dividing it, got heads={size.heads}")
         if num_classes is not None and num_classes < 1:
@@ -344,5 +351,5 @@ class DiT(nn.Module):
                 for part, x, (h, w) in zip(parts, xs, grids)]
 
 
-__all__ = ["DIT_SIZES", "POSITION_ENCODINGS", "DiT", "DiTBlock", "DiTSize", "FinalLayer", "modulate", "patchify",
+__all__ = ["DIT_SIZES", "POSITION_ENCODINGS", "DiT", "DiTBlock", "DiTSize", "FinalLayer", "modulate", "patchify", "transformer_size",
            "unpatchify"]

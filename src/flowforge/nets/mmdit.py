@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from .attention import Attention, attend
-from .dit import DIT_SIZES, POSITION_ENCODINGS, DiTSize, FinalLayer, modulate, patchify, unpatchify
+from .dit import DiTSize, FinalLayer, modulate, patchify, transformer_size, unpatchify
 from .embeddings import SinusoidalEmbedding
 from .positions import grid_positions, sincos_1d, sincos_2d
 from .rope import RotaryEmbedding2d, Rotation
@@ -128,16 +128,7 @@ class MMDiT(nn.Module):
                  qk_norm: bool = True, positions: str = "sincos", checkpoint: bool = False,
                  time_embed_dim: int = 256, time_scale: float = 1000.0, mlp_ratio: float = 4.0):
         super().__init__()
-        if len(shape) != 3:
-            raise ValueError(f"MMDiT needs shape (C, H, W), got {tuple(shape)}")
-        if isinstance(size, str):
-            if size not in DIT_SIZES:
-                raise ValueError(f"MMDiT size {size!r} is not one of {', '.join(DIT_SIZES)}")
-            size = DIT_SIZES[size]
-        if positions not in POSITION_ENCODINGS:
-            raise ValueError(f"MMDiT positions {positions!r} is not one of {', '.join(POSITION_ENCODINGS)}")
-        if patch < 1:
-            raise ValueError(f"MMDiT patch size must be positive, got {patch}")
+        size = transformer_size("MMDiT", shape, size, positions, patch)
         if size.hidden % size.heads or size.hidden % 4:
             raise ValueError(f"MMDiT width {size.hidden} needs heads dividing it and a multiple of 4, "
                              f"got heads={size.heads}")
