@@ -482,6 +482,19 @@ def checkpointing(files: dict[str, dict]) -> str:
     return _clean_table(table(["model, batch", "blocks", "train step (ms)", "time vs plain",
                                "activation memory (MB)", "memory vs plain"], rows, ["---", "---"] + ["---:"] * 4))
 
+
+def attention_memory(files: dict[str, dict]) -> str:
+    """SDPA (flowforge's attend) against naive softmax(QK^T)V: step time and peak memory growth per length."""
+    data = files["attention_memory"]
+    rows = []
+    for r in data["rows"]:
+        sd, nv = r["sdpa"], r.get("naive")
+        rows.append([f"{r['length']:,}", f"{1000 * sd['median_s']:.0f}", f"{sd['peak_growth_mb']:.0f}",
+                     f"{1000 * nv['median_s']:.0f}" if nv else "not run", f"{nv['peak_growth_mb']:.0f}" if nv else "",
+                     f"**{nv['peak_growth_mb'] / max(sd['peak_growth_mb'], 1e-9):.1f}x**" if nv else ""])
+    return _clean_table(table(["tokens", "SDPA ms", "SDPA MB", "naive ms", "naive MB", "naive / SDPA memory"],
+                              rows, ["---:"] * 6))
+
 @dataclass(frozen=True)
 class Table:
     """A README table: the results files it reads (``benchmarks/results/<name>.json``) and its renderer."""
@@ -509,6 +522,7 @@ TABLES: dict[str, Table] = {
     "packing": Table(("packing",), packing),
     "packing_attention": Table(("packing",), packing_attention),
     "checkpointing": Table(("checkpointing",), checkpointing),
+    "attention_memory": Table(("attention_memory",), attention_memory),
 }
 
 
