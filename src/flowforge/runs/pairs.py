@@ -74,9 +74,10 @@ def weights_sha256(run: Run) -> str:
     return sha256_file(run.checkpoint / ("ema.safetensors" if run.weights == "ema" else "model.safetensors"))
 
 
-def pairs_dir(run: Run, settings: PairSettings) -> Path:
-    """Where ``run``'s pairs for ``settings`` live: keyed by the settings and the weights they integrate."""
-    key = json.dumps({"settings": asdict(settings), "weights": weights_sha256(run), "format": FORMAT},
+def pairs_dir(run: Run, settings: PairSettings, weights: str | None = None) -> Path:
+    """Where ``run``'s pairs for ``settings`` live: keyed by the settings and the weights they integrate
+    (``weights``: their :func:`weights_sha256`, computed here if not given)."""
+    key = json.dumps({"settings": asdict(settings), "weights": weights or weights_sha256(run), "format": FORMAT},
                      sort_keys=True)
     return run.dir / "pairs" / hashlib.sha256(key.encode()).hexdigest()[:16]
 
@@ -140,17 +141,19 @@ def _read_manifest(directory: Path, settings: PairSettings, weights: str) -> dic
     return manifest
 
 
-def make_pairs(run: Run, settings: PairSettings, progress: bool = False) -> Path:
-    """Draw (or finish drawing) the pairs of ``run`` for ``settings``; return their directory.
+def make_pairs(run: Run, settings: PairSettings, progress: bool = False, weights: str | None = None) -> Path:
+    """Draw (or finish drawing) the pairs of ``run`` for ``settings``; return their directory. ``weights``: the
+    parent's :func:`weights_sha256` when the caller has it (computed here otherwise).
 
     Idempotent and resumable: shards that exist and match their recorded sha256 are kept, the others drawn.
     """
     if not run.model.takes_sampler or not hasattr(run.model, "path"):
         raise RunError(f"reflow needs a continuous model (flow matching / diffusion); {run.dir} is a "
                        f"{run.config.model.kind} flow")
-    directory = pairs_dir(run, settings)
+    weights = weights or weights_sha256(run)
+    directory = pairs_dir(run, settings, weights)
     directory.mkdir(parents=True, exist_ok=True)
-    manifest = _read_manifest(directory, settings, weights_sha256(run))
+    manifest = _read_manifest(directory, settings, weights)
     sizes = shard_sizes(settings)
     for index, n in enumerate(sizes):
         name = f"shard-{index:05d}.safetensors"
@@ -193,7 +196,14 @@ def load_pairs(directory: Path, settings: PairSettings, weights: str) -> Pairs:
 
 
 __all__ = ["PairSettings", "Pairs", "draw_shard", "weights_sha256", "load_pairs", "make_pairs", "pairs_dir", "sha256_file",
-           "reflow_config", "shard_sizes"]
+           "reflow_config", "reflow_pairs_of", "shard_sizes"]
+
+
+def reflow_pairs_of(run: Run, settings: PairSettings, progress: bool = False) -> Pairs:
+    """``run``'s pairs for ``settings``: drawn where missing (:func:`make_pairs`), then loaded and checked
+    (:func:`load_pairs`), the parent's weights hashed once."""
+    weights = weights_sha256(run)
+    return load_pairs(make_pairs(run, settings, progress, weights), settings, weights)
 
 
 def reflow_config(parent: str | Path, *, pairs: int, name: str | None = None, distill: int = 0,

@@ -27,8 +27,8 @@ from ..rng import BatchRandom
 from ..runs import (MetricsLog, RunLock, atomic_write_text, check_model_binding, latest_checkpoint, load_checkpoint,
                     load_weights, read_config, read_state, read_vocabulary, set_rng_state, write_vocabulary)
 from ..runs.checkpoint import changes
-from ..runs.load import load_run
-from ..runs.pairs import PairSettings, Pairs, load_pairs, make_pairs, weights_sha256
+from ..runs.load import Run, load_run
+from ..runs.pairs import PairSettings, Pairs, reflow_pairs_of
 from .batches import BatchOrder, step_seed
 from .ema import EMA, make_ema
 from .precision import choose_precision, emulated_bf16_warning
@@ -263,12 +263,12 @@ def setup(config: Config, resume: bool) -> RunState:
         with accelerator.main_process_first():  # one process downloads, the others read the cache
             dataset = load_dataset(config.data)
         _check_finite_data(dataset.train, dataset.name)
-        pairs = None
+        parent, pairs = None, None
         if config.reflow.parent is not None:
             if config.data.resolutions:
                 raise ConfigError("reflow trains on the parent's pairs at its one resolution; unset data.resolutions")
             with accelerator.main_process_first():  # the main process draws the pairs, the others read them
-                pairs = reflow_pairs(config, dataset.shape)
+                parent, pairs = reflow_pairs(config, dataset.shape)
         packs = _pack_sampler(config, dataset, accelerator.num_processes) if config.data.resolutions else None
         torch.manual_seed(config.run.seed)  # identical initial weights on every process
         # a text model's vocabulary: the run's own on resume, the parent's for reflow (the pairs keep its captions)
@@ -276,7 +276,7 @@ def setup(config: Config, resume: bool) -> RunState:
                       else read_vocabulary(Path(config.reflow.parent)) if pairs is not None else None)
         model = build_model(config.model, dataset.spec(), vocabulary)
         if pairs is not None and config.reflow.init and not resume:
-            init_from_parent(model, config)  # before the EMA copy: the average starts at the parent's weights
+            init_from_parent(model, parent)  # before the EMA copy: the average starts at the parent's weights
         ema = make_ema(model, tc.ema_schedule, tc.ema_decay, tc.ema_sigma_rel) if tc.ema_decay is not None else None
         optimizer = make_optimizer(model, tc, accelerator.device)
         start_step, elapsed = 0, 0.0
@@ -319,9 +319,10 @@ def setup(config: Config, resume: bool) -> RunState:
                     log=log, last_good=ckpt, lock=lock, packs=packs)
 
 
-def reflow_pairs(config: Config, shape: tuple[int, ...]) -> Pairs:
-    """The (noise, sample) pairs of ``config.reflow.parent``, drawn into its run directory if not there yet
-    (:mod:`flowforge.runs.pairs`; resumable and checksummed)."""
+def reflow_pairs(config: Config, shape: tuple[int, ...]) -> tuple[Run, Pairs]:
+    """The parent run ``config.reflow.parent`` (loaded once, for its pairs and its weights) and its (noise, sample)
+    pairs, drawn into its run directory if not there yet (:mod:`flowforge.runs.pairs`; resumable and
+    checksummed)."""
     rc = config.reflow
     parent = Path(rc.parent)
     if not (parent / "config.yaml").is_file():
@@ -343,17 +344,15 @@ def reflow_pairs(config: Config, shape: tuple[int, ...]) -> Pairs:
                             rtol=rc.rtol, atol=rc.atol, guidance=rc.guidance, seed=rc.seed)
     if rc.pairs < config.train.batch_size:
         raise ConfigError(f"reflow.pairs ({rc.pairs}) is smaller than train.batch_size ({config.train.batch_size})")
-    directory = make_pairs(run, settings, progress=True)
-    return load_pairs(directory, settings, weights_sha256(run))
+    return run, reflow_pairs_of(run, settings, progress=True)
 
 
-def init_from_parent(model: nn.Module, config: Config) -> None:
+def init_from_parent(model: nn.Module, parent: Run) -> None:
     """Start from the parent's weights (its EMA copy where it kept one), as rectified flow's reflow does."""
-    parent = load_run(config.reflow.parent)
     try:
         model.load_state_dict(parent.model.state_dict())
     except RuntimeError as err:
-        raise ConfigError(f"reflow.init: the parent's weights ({config.reflow.parent}) do not fit this model; keep "
+        raise ConfigError(f"reflow.init: the parent's weights ({parent.dir}) do not fit this model; keep "
                           f"the parent's model.net settings or set reflow.init=false ({str(err).splitlines()[0]})") from None
 
 
