@@ -31,6 +31,7 @@ from torch import Tensor
 
 from ..config import Config, apply_overrides, from_dict
 from ..errors import RunError
+from ..solvers import SOLVERS
 from .checkpoint import atomic_write_text
 from .load import Run, read_config
 
@@ -96,11 +97,11 @@ def draw_shard(run: Run, settings: PairSettings, index: int, n: int) -> dict[str
     dequantized end points for discrete data: the child trains on the continuous coupling). A class-conditional
     parent gets labels cycling through its classes from the shard's offset."""
     model = run.model
-    generator = torch.Generator().manual_seed(_shard_seed(settings.seed, index))
-    options: dict[str, Any] = {"sampler": settings.sampler, "steps": settings.steps, "generator": generator,
-                               "dequantized": True}
-    if settings.sampler == "dopri5":
-        options.update(rtol=settings.rtol, atol=settings.atol)
+    solver = SOLVERS[settings.sampler]
+    # the sampler's own options (its constructor's arguments, as SampleConfig.options() reads them) that the
+    # settings hold: dopri5's rtol and atol
+    options: dict[str, Any] = {name: getattr(settings, name.lower()) for name in solver.option_names()
+                               if hasattr(settings, name.lower())}
     labels = None
     if run.config.model.num_classes is not None:
         offset = index * settings.shard_size
@@ -109,9 +110,11 @@ def draw_shard(run: Run, settings: PairSettings, index: int, n: int) -> dict[str
     elif settings.guidance != 1.0:
         raise RunError(f"reflow.guidance={settings.guidance} needs a class-conditional parent; {run.dir} has no "
                        f"classes")
-    times = model.time_grid(settings.steps, finite_start=False)
+    # the noise at the grid's first time, as sample() draws it for this sampler, kept with its end point
+    times = model.time_grid(settings.steps, finite_start=solver.finite_start)
+    generator = torch.Generator().manual_seed(_shard_seed(settings.seed, index))
     noise = model.path.prior_sample((n, *model.shape), float(times[0]), generator=generator)
-    x = model.sample(n, noise=noise, **{k: v for k, v in options.items() if k != "generator"})
+    x = model.sample(n, sampler=settings.sampler, steps=settings.steps, noise=noise, dequantized=True, **options)
     out = {"noise": noise.float().contiguous(), "x": x.float().contiguous()}
     if labels is not None:
         out["labels"] = labels.long().contiguous()
