@@ -4,13 +4,12 @@ guidance with the empty caption, a text model through the engine (exact resume, 
 
 import doctest
 import json
-import os
-import subprocess
 import sys
 
 import pytest
 import torch
 from conftest import perturb_zero_layers
+from test_train import assert_same, needs_torchrun, train_two_processes, weights
 from safetensors.torch import load_file
 
 from flowforge import load_config
@@ -195,22 +194,12 @@ def test_unknown_vocabulary_words_are_refused_when_building():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.path.exists(os.path.join(os.path.dirname(sys.executable), "torchrun")),
-                    reason="torchrun is not installed beside this Python")
+@needs_torchrun
 def test_two_processes_train_the_text_model_as_one(tmp_path, tiny):
     # Each rank draws its rows' templates from the global batch's stream, and every MMDiT weight takes part in
     # the loss (the last text stream keeps no unused output layers), so DDP runs and matches one process.
-    from test_train import assert_same, free_port, weights
-
-    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     extra = {"train.steps": 6, "train.ckpt_every": 6}
-    proc = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", str(free_port()), "-m",
-                           "flowforge.cli", "train", "configs/fm-digits.yaml",
-                           *text_overrides(tiny, tmp_path / "two", **extra)],
-                          capture_output=True, text=True, env=env, timeout=300,
-                          check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    train_two_processes("configs/fm-digits.yaml", text_overrides(tiny, tmp_path / "two", **extra))
     train(load_config("configs/fm-digits.yaml", text_overrides(tiny, tmp_path / "one", **extra)), progress=False)
     two, one = latest_checkpoint(tmp_path / "two"), latest_checkpoint(tmp_path / "one")
     state = json.loads((two / "state.json").read_text())

@@ -176,20 +176,25 @@ def test_cli_round_trip(tmp_path, tiny):
     assert model.sample(7, steps=3).shape == (7, 2)
 
 
+TORCHRUN = os.path.join(os.path.dirname(sys.executable), "torchrun")
+needs_torchrun = pytest.mark.skipif(not os.path.exists(TORCHRUN), reason="torchrun is not installed beside this Python")
+
+
+def train_two_processes(config: str, overrides: list[str]) -> None:
+    """``flowforge train config overrides`` over 2 gloo processes (torchrun, one thread each); fails with its
+    stderr's tail."""
+    proc = subprocess.run([TORCHRUN, "--nproc_per_node", "2", "--master_port", str(free_port()), "-m",
+                           "flowforge.cli", "train", config, *overrides], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(not os.path.exists(os.path.join(os.path.dirname(sys.executable), "torchrun")),
-                    reason="torchrun is not installed beside this Python")
+@needs_torchrun
 def test_two_processes_match_one(tmp_path, tiny):
     # Same global batch over 2 gloo processes: identical parameters on both ranks and equal (to float
     # tolerance: the all-reduce sums in another order) to the single-process run.
-    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    args = tiny(tmp_path / "two", **{"train.ckpt_every": 20})
-    port = free_port()
-    proc = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", str(port), "-m", "flowforge.cli",
-                           "train", "configs/rf-moons.yaml", *args], capture_output=True, text=True, env=env,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    train_two_processes("configs/rf-moons.yaml", tiny(tmp_path / "two", **{"train.ckpt_every": 20}))
     train(load_config("configs/rf-moons.yaml", tiny(tmp_path / "one", **{"train.ckpt_every": 20})), progress=False)
     two, one = latest_checkpoint(tmp_path / "two"), latest_checkpoint(tmp_path / "one")
     assert json.loads((two / "state.json").read_text())["world_size"] == 2
@@ -275,14 +280,12 @@ sys.exit(main(sys.argv[1:]))
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.path.exists(os.path.join(os.path.dirname(sys.executable), "torchrun")),
-                    reason="torchrun is not installed beside this Python")
+@needs_torchrun
 def test_nan_on_one_rank_stops_every_rank(tmp_path, tiny):
     script = tmp_path / "nan_rank1.py"
     script.write_text(NAN_ON_RANK_1)
-    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     port = free_port()
-    proc = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", str(port), str(script), "train",
+    proc = subprocess.run([TORCHRUN, "--nproc_per_node", "2", "--master_port", str(port), str(script), "train",
                            "configs/rf-moons.yaml", *tiny(tmp_path / "run")], capture_output=True, text=True,
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
     assert proc.returncode != 0
