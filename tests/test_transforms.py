@@ -233,6 +233,50 @@ def test_actnorm_refuses_to_initialise_on_one_value_per_channel():
 
 
 @pytest.mark.parametrize("shape", [VECTOR, IMAGE], ids=["vec", "img"])
+def test_scaling_data_init_standardises_the_first_batch_and_stays_exact(shape):
+    """NICE's scaling with init="data": the first training batch comes out with the target std in every
+    dimension (spreads from 1e-3 to 5, as MNIST's background and stroke pixels differ), the layer stays exactly
+    invertible, its log-det equals the autograd Jacobian's, and later batches do not re-initialise it."""
+    spread = torch.logspace(-3, math.log10(5), math.prod(shape[1:])).reshape(shape[1:])
+    x = 0.2 + spread * torch.randn(shape[0] * 40, *shape[1:])
+    layer = Scaling(shape[1:], init="data", target_std=math.pi / math.sqrt(3))
+    assert int(layer.initialized) == 0
+    y, logdet = layer(x)
+    assert int(layer.initialized) == 1
+    torch.testing.assert_close(y.std(0, unbiased=False), torch.full(shape[1:], math.pi / math.sqrt(3)),
+                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(layer.inverse(y)[0], x, atol=1e-12, rtol=1e-12)
+    x0 = x[:1]
+    jac = jacobian(lambda v: layer(v.reshape(x0.shape))[0].flatten(), x0.flatten())
+    torch.testing.assert_close(logdet[:1], torch.linalg.slogdet(jac)[1].reshape(1))
+    s = layer.log_scale.detach().clone()
+    layer(torch.randn(x.shape))
+    assert torch.equal(layer.log_scale, s)
+
+
+def test_scaling_data_init_survives_state_dict_and_old_state_dicts_load_as_initialised():
+    layer = Scaling((6,), init="data")
+    layer(torch.randn(50, 6) * 3)
+    fresh = Scaling((6,), init="data")
+    fresh.load_state_dict(layer.state_dict())
+    x = torch.randn(VECTOR)  # other statistics: a re-initialisation would change the output
+    torch.testing.assert_close(fresh(x)[0], layer(x)[0])
+    old = {"log_scale": layer.log_scale.detach().clone()}  # saved before the buffer existed: a trained layer
+    fresh = Scaling((6,), init="data")
+    fresh.load_state_dict(old)
+    assert int(fresh.initialized) == 1
+    torch.testing.assert_close(fresh(x)[0], layer(x)[0])
+
+
+def test_scaling_zero_init_is_the_papers():
+    layer = Scaling((6,))
+    x = 3 * torch.randn(20, 6)
+    assert torch.equal(layer(x)[0], x)
+    with pytest.raises(ValueError, match="at least 2 examples"):
+        Scaling((6,), init="data")(torch.randn(1, 6))
+
+
+@pytest.mark.parametrize("shape", [VECTOR, IMAGE], ids=["vec", "img"])
 def test_conv1x1_logdet_is_slogdet_of_weight_times_spatial_size(shape):
     layer = perturbed(InvertibleConv1x1(shape[1], seed=3))
     _, logdet = layer(torch.randn(shape))

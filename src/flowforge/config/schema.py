@@ -106,6 +106,8 @@ class FlowConfig:
     levels: int = _bounded(2, 1)  # multi-scale levels on images (each squeezes 2x and factors out half)
     steps_per_level: int = _bounded(8, 1)  # Glow: flow steps K per level; also Glow's steps on vectors
     prior: Literal["gaussian", "logistic"] = "gaussian"  # NICE uses the logistic
+    # NICE's scaling layer: data = set from the first batch to the prior's std per dimension; zero = the paper's
+    scaling_init: Literal["data", "zero"] = "data"
     scale_fn: Literal["tanh", "sigmoid"] = "tanh"  # stabilised affine scale: RealNVP tanh, Glow sigmoid
     logit_alpha: float | None = _bounded(0.05, 0.0, 0.5, lo_open=True, hi_open=True)  # RealNVP/Glow image pre-processing; None = off
 

@@ -36,14 +36,17 @@ def _vector_mlp(dim: int, out: int, fc: FlowConfig) -> CouplingMLP:
 
 def nice(fc: FlowConfig, data: dict[str, Any]) -> NormalizingFlow:
     """NICE (Dinh et al., 2015, arXiv:1410.8516, §5): ``couplings`` additive couplings on alternating halves,
-    each an MLP of ``hidden_layers`` x ``hidden`` ReLU units over odd / even coordinates, then a diagonal scaling. Images are flattened.
-    The paper's MNIST model is 4 couplings of 5 x 1000 with the logistic prior."""
+    each an MLP of ``hidden_layers`` x ``hidden`` ReLU units over odd / even coordinates, then a diagonal
+    scaling (``scaling_init``: ``data`` starts it at the first batch's per-dimension scale, matched to the prior's
+    standard deviation; ``zero`` is the paper's start). Images are flattened. The paper's MNIST model is 4
+    couplings of 5 x 1000 with the logistic prior."""
     shape = tuple(data["shape"])
     dim = math.prod(shape)
     layers = [AdditiveCoupling(half_mask(dim, i % 2, interleave=True), _vector_mlp(dim, dim, fc))
               for i in range(fc.couplings)]
-    return NormalizingFlow(PRIORS[fc.prior](), [*layers, Scaling((dim,))], shape, _quantization(data),
-                           flatten=len(shape) > 1)
+    prior = PRIORS[fc.prior]()
+    scaling = Scaling((dim,), init=fc.scaling_init, target_std=prior.std)
+    return NormalizingFlow(prior, [*layers, scaling], shape, _quantization(data), flatten=len(shape) > 1)
 
 
 def _realnvp_level(fc: FlowConfig, c: int, h: int, w: int, level: int) -> list[nn.Module]:

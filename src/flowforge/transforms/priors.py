@@ -38,6 +38,8 @@ class StandardGaussian(nn.Module):
         (5, 3)
     """
 
+    std = 1.0  # per dimension
+
     def log_prob(self, z: Tensor) -> Tensor:
         """Log-density summed over all event dims: (batch, *event) -> (batch,)."""
         _check_batch(z)
@@ -65,6 +67,8 @@ class StandardLogistic(nn.Module):
         >>> round(prior.log_prob(torch.zeros(1, 1)).item(), 4)  # log(1/4)
         -1.3863
     """
+
+    std = math.pi / math.sqrt(3)  # per dimension
 
     def log_prob(self, z: Tensor) -> Tensor:
         """Log-density summed over all event dims: (batch, *event) -> (batch,)."""
