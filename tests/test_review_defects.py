@@ -244,12 +244,13 @@ def test_a_checkpoint_from_before_a_new_model_setting_still_loads(run_copy):
 
 
 def test_a_clamped_warmup_resumes_with_more_steps(tmp_path, tiny):
+    constant = {"train.schedule": "constant"}  # a cosine schedule warns differently when train.steps changes
     first = load_config("configs/rf-moons.yaml", tiny(tmp_path / "run", **{"train.steps": 10,
-                                                                           "train.warmup_steps": 50}))
+                                                                           "train.warmup_steps": 50, **constant}))
     with pytest.warns(UserWarning, match="warming up over all 10 steps"):
         train(first, progress=False)
     more = load_config("configs/rf-moons.yaml", tiny(tmp_path / "run", **{"train.steps": 20,
-                                                                          "train.warmup_steps": 50}))
+                                                                          "train.warmup_steps": 50, **constant}))
     with pytest.warns(UserWarning, match="warming up over all 20 steps"), \
             pytest.warns(UserWarning, match="warms up again"):  # the schedule follows the new length, and says so
         assert train(more, resume=True, progress=False).step == 20
