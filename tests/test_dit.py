@@ -372,8 +372,8 @@ def test_bf16_autocast_trains_the_transformers_and_resumes_exactly(tmp_path, tin
 
     monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
     extra = {"train.precision": "bf16", "train.ckpt_every": 3, "train.log_every": 3, "model.net.positions": "rope"}
-    full = train(load_config("configs/fm-digits.yaml", overrides(tiny, tmp_path / "full", **extra, **{"train.steps": 6})),
-                 progress=False)
+    full = train(load_config("configs/fm-digits.yaml", overrides(tiny, tmp_path / "full", **extra,
+                                                                 **{"train.steps": 6})), progress=False)
     assert seen == {torch.bfloat16}
     train(load_config("configs/fm-digits.yaml", overrides(tiny, tmp_path / "split", **extra, **{"train.steps": 3})),
           progress=False)
