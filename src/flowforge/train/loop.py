@@ -39,7 +39,7 @@ from .setup import RunState, make_optimizer, on_main, setup
 class TrainResult:
     run_dir: Path
     step: int
-    model: GenerativeModel  # the trained (non-EMA) model, unwrapped
+    model: GenerativeModel  # the trained (non-EMA) model, unwrapped (train.distributed=fsdp: this process's shards)
     ema: nn.Module | None  # the EMA copy, when enabled
     seconds: float
 
@@ -303,8 +303,10 @@ def sampling_copy(state: RunState) -> nn.Module | None:
     if not state.sharded:
         return state.sampling_model()
     if state.ema is not None:
-        return sharding.gathered(state.ema.module, state.build, state.main)
-    return sharding.gathered(state.loss_module, state.build, state.main, prefix="model.")
+        plain = sharding.gathered(state.ema.module, state.build, state.main)
+    else:
+        plain = sharding.gathered(state.loss_module, state.build, state.main, prefix="model.")
+    return plain.to(state.accelerator.device) if plain is not None else None
 
 
 def picture(state: RunState, step: int) -> None:
