@@ -20,6 +20,7 @@ from flowforge.nets.rope import RotaryEmbedding2d
 from flowforge.runs import latest_checkpoint
 from flowforge.train import train
 from conftest import perturb_zero_layers
+from test_train import assert_same, needs_torchrun, train_two_processes, weights
 
 
 def rotation_for(net, height, width):
@@ -346,3 +347,59 @@ def test_cli_samples_a_dit_run_at_another_size(tmp_path, tiny):
     assert np.load(tmp_path / "x.npy").shape == (4, 1, 12, 16)
     proc = subprocess.run(cli + ["--out", str(tmp_path / "y.npy"), "--size", "13x16"], capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "13" in proc.stderr, proc.stderr
+
+
+def text_engine_overrides(tiny, run_dir, **extra):
+    from test_text import text_overrides
+
+    return text_overrides(tiny, run_dir, **extra)
+
+
+@pytest.mark.filterwarnings("ignore:train.precision=bf16 on a CPU without native bf16")  # emulated here (AVX2)
+@pytest.mark.parametrize("overrides", [engine_overrides, text_engine_overrides], ids=["dit", "mmdit"])
+def test_bf16_autocast_trains_the_transformers_and_resumes_exactly(tmp_path, tiny, monkeypatch, overrides):
+    # train.precision=bf16: attention and the linear layers run in bf16 under the engine's autocast, the weights,
+    # EMA and AdamW moments stay float32, and 2N steps equal N steps + resume for N, bit for bit
+    import torch.nn.functional as F
+
+    seen = set()
+    real = F.scaled_dot_product_attention
+
+    def spy(q, k, v, *args, **kwargs):
+        if torch.is_grad_enabled():  # training steps, not the no-grad init pass
+            seen.add(q.dtype)
+        return real(q, k, v, *args, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    extra = {"train.precision": "bf16", "train.ckpt_every": 3, "train.log_every": 3, "model.net.positions": "rope"}
+    full = train(load_config("configs/fm-digits.yaml", overrides(tiny, tmp_path / "full", **extra,
+                                                                 **{"train.steps": 6})), progress=False)
+    assert seen == {torch.bfloat16}
+    train(load_config("configs/fm-digits.yaml", overrides(tiny, tmp_path / "split", **extra, **{"train.steps": 3})),
+          progress=False)
+    train(load_config("configs/fm-digits.yaml", overrides(tiny, tmp_path / "split", **extra, **{"train.steps": 6})),
+          resume=True, progress=False)
+    assert full.ema is not None and next(full.model.parameters()).dtype == torch.float32
+    a, b = latest_checkpoint(tmp_path / "full"), latest_checkpoint(tmp_path / "split")
+    for part in ("model", "ema", "optimizer"):
+        x, y = load_file(a / f"{part}.safetensors"), load_file(b / f"{part}.safetensors")
+        assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x), part
+        assert {t.dtype for t in x.values() if t.is_floating_point()} == {torch.float32}, part
+    assert json.loads((a / "state.json").read_text())["engine"]["precision"].startswith("bf16 autocast")
+    records = [json.loads(line) for line in (tmp_path / "full/metrics.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(r["loss"]) for r in records if "loss" in r)
+
+
+@pytest.mark.slow
+@needs_torchrun
+def test_two_processes_train_the_dit_as_one(tmp_path, tiny):
+    # DDP over 2 gloo processes with rotary positions and checkpointed blocks (non-reentrant recomputation inside
+    # DDP's backward): identical weights on both ranks, equal to one process on the same global batch (to float
+    # tolerance: the all-reduce sums in another order), EMA and AdamW moments included
+    extra = {"model.net.positions": "rope", "model.net.checkpoint": "true", "train.steps": 6, "train.ckpt_every": 6}
+    train_two_processes("configs/fm-digits.yaml", engine_overrides(tiny, tmp_path / "two", **extra))
+    train(load_config("configs/fm-digits.yaml", engine_overrides(tiny, tmp_path / "one", **extra)), progress=False)
+    two, one = latest_checkpoint(tmp_path / "two"), latest_checkpoint(tmp_path / "one")
+    state = json.loads((two / "state.json").read_text())
+    assert state["world_size"] == 2 and state["weights_sum"][0] == state["weights_sum"][1]
+    assert_same(weights(one), weights(two), exact=False)

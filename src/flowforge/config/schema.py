@@ -201,6 +201,10 @@ class TrainConfig:
     # (AVX512-BF16 or AMX, CUDA compute capability >= 8), fp32 elsewhere (flowforge.train.precision)
     precision: Literal["fp32", "bf16", "auto"] = "fp32"
     cpu: bool = False  # force CPU even when a GPU is present
+    # several processes: ddp = each holds the whole model, gradients all-reduced; fsdp = FSDP2 through Accelerate,
+    # each holds 1/N of every parameter, gradient, AdamW moment and EMA weight, one transformer block gathered at a
+    # time (dit / mmdit; GPUs only: Accelerate 1.15 does not shard on CPU); checkpoints alike (train/sharding.py)
+    distributed: Literal["ddp", "fsdp"] = "ddp"
     log_every: int = _bounded(50, 1)
     sample_every: int = _bounded(1000, 0)  # 0 disables periodic sample pictures
     eval_every: int = _bounded(0, 0)  # held-out NLL every this many steps (models with likelihoods); 0 = off

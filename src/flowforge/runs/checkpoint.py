@@ -94,7 +94,8 @@ def _save_optimizer(optimizer: torch.optim.Optimizer, path: Path) -> None:
     save_file(tensors, str(path), metadata=meta)
 
 
-def _load_optimizer(optimizer: torch.optim.Optimizer, path: Path) -> None:
+def read_optimizer_state(path: Path) -> dict[str, Any]:
+    """The optimizer state dict that :func:`_save_optimizer` wrote (``state`` keyed by parameter index)."""
     state: dict[int, dict[str, Any]] = {}
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
@@ -108,7 +109,11 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, path: Path) -> None:
     for g in groups:  # JSON turned tuples into lists
         if "betas" in g:
             g["betas"] = tuple(g["betas"])
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
+    return {"state": state, "param_groups": groups}
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, path: Path) -> None:
+    optimizer.load_state_dict(read_optimizer_state(path))
 
 
 # --------------------------------------------------------------------------- save / load

@@ -82,7 +82,7 @@ class EMA(nn.Module):
     @staticmethod
     def _tensors(module: nn.Module) -> tuple[list[Tensor], list[Tensor]]:
         """Floating-point parameters and buffers, then the other buffers, in a fixed order."""
-        floats = [p.detach() for p in module.parameters()]
+        floats = [_local(p.detach()) for p in module.parameters()]
         others = []
         for b in module.buffers():
             (floats if b.is_floating_point() else others).append(b)
@@ -104,6 +104,14 @@ class EMA(nn.Module):
         for a, b in zip(my_ints, their_ints):
             a.copy_(b)
         self.n_averaged += 1
+
+
+def _local(tensor: Tensor) -> Tensor:
+    """A sharded parameter's shard on this process (train.distributed=fsdp: the EMA copy is sharded like the model,
+    so each process averages its own shards); any other tensor as it is."""
+    from torch.distributed.tensor import DTensor
+
+    return tensor.to_local() if isinstance(tensor, DTensor) else tensor
 
 
 def make_ema(model: nn.Module, schedule: str = "warmup", decay: float = 0.999, sigma_rel: float = 0.05) -> EMA:

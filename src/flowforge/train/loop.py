@@ -13,13 +13,14 @@ import math
 import sys
 import time
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import torch
 from torch import Tensor, nn
+from torch.distributed.tensor import DTensor
 
 from ..config import Config
 from ..data.packing import pack_batch
@@ -28,16 +29,17 @@ from ..metrics import heldout_likelihood
 from ..models import GenerativeModel
 from ..rng import BatchRandom
 from ..runs import checkpoint_dirs, rng_state, sample_options, save_checkpoint, write_report, write_samples_picture
+from . import sharding
 from .batches import step_seed
 from .schedule import lr_factor
-from .setup import RunState, on_main, setup
+from .setup import RunState, make_optimizer, on_main, setup
 
 
 @dataclass
 class TrainResult:
     run_dir: Path
     step: int
-    model: GenerativeModel  # the trained (non-EMA) model, unwrapped
+    model: GenerativeModel  # the trained (non-EMA) model, unwrapped (train.distributed=fsdp: this process's shards)
     ema: nn.Module | None  # the EMA copy, when enabled
     seconds: float
 
@@ -72,8 +74,11 @@ def train(config: Config, *, resume: bool = False, progress: bool | None = None)
                 idx = state.order.indices(step)[state.rows].to(state.data.device)
                 rng = BatchRandom(torch.Generator().manual_seed(step_seed(config.run.seed, step)), tc.batch_size,
                                   state.rows.start, state.rows.stop)
-                loss = state.loss_module(state.data[idx], rng, state.labels[idx] if state.labels is not None else None,
-                                         state.noise[idx] if state.noise is not None else None)
+                # Accelerate wraps a DDP model's forward in its autocast; it leaves an FSDP2 model's as it is
+                with acc.autocast() if state.sharded else nullcontext():
+                    loss = state.loss_module(state.data[idx], rng,
+                                             state.labels[idx] if state.labels is not None else None,
+                                             state.noise[idx] if state.noise is not None else None)
             else:  # data.resolutions: one pack of images at several resolutions (one process)
                 xs, ys = pack_batch(state.packs.pack(step), state.data, state.labels)
                 n = sum(len(x) for x in xs)
@@ -151,7 +156,8 @@ def clip_gradients(optimizer: torch.optim.Optimizer, parameters, max_norm: float
     inner = getattr(optimizer, "optimizer", optimizer)  # under Accelerate's AcceleratedOptimizer
     if not inner.param_groups[0].get("fused"):
         clip = accelerator.clip_grad_norm_ if accelerator is not None else torch.nn.utils.clip_grad_norm_
-        return clip(parameters, max_norm or math.inf)
+        norm = clip(parameters, max_norm or math.inf)
+        return norm.full_tensor() if isinstance(norm, DTensor) else norm  # sharded: the replicated global norm
     grads = [p.grad for p in parameters if p.grad is not None]
     norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))  # as clip_grad_norm_ computes it
     inner.found_inf = (~torch.isfinite(norm)).float()
@@ -262,33 +268,54 @@ def save(state: RunState, step: int) -> Path:
     """Checkpoint ``step`` (main process), with every process's RNG state and a fingerprint of its weights."""
     from accelerate.utils import gather_object
 
-    model = state.model
-    # processes whose weights drift apart are a bug of data parallelism: keep each one's weight sum
-    mine = {"rng": rng_state(), "weights_sum": float(sum(p.detach().double().sum() for p in model.parameters()))}
+    model, optimizer, ema = state.model, state.optimizer, state.ema.module if state.ema is not None else None
+    if state.sharded:  # the full weights, EMA and moments, gathered to the main process (None elsewhere)
+        model = sharding.gathered(state.loss_module, state.build, state.main, prefix="model.")
+        optimizer = sharding.gathered_optimizer(
+            state.loss_module, state.optimizer, model,
+            lambda plain: make_optimizer(plain, state.config.train, torch.device("cpu")))
+        ema = sharding.gathered(ema, state.build, state.main) if ema is not None else None
+    # processes whose weights drift apart are a bug of data parallelism: keep each one's weight sum (sharded:
+    # one sum of the gathered weights, there being one copy)
+    total = (lambda: float(sum(p.detach().double().sum() for p in model.parameters())))
+    mine = {"rng": rng_state(), "weights_sum": None if state.sharded else total()}
     everyone = gather_object([mine]) if state.world > 1 else [mine]
-    sums = [e["weights_sum"] for e in everyone]
+    sums = [total() if state.main else None] if state.sharded else [e["weights_sum"] for e in everyone]
     if state.main and len(set(sums)) > 1:
         warnings.warn(f"step {step}: the processes hold different weights (sums {sums}); "
                       f"data-parallel training is out of sync", stacklevel=2)
-    ema = state.ema
     record = {"step": step, "seconds": state.seconds(), "rng": [e["rng"] for e in everyone], "weights_sum": sums,
               "world_size": state.world, "data": state.dataset.spec(), "model": state.config.to_dict()["model"],
-              "ema_n_averaged": int(ema.n_averaged) if ema is not None else 0,
+              "ema_n_averaged": int(state.ema.n_averaged) if state.ema is not None else 0,
+              "distributed": state.config.train.distributed if state.world > 1 else None,
               # what the engine chose on this hardware, for the report
               "engine": {"precision": state.accelerator.precision_choice.describe(),
                          "optimizer": optimizer_description(state.optimizer)}}
     on_main(state.accelerator, lambda: save_checkpoint(
-        state.run_dir, step, model=model, optimizer=state.optimizer, ema=ema.module if ema is not None else None,
-        state=record, keep_last=state.config.train.keep_last))
+        state.run_dir, step, model=model, optimizer=optimizer, ema=ema, state=record,
+        keep_last=state.config.train.keep_last))
     return checkpoint_dirs(state.run_dir)[-1]
+
+
+def sampling_copy(state: RunState) -> nn.Module | None:
+    """The weights pictures and validation use (:meth:`RunState.sampling_model`); sharded, a plain copy of them
+    gathered to the main process (``None`` elsewhere), since the main process draws alone. Every process calls it."""
+    if not state.sharded:
+        return state.sampling_model()
+    if state.ema is not None:
+        plain = sharding.gathered(state.ema.module, state.build, state.main)
+    else:
+        plain = sharding.gathered(state.loss_module, state.build, state.main, prefix="model.")
+    return plain.to(state.accelerator.device) if plain is not None else None
 
 
 def picture(state: RunState, step: int) -> None:
     """A picture of samples of the EMA weights at ``step`` (main process)."""
     config = state.config
+    sampling = sampling_copy(state)
 
     def draw() -> None:
-        with evaluation_mode(state.sampling_model()) as model:
+        with evaluation_mode(sampling) as model:
             gen = torch.Generator().manual_seed(config.eval.seed)
             n = 2000 if state.dataset.kind == "points" else 64
             samples = model.sample(n, **sample_options(config, n, gen, model=model))
@@ -300,8 +327,10 @@ def picture(state: RunState, step: int) -> None:
 
 def validate(state: RunState, step: int) -> None:
     """Held-out likelihood of the EMA weights at ``step``, logged as a ``val`` record (main process)."""
+    sampling = sampling_copy(state)
+
     def score() -> None:
-        with evaluation_mode(state.sampling_model()) as model:
+        with evaluation_mode(sampling) as model:
             lk = heldout_likelihood(model, state.val_x, seed=state.config.eval.seed)
         state.log.log({"kind": "val", "step": step, **lk})
 

@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import shutil
 import sys
 import time
@@ -26,18 +28,21 @@ from ..models import GenerativeModel, build_model
 from ..rng import BatchRandom
 from ..runs import (MetricsLog, RunLock, atomic_write_text, check_model_binding, latest_checkpoint, load_checkpoint,
                     load_weights, read_config, read_state, read_vocabulary, set_rng_state, write_vocabulary)
-from ..runs.checkpoint import changes
+from ..runs.checkpoint import changes, read_optimizer_state
 from ..runs.load import Run, load_run
 from ..runs.pairs import PairSettings, Pairs, reflow_pairs_of
+from . import sharding
 from .batches import BatchOrder, step_seed
 from .ema import EMA, make_ema
 from .precision import choose_precision, emulated_bf16_warning
 
 # Settings that may change when a run is resumed; anything else would train a different model. train.lr and
 # train.grad_clip are among them so that a diverged run can go on from its last good checkpoint more gently.
+# train.distributed too: a sharded run's checkpoints hold the same full tensors as a DDP run's.
 RESUMABLE_CHANGES = ("train.steps", "train.lr", "train.grad_clip", "train.log_every", "train.sample_every",
                      "train.ckpt_every", "train.eval_", "train.keep_last", "train.tensorboard", "train.cpu",
-                     "train.precision", "data.cache_dir", "data.download", "sample.", "eval.", "run.dir")
+                     "train.precision", "train.distributed", "data.cache_dir", "data.download", "sample.", "eval.",
+                     "run.dir")
 
 
 class LossModule(nn.Module):
@@ -77,6 +82,8 @@ class RunState:
     last_good: Path | None  # the newest checkpoint on disk
     lock: RunLock | None  # held by the main process for the run's lifetime
     packs: PackSampler | None = None  # data.resolutions: the pack of each step, instead of `order`
+    sharded: bool = False  # train.distributed=fsdp: model, optimizer and EMA hold this process's shards
+    build: Callable[[], GenerativeModel] | None = None  # a fresh unsharded model, for the gathered weights
     t0: float = field(default_factory=time.perf_counter)
 
     @property
@@ -133,7 +140,18 @@ def make_accelerator(config: Config):
     use_cpu = tc.cpu or not (torch.cuda.is_available() or torch.backends.mps.is_available())
     device = torch.device("cpu" if use_cpu else "cuda" if torch.cuda.is_available() else "mps")
     choice = choose_precision(tc.precision, device)
-    accelerator = Accelerator(cpu=use_cpu, mixed_precision="bf16" if choice.precision == "bf16" else "no")
+    fsdp = tc.distributed == "fsdp"
+    if fsdp:
+        sharding.check_config(config)
+    if fsdp and not sharding.accelerate_shards_on(device):  # before Accelerate sets ACCELERATE_USE_FSDP for the process
+        raise sharding.refuse_on_cpu()
+    plugin = sharding.fsdp_plugin(config, bf16=choice.precision == "bf16") if fsdp else None
+    told = os.environ.get("ACCELERATE_USE_FSDP")
+    accelerator = Accelerator(cpu=use_cpu, mixed_precision="bf16" if choice.precision == "bf16" else "no",
+                              fsdp_plugin=plugin)
+    if plugin is not None and told is None:  # given a plugin, Accelerate marks the whole process as FSDP; a later
+        os.environ.pop("ACCELERATE_USE_FSDP", None)  # run in it (a notebook, the tests) may be ddp
+    sharding.check_sharded(accelerator, fsdp)
     accelerator.precision_choice = choice  # the run report and the log say which precision ran
     if accelerator.is_main_process and choice.precision == "bf16" and not choice.native_bf16 \
             and device.type == "cpu":
@@ -151,6 +169,8 @@ def make_optimizer(model: nn.Module, tc: TrainConfig, device: torch.device) -> t
     from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
 
     kind = "fused" if device.type in _get_fused_kernels_supported_devices() else "foreach"
+    if tc.distributed == "fsdp":  # the fused clipping of loop.clip_gradients would take each shard's norm for the
+        kind = "foreach"          # global one; sharded gradients go through Accelerate's DTensor-aware clipping
     return torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay,
                              **{kind: True})
 
@@ -253,6 +273,7 @@ def setup(config: Config, resume: bool) -> RunState:
     tc = config.train
     run_dir = config.run.path
     accelerator = make_accelerator(config)
+    sharded = tc.distributed == "fsdp"  # make_accelerator checked that Accelerate shards
     if tc.warmup_steps > tc.steps and accelerator.is_main_process:  # e.g. a short train.steps override of a preset
         warnings.warn(f"train.warmup_steps ({tc.warmup_steps}) is more than train.steps ({tc.steps}); warming up "
                       f"over all {tc.steps} steps instead (train.schedule's lr_factor clamps it)", stacklevel=3)
@@ -274,14 +295,16 @@ def setup(config: Config, resume: bool) -> RunState:
         # a text model's vocabulary: the run's own on resume, the parent's for reflow (the pairs keep its captions)
         vocabulary = (read_vocabulary(run_dir) if resume
                       else read_vocabulary(Path(config.reflow.parent)) if pairs is not None else None)
-        model = build_model(config.model, dataset.spec(), vocabulary)
+        build = functools.partial(build_model, config.model, dataset.spec(), vocabulary)
+        model = build()
         if pairs is not None and config.reflow.init and not resume:
             init_from_parent(model, parent)  # before the EMA copy: the average starts at the parent's weights
         ema = make_ema(model, tc.ema_schedule, tc.ema_decay, tc.ema_sigma_rel) if tc.ema_decay is not None else None
         optimizer = make_optimizer(model, tc, accelerator.device)
         start_step, elapsed = 0, 0.0
         if resume:
-            start_step, elapsed = _restore(ckpt, config, model, ema, optimizer, accelerator.process_index)
+            start_step, elapsed = _restore(ckpt, config, model, ema, optimizer, accelerator.process_index,
+                                           load_optimizer=not sharded)
         accelerator.wait_for_everyone()  # every process has read config.yaml before the main one rewrites it
         log = on_main(accelerator, lambda: _open_run_dir(config, dataset, resume, changed, start_step))
         on_main(accelerator, lambda: write_vocabulary(run_dir, model))  # a text model's caption vocabulary
@@ -305,6 +328,15 @@ def setup(config: Config, resume: bool) -> RunState:
         loss_module, optimizer = accelerator.prepare(LossModule(model), optimizer)
         if ema is not None:
             ema.to(accelerator.device)
+        if sharded:
+            if ema is not None:  # averaged shard by shard, in the model's placements
+                ema.module = sharding.shard_like_the_model(accelerator, ema.module)
+            if resume:  # the checkpoint's full moments, each process keeping its shards
+                implementation = optimizer_implementation(optimizer)
+                sharding.load_sharded_optimizer(read_optimizer_state(ckpt / "optimizer.safetensors"), loss_module,
+                                                optimizer)
+                for group in optimizer.param_groups:
+                    group.update(implementation)
         local = tc.batch_size // accelerator.num_processes
         rows = slice(accelerator.process_index * local, (accelerator.process_index + 1) * local)
         val_x = dataset.test if dataset.fresh is None else dataset.reference(tc.eval_examples, config.eval.seed + 1)
@@ -316,7 +348,7 @@ def setup(config: Config, resume: bool) -> RunState:
                     optimizer=optimizer, loss_module=loss_module, data=data, labels=labels, noise=noise, order=order,
                     rows=rows,
                     val_x=val_x[:tc.eval_examples].to(accelerator.device), start_step=start_step, elapsed=elapsed,
-                    log=log, last_good=ckpt, lock=lock, packs=packs)
+                    log=log, last_good=ckpt, lock=lock, packs=packs, sharded=sharded, build=build)
 
 
 def reflow_pairs(config: Config, shape: tuple[int, ...]) -> tuple[Run, Pairs]:
@@ -357,12 +389,13 @@ def init_from_parent(model: nn.Module, parent: Run) -> None:
 
 
 def _restore(ckpt: Path, config: Config, model: nn.Module, ema: nn.Module | None,
-             optimizer: torch.optim.Optimizer, rank: int) -> tuple[int, float]:
-    """Load the checkpoint to resume from; return its step and the seconds trained up to it."""
+             optimizer: torch.optim.Optimizer, rank: int, load_optimizer: bool = True) -> tuple[int, float]:
+    """Load the checkpoint to resume from; return its step and the seconds trained up to it. A sharded run
+    (``load_optimizer=False``) loads the optimizer after sharding (:func:`sharding.load_sharded_optimizer`)."""
     # before any weights are read
     check_model_binding(read_state(ckpt), config.to_dict()["model"], ckpt, Config().to_dict()["model"])
     implementation = optimizer_implementation(optimizer)
-    state = load_checkpoint(ckpt, model=model, optimizer=optimizer)
+    state = load_checkpoint(ckpt, model=model, optimizer=optimizer if load_optimizer else None)
     for group in optimizer.param_groups:  # the checkpoint's groups carry the implementation it was saved with
         group.update(implementation)
     if ema is not None and (ckpt / "ema.safetensors").is_file():
