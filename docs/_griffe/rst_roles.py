@@ -1,0 +1,58 @@
+"""A griffe extension for the API reference: flowforge's docstrings use a few reStructuredText forms (zuko's
+habit) that Markdown does not read. They are rewritten, for the docs only, before griffe parses them:
+
+- ``:class:`~a.b.C``` and the other roles become inline code (``C``; the full path without ``~``);
+- a ``.. math::`` block becomes a fenced ``text`` block, so the formula shows as written;
+- ``Example:`` becomes ``Examples:``, the Google-style section whose ``>>>`` lines render as code (griffe reads
+  the singular as an admonition of Markdown text).
+
+Loaded by mkdocs.yml (``extensions`` of the mkdocstrings python handler); the source is left unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+
+import griffe
+
+ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|obj|exc|math):`(~?)([^`]+)`")
+MATH_BLOCK = re.compile(r"^(?P<indent>[ \t]*)\.\. math::[ \t]*(?P<inline>.*)$")
+
+
+def _role(match: re.Match) -> str:
+    tilde, target = match.groups()
+    return f"`{target.rsplit('.', 1)[-1] if tilde else target}`"
+
+
+def _math_blocks(lines: list[str]) -> list[str]:
+    out, i = [], 0
+    while i < len(lines):
+        m = MATH_BLOCK.match(lines[i])
+        if not m:
+            out.append(lines[i])
+            i += 1
+            continue
+        indent, body = m["indent"], [m["inline"].strip()] if m["inline"].strip() else []
+        i += 1
+        while i < len(lines) and (not lines[i].strip() or len(lines[i]) - len(lines[i].lstrip()) > len(indent)):
+            body.append(lines[i].strip())
+            i += 1
+        while body and not body[-1]:
+            body.pop()
+        out += [f"{indent}```text", *(f"{indent}{b}" for b in body), f"{indent}```", ""]
+    return out
+
+
+def rewrite(text: str) -> str:
+    """The docstring ``text`` in the Markdown the API reference renders."""
+    lines = _math_blocks(text.splitlines())
+    lines = [re.sub(r"^(\s*)Example:\s*$", r"\1Examples:", line) for line in lines]
+    return ROLE.sub(_role, "\n".join(lines))
+
+
+class RstRoles(griffe.Extension):
+    """Rewrites every docstring with :func:`rewrite` as griffe loads it."""
+
+    def on_instance(self, *, obj: griffe.Object, **kwargs) -> None:
+        if obj.docstring is not None:
+            obj.docstring.value = rewrite(obj.docstring.value)
