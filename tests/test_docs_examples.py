@@ -37,7 +37,7 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
 RUN = {"python", "bash", "console"}
 DATA = {"text", "yaml", "json", "toml"}
 NOT_RUN = re.compile(r'title="not run in tests: *(?P<reason>[^"]*)"')
-FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,})(?P<info>.*)$")
+FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 
 
 @dataclass(frozen=True)
@@ -138,6 +138,8 @@ def test_page_examples_run(page, tmp_path, monkeypatch):
 def test_the_convention_refuses_unmarked_and_unknown_blocks():
     with pytest.raises(AssertionError, match="needs a language"):
         blocks("```\nmake demo\n```\n", "page")
+    with pytest.raises(AssertionError, match="needs a language"):
+        blocks("~~~sh\nmake demo\n~~~\n", "page")
     with pytest.raises(AssertionError, match="needs a reason"):
         blocks('```bash title="not run in tests: "\nmake demo\n```\n', "page")
     with pytest.raises(AssertionError, match="not a flowforge command"):
