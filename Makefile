@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 
-.PHONY: demo app test test-slow install install-metrics install-app clean
+.PHONY: demo app docs test test-slow install install-metrics install-app install-docs clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,13 @@ install-app: $(BIN)/.installed
 	command -v chromium >/dev/null || (test "$$(id -u)" = 0 && apt-get install -y -qq chromium >/dev/null) \
 		|| echo "chromium not installed (apt-get install chromium as root): the browser test skips"
 
+# the documentation site into site/ (mkdocs.yml; API reference from the docstrings); warnings fail the build
+install-docs: $(BIN)/.installed
+	$(BIN)/python -m pip install -q -e ".[docs]"
+
+docs: install-docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 # `make demo`, then the app on it (http://127.0.0.1:7860)
 app: install-app
 	test -d runs/demo || $(MAKE) demo
@@ -49,4 +56,4 @@ test-slow: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -m slow tests
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache site
