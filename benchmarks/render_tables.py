@@ -505,6 +505,49 @@ class Table:
     render: Callable[[dict[str, dict]], str]
 
 
+def time_to_quality(files: dict[str, dict]) -> str:
+    res = files["time_to_quality"]["results"]
+    recipes = list(next(iter(res.values()))["flowforge"])
+    header = ["set", "target: best peer after 2000 steps", "its seconds", "peers' ED at 2000 steps"]
+    header += [f"flowforge `{r}`: seconds to target (x peer)" for r in recipes]
+    header += [f"`{r}`, ED at 2000 steps" for r in recipes] + ["noise floor / matched Gaussian"]
+    rows = []
+    for name, r in res.items():
+        t = r["target"]
+        peers = ", ".join(f"{p} {sig(rec['mean_curve'][-1]['energy_distance'], 2)}" for p, rec in r["peers"].items())
+        row = [name, f"{sig(t['energy_distance'], 2)} ({t['peer']})", f"{t['seconds']:.1f}", peers]
+        for rec in r["flowforge"].values():
+            row.append("not reached" if rec["time_to_target"] is None
+                       else f"{rec['time_to_target']:.1f} (**{rec['ratio_to_peer']:.2f}x**)")
+        for rec in r["flowforge"].values():
+            last = rec["mean_curve"][-1]
+            row.append(sig(last["energy_distance"], 2))
+        row.append(f"{sig(r['noise_floor'], 2)} / {sig(r['matched_gaussian'], 2)}")
+        rows.append(row)
+    return table(header, rows, ["---"] * 2 + ["---:"] * (len(header) - 2))
+
+
+def nice_curve(files: dict[str, dict]) -> str:
+    d = files["nice_curve"]
+    zero = d["zero_start"]
+    curve = {round(c["epoch"], 1): c for c in d["curve"]}
+    header = ["epoch"] + [f"{e:g}" for e in zero["epochs"]]
+    new = [f"{curve[e]['held_out_ll']:.0f}" if e in curve else "" for e in zero["epochs"]]
+    minutes = [f"{curve[e]['seconds'] / 60:.0f}" if e in curve and curve[e]["seconds"] else "" for e in zero["epochs"]]
+    rows = [["scaling from the first batch: held-out LL"] + new, ["  its training minutes"] + minutes,
+            [f"scaling from zero (commit {zero['commit']})"] + [f"{v:g}" for v in zero["held_out_ll"]]]
+    return table(header, rows, ["---"] + ["---:"] * len(zero["epochs"]))
+
+
+def bf16_dit(files: dict[str, dict]) -> str:
+    d = files["bf16_dit"]
+    rows = [[f"DiT `{size}` ({r['parameters']:,} parameters), batch {r['batch']} at {r['pixels']} px",
+             f"{r['fp32_median_step_s']:.2f}", f"{r['bf16_median_step_s']:.2f}",
+             f"**{r['bf16_speed_over_fp32']:.2f}x**"] for size, r in d["rows"].items()]
+    return table([f"model ({d['hardware']}, 1 thread)", "fp32 s / step", "bf16 autocast s / step",
+                  "bf16 speed / fp32"], rows, ["---", "---:", "---:", "---:"])
+
+
 TABLES: dict[str, Table] = {
     "flows_vs_peers": Table(("flows_vs_peers",), flows_vs_peers),
     "fm_vs_peers_moons": Table(("fm_vs_peers",), fm_vs_peers("moons")),
@@ -525,6 +568,9 @@ TABLES: dict[str, Table] = {
     "packing_attention": Table(("packing",), packing_attention),
     "checkpointing": Table(("checkpointing",), checkpointing),
     "attention_memory": Table(("attention_memory",), attention_memory),
+    "time_to_quality": Table(("time_to_quality",), time_to_quality),
+    "nice_curve": Table(("nice_curve",), nice_curve),
+    "bf16_dit": Table(("bf16_dit",), bf16_dit),
 }
 
 
