@@ -5,10 +5,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 
-from .base import Transform, check_channels
+from .base import Transform, check_channels, pooled_moments
 
 
 class ActNorm(Transform):
@@ -48,17 +47,8 @@ class ActNorm(Transform):
 
     @torch.no_grad()
     def _initialize(self, x: Tensor) -> None:
-        xc = x.transpose(0, 1).reshape(self.num_channels, -1).to(torch.float64)  # (C, N)
-        stats = torch.stack([xc.sum(1), (xc * xc).sum(1), torch.full_like(xc[:, 0], xc.shape[1])])  # (3, C)
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(stats)
-        total, total_sq, count = stats
-        if count[0] < 2:
-            raise ValueError(f"ActNorm's data-dependent initialisation needs at least 2 values per channel; the "
-                             f"first training batch has shape {tuple(x.shape)}. Initialise on a larger batch "
-                             f"(or call .eval() first)")
-        mean = total / count
-        std = (total_sq / count - mean * mean).clamp_min(0).sqrt()
+        xc = x.transpose(0, 1).reshape(self.num_channels, -1)  # (C, N)
+        mean, std = pooled_moments(xc, "ActNorm", "values per channel", tuple(x.shape))
         self.bias.copy_(-mean)
         self.log_scale.copy_(-torch.log(std + self.eps))
         self.initialized.fill_(1)

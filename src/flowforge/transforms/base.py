@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 
@@ -47,3 +49,21 @@ def check_channels(name: str, x: Tensor, channels: int, ndims: Sequence[int] = (
         raise ValueError(f"{name} expects input of shape {shapes}; got {tuple(x.shape)}")
     if x.shape[1] != channels:
         raise ValueError(f"{name} was built for {channels} channels (dim 1); got input of shape {tuple(x.shape)}")
+
+
+@torch.no_grad()
+def pooled_moments(columns: Tensor, name: str, what: str, shape: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+    """Mean and (biased) standard deviation of each row of ``columns`` (rows = features, columns = values), in
+    float64, pooled over all processes when ``torch.distributed`` is up: the statistics of a data-dependent
+    initialisation, alike on every replica. ``name``, ``what`` and ``shape`` word the error for fewer than 2
+    values per row."""
+    c = columns.to(torch.float64)
+    stats = torch.stack([c.sum(1), (c * c).sum(1), torch.full_like(c[:, 0], c.shape[1])])  # (3, features)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(stats)
+    total, total_sq, count = stats
+    if count[0] < 2:
+        raise ValueError(f"{name}'s data-dependent initialisation needs at least 2 {what}; the first training "
+                         f"batch has shape {shape}. Initialise on a larger batch (or call .eval() first)")
+    mean = total / count
+    return mean, (total_sq / count - mean * mean).clamp_min(0).sqrt()

@@ -6,10 +6,9 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 
-from .base import Transform, check_event
+from .base import Transform, check_event, pooled_moments
 
 
 class Scaling(Transform):
@@ -56,17 +55,7 @@ class Scaling(Transform):
 
     @torch.no_grad()
     def _initialize(self, x: Tensor) -> None:
-        flat = x.reshape(x.shape[0], -1).to(torch.float64)  # (N, D)
-        stats = torch.stack([flat.sum(0), (flat * flat).sum(0), torch.full_like(flat[0], flat.shape[0])])
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(stats)
-        total, total_sq, count = stats
-        if count[0] < 2:
-            raise ValueError(f"Scaling's data-dependent initialisation needs at least 2 examples; the first "
-                             f"training batch has shape {tuple(x.shape)}. Initialise on a larger batch (or call "
-                             f".eval() first)")
-        mean = total / count
-        std = (total_sq / count - mean * mean).clamp_min(0).sqrt()
+        _, std = pooled_moments(x.reshape(x.shape[0], -1).T, "Scaling", "examples", tuple(x.shape))
         self.log_scale.copy_(torch.log(self.target_std / (std + self.eps)).reshape(self.event_shape))
         self.initialized.fill_(1)
 
