@@ -20,7 +20,7 @@ from flowforge.nets.rope import RotaryEmbedding2d
 from flowforge.runs import latest_checkpoint
 from flowforge.train import train
 from conftest import perturb_zero_layers
-from test_train import assert_same, needs_torchrun, train_two_processes, weights
+from test_train import assert_two_processes_match_one, needs_torchrun
 
 
 def rotation_for(net, height, width):
@@ -397,9 +397,5 @@ def test_two_processes_train_the_dit_as_one(tmp_path, tiny):
     # DDP's backward): identical weights on both ranks, equal to one process on the same global batch (to float
     # tolerance: the all-reduce sums in another order), EMA and AdamW moments included
     extra = {"model.net.positions": "rope", "model.net.checkpoint": "true", "train.steps": 6, "train.ckpt_every": 6}
-    train_two_processes("configs/fm-digits.yaml", engine_overrides(tiny, tmp_path / "two", **extra))
-    train(load_config("configs/fm-digits.yaml", engine_overrides(tiny, tmp_path / "one", **extra)), progress=False)
-    two, one = latest_checkpoint(tmp_path / "two"), latest_checkpoint(tmp_path / "one")
-    state = json.loads((two / "state.json").read_text())
-    assert state["world_size"] == 2 and state["weights_sum"][0] == state["weights_sum"][1]
-    assert_same(weights(one), weights(two), exact=False)
+    assert_two_processes_match_one("configs/fm-digits.yaml", lambda run: engine_overrides(tiny, run, **extra),
+                                   tmp_path)

@@ -4,12 +4,11 @@ guidance with the empty caption, a text model through the engine (exact resume, 
 
 import doctest
 import json
-import sys
 
 import pytest
 import torch
 from conftest import perturb_zero_layers
-from test_train import assert_same, needs_torchrun, train_two_processes, weights
+from test_train import assert_two_processes_match_one, needs_torchrun
 from safetensors.torch import load_file
 
 from flowforge import load_config
@@ -199,12 +198,8 @@ def test_two_processes_train_the_text_model_as_one(tmp_path, tiny):
     # Each rank draws its rows' templates from the global batch's stream, and every MMDiT weight takes part in
     # the loss (the last text stream keeps no unused output layers), so DDP runs and matches one process.
     extra = {"train.steps": 6, "train.ckpt_every": 6}
-    train_two_processes("configs/fm-digits.yaml", text_overrides(tiny, tmp_path / "two", **extra))
-    train(load_config("configs/fm-digits.yaml", text_overrides(tiny, tmp_path / "one", **extra)), progress=False)
-    two, one = latest_checkpoint(tmp_path / "two"), latest_checkpoint(tmp_path / "one")
-    state = json.loads((two / "state.json").read_text())
-    assert state["world_size"] == 2 and state["weights_sum"][0] == state["weights_sum"][1]
-    assert_same(weights(one), weights(two), exact=False)
+    assert_two_processes_match_one("configs/fm-digits.yaml", lambda run: text_overrides(tiny, run, **extra),
+                                   tmp_path)
 
 
 def test_the_ema_copy_leaves_the_caption_ids_alone():

@@ -189,19 +189,24 @@ def train_two_processes(config: str, overrides: list[str]) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+def assert_two_processes_match_one(config: str, overrides, root) -> None:
+    """Train ``config`` with ``overrides(run_dir)`` over 2 gloo processes and in one: the 2-process run records
+    both ranks (world size, RNG states) with identical parameters, and equals the 1-process run on the same
+    global batch to float tolerance (the all-reduce sums in another order), EMA and AdamW moments included."""
+    train_two_processes(config, overrides(root / "two"))
+    train(load_config(config, overrides(root / "one")), progress=False)
+    two, one = latest_checkpoint(root / "two"), latest_checkpoint(root / "one")
+    state = json.loads((two / "state.json").read_text())
+    assert state["world_size"] == 2 and len(state["rng"]) == 2
+    assert state["weights_sum"][0] == state["weights_sum"][1]  # both ranks hold identical parameters
+    assert_same(weights(one), weights(two), exact=False)
+
+
 @pytest.mark.slow
 @needs_torchrun
 def test_two_processes_match_one(tmp_path, tiny):
-    # Same global batch over 2 gloo processes: identical parameters on both ranks and equal (to float
-    # tolerance: the all-reduce sums in another order) to the single-process run.
-    train_two_processes("configs/rf-moons.yaml", tiny(tmp_path / "two", **{"train.ckpt_every": 20}))
-    train(load_config("configs/rf-moons.yaml", tiny(tmp_path / "one", **{"train.ckpt_every": 20})), progress=False)
-    two, one = latest_checkpoint(tmp_path / "two"), latest_checkpoint(tmp_path / "one")
-    assert json.loads((two / "state.json").read_text())["world_size"] == 2
-    state = json.loads((two / "state.json").read_text())
-    assert len(state["rng"]) == 2
-    assert state["weights_sum"][0] == state["weights_sum"][1]  # both ranks hold identical parameters
-    assert_same(weights(one), weights(two), exact=False)
+    assert_two_processes_match_one("configs/rf-moons.yaml", lambda run: tiny(run, **{"train.ckpt_every": 20}),
+                                   tmp_path)
 
 
 def test_cli_bad_data_names_the_row(tmp_path, tiny):
