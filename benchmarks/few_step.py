@@ -9,7 +9,9 @@ The chain, each step through the library as a user runs it:
    ``--pairs`` (noise, sample) pairs from the parent's ODE (dopri5, rtol = atol = 1e-5), then ``--reflow-steps``
    steps on them from the parent's weights;
 3. ``2-RF distilled``: the same on the 2-RF's pairs with ``--distill 1`` (trained only at t = 1);
-4. ``MeanFlow``: ``configs/meanflow-checkerboard.yaml`` trained from scratch for ``--meanflow-steps`` steps.
+4. ``MeanFlow``: ``configs/meanflow-checkerboard.yaml`` trained from scratch for ``--meanflow-steps`` steps, on the
+   parent's data set (its toy-set draw: name, size, noise, seed), with ``--meanflow-overrides`` on top (e.g. the
+   parent's network).
 
 Scores: energy distance (``flowforge.metrics.energy_distance``) of ``--n`` samples against ``--n`` fresh draws of
 the true distribution, mean ± std over ``--repeats`` reference draws, beside the noise floor (fresh draws against
@@ -18,6 +20,11 @@ fresh draws: what a perfect model scores) — Euler on the uniform grid for ever
 25 RK4 steps). Training time is each run's own (its ``metrics.jsonl``), on the machine below.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/few_step.py --parent runs/demo
+    # another set: a parent trained on it, the runs and the results file named after it
+    .venv/bin/flowforge train configs/rf-moons.yaml run.dir=runs/rf-moons-parent
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/few_step.py --parent runs/rf-moons-parent \
+        --out-dir runs/few-step-moons --out benchmarks/results/few_step_moons.json \
+        --meanflow-overrides model.net.width=128 model.net.depth=3 train.batch_size=256
 """
 
 from __future__ import annotations
@@ -74,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--reflow-steps", type=int, default=3000)
     ap.add_argument("--distill-steps", type=int, default=2000)
     ap.add_argument("--meanflow-steps", type=int, default=5000)
+    ap.add_argument("--meanflow-overrides", nargs="*", default=[], help="config overrides of the MeanFlow run")
     ap.add_argument("--no-3rf", action="store_true", help="skip the 3-rectified flow")
     ap.add_argument("--nfes", type=int, nargs="+", default=[1, 2, 4, 100])
     ap.add_argument("--n", type=int, default=5000)
@@ -85,7 +93,11 @@ def main(argv: list[str] | None = None) -> None:
     out_dir = Path(args.out_dir)
     parent = Path(args.parent)
     started = time.perf_counter()
-    dataset = load_dataset(load_run(parent).config.data)
+    data_config = load_run(parent).config.data
+    dataset = load_dataset(data_config)
+    same_data = [f"data.{k}={'null' if v is None else v}" for k, v in
+                 (("name", data_config.name), ("n_train", data_config.n_train), ("noise", data_config.noise),
+                  ("seed", data_config.seed))]
     refs = [dataset.reference(args.n, args.seed + i) for i in range(args.repeats)]
     floor = [float(energy_distance(dataset.reference(args.n, args.seed + 100 + i), refs[i]))
              for i in range(args.repeats)]
@@ -133,7 +145,8 @@ def main(argv: list[str] | None = None) -> None:
           reflow(out_dir / "rf2", out_dir / "rf2-distill1", args.distill_steps, distill=1))
     build("MeanFlow", out_dir / "meanflow", lambda: train(load_config(
         ROOT / "configs/meanflow-checkerboard.yaml",
-        [f"run.dir={out_dir / 'meanflow'}", f"train.steps={args.meanflow_steps}"])))
+        [*same_data, f"run.dir={out_dir / 'meanflow'}", f"train.steps={args.meanflow_steps}",
+         *args.meanflow_overrides])))
     if not args.no_3rf:
         build("3-RF", out_dir / "rf3", reflow(out_dir / "rf2", out_dir / "rf3", args.reflow_steps))
 
