@@ -363,11 +363,14 @@ def compare_table(name: str) -> Callable[[dict[str, dict]], str]:
     return render
 
 
-def few_step(files: dict[str, dict]) -> str:
+def few_step(name: str) -> Callable[[dict[str, dict]], str]:
+    return lambda files: _few_step(files[name])
+
+
+def _few_step(data: dict) -> str:
     """1-RF, 2-RF, distilled 2-RF, MeanFlow and 3-RF: energy distance (mean ± std over reference draws) per NFE and
     sampler, straightness, training and pair-drawing time, and the seconds to draw 10k samples per NFE; the best
     cell of each NFE column bold (two significant digits: the values sit near the noise floor)."""
-    data = files["few_step"]
     rows_in = data["rows"]
     nfes = sorted({r["nfe"] for r in rows_in if "nfe" in r})
     facts = {r["model"]: r for r in rows_in if "straightness" in r}
@@ -562,7 +565,10 @@ TABLES: dict[str, Table] = {
     "heun_last_step_demo_digits": Table(("heun_last_step_demo_digits",), heun_last_step("heun_last_step_demo_digits")),
     "image_metric_floors": Table(("image_metric_floors",), image_metric_floors),
     "compare_digits": Table(("compare_digits",), compare_table("compare_digits")),
-    "few_step": Table(("few_step",), few_step),
+    "few_step": Table(("few_step",), few_step("few_step")),
+    "few_step_moons": Table(("few_step_moons",), few_step("few_step_moons")),
+    "few_step_8gaussians": Table(("few_step_8gaussians",), few_step("few_step_8gaussians")),
+    "few_step_pinwheel": Table(("few_step_pinwheel",), few_step("few_step_pinwheel")),
     "few_step_digits": Table(("few_step_digits",), few_step_digits),
     "packing": Table(("packing",), packing),
     "packing_attention": Table(("packing",), packing_attention),
