@@ -286,7 +286,7 @@ def main() -> None:
               "cpu_capability": torch.backends.cpu.get_cpu_capability(), "results": results,
               "seconds": time.perf_counter() - t0}
     path = write_results("time_to_quality", record, args.out)
-    figure(results, path.with_suffix(".png"))
+    figure(results, ROOT / "docs" / "time-to-quality.png")
     for name, r in results.items():
         t = r["target"]
         print(f"{name}: target {t['energy_distance']:.4f} ({t['peer']}, {t['seconds']:.1f} s)")
