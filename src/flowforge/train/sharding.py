@@ -16,7 +16,6 @@ but a CPU run with ``train.distributed=fsdp`` is refused rather than silently un
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
