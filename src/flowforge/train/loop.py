@@ -153,7 +153,7 @@ def clip_gradients(optimizer: torch.optim.Optimizer, parameters, max_norm: float
     skips the update of a step whose gradient is not finite, so the weights in memory stay good until the
     divergence check stops the run. Other optimizers get ``clip_grad_norm_`` itself.
     """
-    inner = getattr(optimizer, "optimizer", optimizer)  # under Accelerate's AcceleratedOptimizer
+    inner = sharding.inner_optimizer(optimizer)
     if not inner.param_groups[0].get("fused"):
         clip = accelerator.clip_grad_norm_ if accelerator is not None else torch.nn.utils.clip_grad_norm_
         norm = clip(parameters, max_norm or math.inf)
@@ -167,7 +167,7 @@ def clip_gradients(optimizer: torch.optim.Optimizer, parameters, max_norm: float
 
 def optimizer_description(optimizer: torch.optim.Optimizer) -> str:
     """``AdamW (fused)``: the optimizer's class and implementation."""
-    inner = getattr(optimizer, "optimizer", optimizer)  # under Accelerate's AcceleratedOptimizer
+    inner = sharding.inner_optimizer(optimizer)
     group = inner.param_groups[0]
     kind = "fused" if group.get("fused") else "foreach" if group.get("foreach") else "for-loop"
     return f"{type(inner).__name__} ({kind})"
@@ -277,7 +277,9 @@ def save(state: RunState, step: int) -> Path:
         ema = sharding.gathered(ema, state.build, state.main) if ema is not None else None
     # processes whose weights drift apart are a bug of data parallelism: keep each one's weight sum (sharded:
     # one sum of the gathered weights, there being one copy)
-    total = (lambda: float(sum(p.detach().double().sum() for p in model.parameters())))
+    def total() -> float:
+        return float(sum(p.detach().double().sum() for p in model.parameters()))
+
     mine = {"rng": rng_state(), "weights_sum": None if state.sharded else total()}
     everyone = gather_object([mine]) if state.world > 1 else [mine]
     sums = [total() if state.main else None] if state.sharded else [e["weights_sum"] for e in everyone]

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -15,7 +16,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -175,10 +176,15 @@ def make_optimizer(model: nn.Module, tc: TrainConfig, device: torch.device) -> t
                              **{kind: True})
 
 
-def optimizer_implementation(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """The ``fused`` / ``foreach`` flags of ``optimizer``'s groups (kept across a checkpoint load)."""
+@contextlib.contextmanager
+def keeping_implementation(optimizer: torch.optim.Optimizer) -> Iterator[None]:
+    """Around a load of an optimizer state dict, whose groups carry the ``fused`` / ``foreach`` flags of the run
+    that saved it: ``optimizer`` keeps its own (the fastest on this device, :func:`make_optimizer`)."""
     group = optimizer.param_groups[0]
-    return {k: group[k] for k in ("fused", "foreach") if k in group}
+    flags = {k: group[k] for k in ("fused", "foreach") if k in group}
+    yield
+    for group in optimizer.param_groups:
+        group.update(flags)
 
 
 def check_resume_config(old: Config, new: Config) -> dict[str, list[Any]]:
@@ -332,11 +338,9 @@ def setup(config: Config, resume: bool) -> RunState:
             if ema is not None:  # averaged shard by shard, in the model's placements
                 ema.module = sharding.shard_like_the_model(accelerator, ema.module)
             if resume:  # the checkpoint's full moments, each process keeping its shards
-                implementation = optimizer_implementation(optimizer)
-                sharding.load_sharded_optimizer(read_optimizer_state(ckpt / "optimizer.safetensors"), loss_module,
-                                                optimizer)
-                for group in optimizer.param_groups:
-                    group.update(implementation)
+                with keeping_implementation(optimizer):
+                    sharding.load_sharded_optimizer(read_optimizer_state(ckpt / "optimizer.safetensors"),
+                                                    loss_module, optimizer)
         local = tc.batch_size // accelerator.num_processes
         rows = slice(accelerator.process_index * local, (accelerator.process_index + 1) * local)
         val_x = dataset.test if dataset.fresh is None else dataset.reference(tc.eval_examples, config.eval.seed + 1)
@@ -394,10 +398,8 @@ def _restore(ckpt: Path, config: Config, model: nn.Module, ema: nn.Module | None
     (``load_optimizer=False``) loads the optimizer after sharding (:func:`sharding.load_sharded_optimizer`)."""
     # before any weights are read
     check_model_binding(read_state(ckpt), config.to_dict()["model"], ckpt, Config().to_dict()["model"])
-    implementation = optimizer_implementation(optimizer)
-    state = load_checkpoint(ckpt, model=model, optimizer=optimizer if load_optimizer else None)
-    for group in optimizer.param_groups:  # the checkpoint's groups carry the implementation it was saved with
-        group.update(implementation)
+    with keeping_implementation(optimizer):
+        state = load_checkpoint(ckpt, model=model, optimizer=optimizer if load_optimizer else None)
     if ema is not None and (ckpt / "ema.safetensors").is_file():
         load_weights(ema.module, ckpt / "ema.safetensors")
         ema.n_averaged = state.get("ema_n_averaged", 0)

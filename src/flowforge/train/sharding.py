@@ -104,6 +104,11 @@ def gathered(module: nn.Module, build: Callable[[], nn.Module], main: bool, pref
     return plain
 
 
+def inner_optimizer(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """The torch optimizer itself, under Accelerate's ``AcceleratedOptimizer`` if it is wrapped in one."""
+    return getattr(optimizer, "optimizer", optimizer)
+
+
 def gathered_optimizer(loss_module: nn.Module, optimizer: torch.optim.Optimizer, plain: nn.Module | None,
                        make: Callable[[nn.Module], torch.optim.Optimizer]) -> torch.optim.Optimizer | None:
     """An optimizer over ``plain``'s parameters (main process) holding the full state of the sharded
@@ -111,8 +116,7 @@ def gathered_optimizer(loss_module: nn.Module, optimizer: torch.optim.Optimizer,
     run's optimizer holds them). Collective: every process calls it."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
-    inner = getattr(optimizer, "optimizer", optimizer)  # under Accelerate's AcceleratedOptimizer
-    full = get_optimizer_state_dict(loss_module, inner,
+    full = get_optimizer_state_dict(loss_module, inner_optimizer(optimizer),
                                     options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if plain is None:
         return None
@@ -130,13 +134,12 @@ def load_sharded_optimizer(state: dict[str, Any], loss_module: nn.Module, optimi
     hold it) into the sharded ``optimizer``: every process reads the whole file and keeps its shards."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
-    inner = getattr(optimizer, "optimizer", optimizer)
     names = [name for name, _ in loss_module.named_parameters()]
     by_name = {"state": {names[int(i)]: value for i, value in state["state"].items()},
                "param_groups": [{**group, "params": [names[int(i)] for i in group["params"]]}
                                 for group in state["param_groups"]]}
-    set_optimizer_state_dict(loss_module, inner, by_name, options=StateDictOptions(full_state_dict=True))
+    set_optimizer_state_dict(loss_module, inner_optimizer(optimizer), by_name, options=StateDictOptions(full_state_dict=True))
 
 
 __all__ = ["SHARD_UNITS", "accelerate_shards_on", "check_config", "check_sharded", "fsdp_plugin", "gathered",
-           "gathered_optimizer", "load_sharded_optimizer", "refuse_on_cpu", "shard_like_the_model"]
+           "gathered_optimizer", "inner_optimizer", "load_sharded_optimizer", "refuse_on_cpu", "shard_like_the_model"]
