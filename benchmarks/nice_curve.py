@@ -44,11 +44,8 @@ def main() -> None:
     if not curve:
         raise SystemExit(f"{args.run_dir}/metrics.jsonl has no held-out records: train with train.eval_every > 0")
     passed = next((c for c in curve if c["held_out_ll"] >= PAPER_LL), None)
-    test = None
     eval_path = args.run_dir / "eval.json"
-    if eval_path.is_file():
-        ev = json.loads(eval_path.read_text())
-        test = ev.get("likelihood") or ev.get("test") or ev
+    test = json.loads(eval_path.read_text()).get("likelihood") if eval_path.is_file() else None
     config = (args.run_dir / "config.yaml").read_text()
     record = {"run_dir": str(args.run_dir), "config": config, "paper_ll": PAPER_LL, "curve": curve,
               "first_above_paper": passed, "test": test, "zero_start": ZERO_START}

@@ -162,15 +162,9 @@ def run_flowforge(dataset_name: str, overrides: list[str], steps: int, seed: int
     model.eval()
     options = {"sampler": cfg.sample.sampler, "steps": cfg.sample.steps}
     with torch.no_grad():
-        x = model.sample(len(start), noise=start.clone(), **options) if _takes_noise(model) else \
-            model.sample(len(start), generator=torch.Generator().manual_seed(seed), **options)
+        x = model.sample(len(start), noise=start.clone(), **options)  # the peers' start points
     return {"step": steps, "seconds": result.seconds, "sampler": options,
             "parameters": sum(p.numel() for p in result.model.parameters()), **score(x)}
-
-
-def _takes_noise(model) -> bool:
-    import inspect
-    return "noise" in inspect.signature(model.sample).parameters
 
 
 # --------------------------------------------------------------------------- one data set
@@ -286,7 +280,9 @@ def main() -> None:
               "cpu_capability": torch.backends.cpu.get_cpu_capability(), "results": results,
               "seconds": time.perf_counter() - t0}
     path = write_results("time_to_quality", record, args.out)
-    figure(results, ROOT / "docs" / "time-to-quality.png")
+    # the docs' figure for the default results file; beside any other (--quick, --out) so it stays untouched
+    default = Path(args.out) == RESULTS / "time_to_quality.json"
+    figure(results, ROOT / "docs" / "time-to-quality.png" if default else Path(args.out).with_suffix(".png"))
     for name, r in results.items():
         t = r["target"]
         print(f"{name}: target {t['energy_distance']:.4f} ({t['peer']}, {t['seconds']:.1f} s)")
