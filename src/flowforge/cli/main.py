@@ -64,6 +64,11 @@ def _sample(args: argparse.Namespace) -> None:
         raise UserError(f"--out {out}: unsupported extension {out.suffix!r}; use .npy (array) or .png (picture)")
     out.parent.mkdir(parents=True, exist_ok=True)  # a bad path fails now, not after sampling
     run = load_run(args.run_dir)
+    if args.compile:
+        if run.config.model.kind != "continuous":
+            raise UserError(f"--compile: {args.run_dir} is a {run.config.model.kind} flow, sampled by its exact "
+                            f"inverse in one pass; --compile applies to continuous models, drop it")
+        run.model.net.compile()
     shape = _size(args.size, tuple(run.data["shape"])) if args.size else None
     check_sample_memory(args.n, shape or tuple(run.data["shape"]))
     if args.prompt is not None and run.config.model.text.captions == "none":
@@ -186,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
                                   "e.g. DiT; the time grid gets SD3's resolution shift)")
     p.add_argument("--prompt", help="caption for every sample, e.g. \"ankle boot\" or \"a photo of a sneaker\" "
                                     "(text models, model.text.captions set); \"\" is the empty caption")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the network first: pays when sampling takes minutes (one sampler step 0.71-0.77x "
+                        "of eager for the digits and MNIST U-Nets on one CPU thread, after 40-85 s of compiling)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=_sample)
 

@@ -152,6 +152,12 @@ def _check(config: Config) -> None:
         raise ConfigError(f"data.path: dataset {d.name!r} reads a file; set data.path=/path/to/your/data")
     if d.image_shape is not None and (len(d.image_shape) != 3 or min(d.image_shape) < 1):
         raise ConfigError(f"data.image_shape: got {d.image_shape!r}, expected [channels, height, width]")
+    if t.compile and config.model.kind != "continuous":
+        raise ConfigError(f"train.compile: compiles a continuous model's network; model.kind={config.model.kind!r} "
+                          f"has none, set train.compile=false")
+    if t.compile and d.resolutions:
+        raise ConfigError("train.compile with data.resolutions: every pack has its own length, so the network would "
+                          "compile again for each pack; set train.compile=false (packed attention is compiled anyway)")
     if config.sample.guidance != 1.0 and config.model.num_classes is None:
         raise ConfigError(f"sample.guidance: got {config.sample.guidance}, but the model is not class-conditional; "
                           f"set model.num_classes (and model.label_dropout > 0) or leave sample.guidance at 1")

@@ -331,6 +331,8 @@ def setup(config: Config, resume: bool) -> RunState:
             LossModule(model)(first, BatchRandom(torch.Generator().manual_seed(step_seed(config.run.seed, 0xA11)),
                                                  n_first, 0, n_first), first_labels,
                               noise[rows0] if noise is not None else None)
+        if tc.compile:  # after the data-dependent initialisation; nn.Module.compile keeps the state dict's keys
+            model.net.compile()
         loss_module, optimizer = accelerator.prepare(LossModule(model), optimizer)
         if ema is not None:
             ema.to(accelerator.device)
