@@ -1,6 +1,8 @@
 """Few-step generation on scikit-learn digits (8x8), scored in the pinned digits classifier's features: the
-1-rectified flow ``runs/fm-digits`` (``configs/fm-digits.yaml``, a U-Net), its reflow (2-RF) and the one-step
-distillation of the 2-RF, at 1, 2, 4 and 100 Euler steps.
+1-rectified flow ``runs/fm-digits`` (``configs/fm-digits.yaml``, a U-Net), its reflow (2-RF), the one-step
+distillation of the 2-RF, the reflow of the 2-RF (3-RF), at 1, 2, 4 and 100 Euler steps; and MeanFlow
+(``configs/meanflow-digits.yaml``: the same U-Net trained from scratch on the average velocity), at 1, 2, 4 and 100
+of its own average-velocity steps (``mean-flow``) and at 100 Euler steps of its instantaneous field (r = t).
 
 The runs are made as ``flowforge reflow`` makes them (:func:`flowforge.runs.pairs.reflow_config`); the pairs are
 drawn with ``--pair-sampler`` / ``--pair-steps`` (default Heun, 25 steps: dopri5 took 134 s per 500 digits on
@@ -24,6 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, write_results  # noqa: E402
 
+from flowforge.config import load_config  # noqa: E402
 from flowforge.data import load_dataset  # noqa: E402
 from flowforge.metrics import matched_gaussian  # noqa: E402
 from flowforge.runs import load_run, read_metrics  # noqa: E402
@@ -31,6 +34,9 @@ from flowforge.runs.evaluate import path_straightness  # noqa: E402
 from flowforge.runs.image_eval import image_scores  # noqa: E402
 from flowforge.runs.pairs import reflow_config  # noqa: E402
 from flowforge.train import train  # noqa: E402
+
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -43,6 +49,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--reflow-steps", type=int, default=1500)
     ap.add_argument("--distill-steps", type=int, default=1000)
     ap.add_argument("--no-distill", action="store_true", help="skip the one-step distillation")
+    ap.add_argument("--no-rf3", action="store_true", help="skip the 3-rectified flow")
+    ap.add_argument("--meanflow-steps", type=int, default=None,
+                    help="train.steps of the MeanFlow run (default: the preset's); 0 skips MeanFlow")
     ap.add_argument("--nfes", type=int, nargs="+", default=[1, 2, 4, 100])
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=12345)
@@ -57,28 +66,45 @@ def main(argv: list[str] | None = None) -> None:
         train(reflow_config(parent, pairs=args.pairs, overrides=[f"run.dir={runs['2-RF']}",
                                                                   f"train.steps={args.reflow_steps}", *pair_settings]))
         seconds["2-RF"] = time.perf_counter() - t0
+    def reflow(name: str, parent_dir: Path, steps: int, distill: int = 0) -> None:
+        if (runs[name] / "checkpoints").is_dir():
+            return
+        t0 = time.perf_counter()
+        train(reflow_config(parent_dir, pairs=args.pairs, distill=distill,
+                            overrides=[f"run.dir={runs[name]}", f"train.steps={steps}", *pair_settings]))
+        seconds[name] = time.perf_counter() - t0  # pairs and training
+
     if args.no_distill:
         del runs["2-RF distilled"]
-    elif not (runs["2-RF distilled"] / "checkpoints").is_dir():
-        t0 = time.perf_counter()
-        train(reflow_config(runs["2-RF"], pairs=args.pairs, distill=1,
-                            overrides=[f"run.dir={runs['2-RF distilled']}", f"train.steps={args.distill_steps}",
-                                       *pair_settings]))
-        seconds["2-RF distilled"] = time.perf_counter() - t0
+    else:
+        reflow("2-RF distilled", runs["2-RF"], args.distill_steps, distill=1)
+    if not args.no_rf3:
+        runs["3-RF"] = out / "rf3"
+        reflow("3-RF", runs["2-RF"], args.reflow_steps)
+    if args.meanflow_steps != 0:
+        runs["MeanFlow"] = out / "meanflow"
+        if not (runs["MeanFlow"] / "checkpoints").is_dir():
+            steps = [] if args.meanflow_steps is None else [f"train.steps={args.meanflow_steps}"]
+            t0 = time.perf_counter()
+            train(load_config(ROOT / "configs/meanflow-digits.yaml", [f"run.dir={runs['MeanFlow']}", *steps]))
+            seconds["MeanFlow"] = time.perf_counter() - t0
     dataset = load_dataset(load_run(parent).config.data)
     gaussian = matched_gaussian(dataset.train, args.n, seed=args.seed)
     rows = []
     for name, run_dir in runs.items():
         run = load_run(run_dir)
         noise = torch.randn((args.n, *run.model.shape), generator=torch.Generator().manual_seed(args.seed))
-        for nfe in args.nfes:
+        mean_flow = run.config.model.target == "mean-velocity"
+        grids = [("mean-flow", nfe) for nfe in args.nfes] + [("euler", 100)] if mean_flow else \
+            [("euler", nfe) for nfe in args.nfes]
+        for sampler, nfe in grids:
             t0 = time.perf_counter()
-            x = run.model.sample(args.n, sampler="euler", steps=nfe, grid="uniform", noise=noise)
+            x = run.model.sample(args.n, sampler=sampler, steps=nfe, grid="uniform", noise=noise)
             took = time.perf_counter() - t0
             scores = image_scores(dataset, x, gaussian, labels=None, seed=args.seed)
-            rows.append({"model": name, "nfe": nfe, "sample_seconds": took,
+            rows.append({"model": name, "sampler": sampler, "nfe": nfe, "sample_seconds": took,
                          "scores": {k: scores[k] for k in ("model", "noise_floor", "matched_gaussian")}})
-            print(json.dumps({"model": name, "nfe": nfe, "fd": scores["model"]["fd"],
+            print(json.dumps({"model": name, "sampler": sampler, "nfe": nfe, "fd": scores["model"]["fd"],
                               "floor": scores["noise_floor"]["fd"], "seconds": took}), flush=True)
         train_s = [r["seconds"] for r in read_metrics(run_dir) if "seconds" in r and "kind" not in r]
         rows.append({"model": name, "straightness": path_straightness(run.model, 500, 25, seed=1)["value"],

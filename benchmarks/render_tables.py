@@ -508,26 +508,48 @@ class Table:
     render: Callable[[dict[str, dict]], str]
 
 
-def time_to_quality(files: dict[str, dict]) -> str:
-    res = files["time_to_quality"]["results"]
-    recipes = list(next(iter(res.values()))["flowforge"])
-    header = ["set", "target: best peer after 2000 steps", "its seconds", "peers' ED at 2000 steps"]
-    header += [f"flowforge `{r}`: seconds to target (x peer)" for r in recipes]
-    header += [f"`{r}`, ED at 2000 steps" for r in recipes] + ["noise floor / matched Gaussian"]
+def time_to_quality(source: str) -> Callable[[dict[str, dict]], str]:
+    """The time-to-quality table of one results file (2-D sets: energy distance; images: Fréchet distance)."""
+
+    def render(files: dict[str, dict]) -> str:
+        res = files[source]["results"]
+        first = next(iter(res.values()))
+        m = first.get("metric", "energy_distance")
+        label = {"energy_distance": "ED", "fd": "FD"}[m]
+        recipes = list(first["flowforge"])
+        last_step = max(c["step"] for rec in first["flowforge"].values() for c in rec["mean_curve"])
+        header = ["set", "target: best peer after 2000 steps", "its seconds", f"peers' {label} at 2000 steps"]
+        header += [f"flowforge `{r}`: seconds to target (x peer)" for r in recipes]
+        header += [f"`{r}`, {label} at {last_step} steps" for r in recipes] + ["noise floor / matched Gaussian"]
+        rows = []
+        for name, r in res.items():
+            t = r["target"]
+            peers = ", ".join(f"{p} {sig(rec['mean_curve'][-1][m], 2)}" for p, rec in r["peers"].items())
+            row = [name, f"{sig(t[m], 2)} ({t['peer']})", f"{t['seconds']:.1f}", peers]
+            for rec in r["flowforge"].values():
+                row.append("not reached" if rec["time_to_target"] is None
+                           else f"{rec['time_to_target']:.1f} (**{rec['ratio_to_peer']:.2f}x**)")
+            for rec in r["flowforge"].values():
+                row.append(sig(rec["mean_curve"][-1][m], 2))
+            row.append(f"{sig(r['noise_floor'], 2)} / {sig(r['matched_gaussian'], 2)}")
+            rows.append(row)
+        return table(header, rows, ["---"] * 2 + ["---:"] * (len(header) - 2))
+    return render
+
+
+def compile_speed(files: dict[str, dict]) -> str:
+    d = files["compile_speed"]
+    header = ["network", "compile: first training step / first sampling run (s)", "eager ms / step",
+              "compiled ms / step", "**training, compiled / eager**", "eager s / sampling run",
+              "compiled s / sampling run", "**sampling, compiled / eager**"]
     rows = []
-    for name, r in res.items():
-        t = r["target"]
-        peers = ", ".join(f"{p} {sig(rec['mean_curve'][-1]['energy_distance'], 2)}" for p, rec in r["peers"].items())
-        row = [name, f"{sig(t['energy_distance'], 2)} ({t['peer']})", f"{t['seconds']:.1f}", peers]
-        for rec in r["flowforge"].values():
-            row.append("not reached" if rec["time_to_target"] is None
-                       else f"{rec['time_to_target']:.1f} (**{rec['ratio_to_peer']:.2f}x**)")
-        for rec in r["flowforge"].values():
-            last = rec["mean_curve"][-1]
-            row.append(sig(last["energy_distance"], 2))
-        row.append(f"{sig(r['noise_floor'], 2)} / {sig(r['matched_gaussian'], 2)}")
-        rows.append(row)
-    return table(header, rows, ["---"] * 2 + ["---:"] * (len(header) - 2))
+    for r in d["models"].values():
+        c = r["first"]["compiled"]
+        rows.append([r["label"], f"{c['train_first_s']:.0f} / {c['sample_first_s']:.0f}",
+                     f"{r['train_ms']['eager']:.0f}", f"{r['train_ms']['compiled']:.0f}",
+                     f"**{r['train_ratio']:.2f}x**", f"{r['sample_s']['eager']:.1f}", f"{r['sample_s']['compiled']:.1f}",
+                     f"**{r['sample_ratio']:.2f}x**"])
+    return table(header, rows, ["---"] + ["---:"] * (len(header) - 1))
 
 
 def nice_curve(files: dict[str, dict]) -> str:
@@ -574,7 +596,9 @@ TABLES: dict[str, Table] = {
     "packing_attention": Table(("packing",), packing_attention),
     "checkpointing": Table(("checkpointing",), checkpointing),
     "attention_memory": Table(("attention_memory",), attention_memory),
-    "time_to_quality": Table(("time_to_quality",), time_to_quality),
+    "time_to_quality": Table(("time_to_quality",), time_to_quality("time_to_quality")),
+    "compile_speed": Table(("compile_speed",), compile_speed),
+    "time_to_quality_digits": Table(("time_to_quality_digits",), time_to_quality("time_to_quality_digits")),
     "nice_curve": Table(("nice_curve",), nice_curve),
     "bf16_dit": Table(("bf16_dit",), bf16_dit),
 }

@@ -1,5 +1,5 @@
-"""Time to quality on 2-D sets: flowforge's recipes against torchcfm and Meta's flow_matching, each library
-with its own usual network and defaults, as a new user would run it.
+"""Time to quality on 2-D sets and digits: flowforge's recipes against torchcfm and Meta's flow_matching, each
+library with its own usual network and defaults, as a new user would run it.
 
 The peers (a hand-written loop each, as their READMEs / example notebooks write it; one thread, the same
 training set of 10 000 points, batch 256, Adam at torch's default 1e-3, constant learning rate, no EMA,
@@ -25,8 +25,14 @@ quality is the training time of its smallest budget whose energy distance (mean 
 at or below the target. Energy distance: 5000 samples against ``--refs`` fresh draws of 5000 points; the noise
 floor (a fresh draw against the same references) and the matched Gaussian are stored beside.
 
+Digits (scikit-learn 8x8, ``--datasets digits``): the peers' networks are the same MLPs on the flattened 64-pixel
+images (torchcfm's U-Net refuses 8x8 images; flow_matching's lives in its examples, not its package), the
+score is the Fréchet distance in the pinned digits CNN's features (``flowforge.metrics``; ``--n`` samples against
+the test split; floor: ``--n`` training images), flowforge's recipes start from ``fm-digits``.
+
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/time_to_quality.py              # ~15 min on one thread
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/time_to_quality.py --quick      # smoke run
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/time_to_quality.py --datasets digits --seeds 1 --n 1000
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/time_to_quality.py --quick      # smoke run, into /tmp
 """
 
 from __future__ import annotations
@@ -43,26 +49,34 @@ from torch import Tensor, nn
 
 from flowforge.config import load_config
 from flowforge.data import load_dataset
-from flowforge.metrics import energy_distance, matched_gaussian
+from flowforge.metrics import (default_extractor, energy_distance, load_extractor, matched_gaussian,
+                               reference_features, score_images)
 from flowforge.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
-PRESET = {"moons": "rf-moons", "checkerboard": "rf-checkerboard", "8gaussians": "rf-moons"}
+METRIC = {"points": "energy_distance", "image": "fd"}  # the score of each kind of data set (lower is better)
+PRESET = {"moons": "rf-moons", "checkerboard": "rf-checkerboard", "8gaussians": "rf-moons", "digits": "fm-digits"}
 # flowforge recipes: name -> preset -> overrides on top of the data set's preset (data.name set by the script).
 # "preset-9e0d588": the presets as they were before this benchmark (rf-moons: MLP 3x256, lr 1e-3 constant, no
 # warm-up; rf-checkerboard unchanged since); "w128-lr1e-2-cosine": the recipe rf-moons has used since.
 FAST = ["model.net.width=128", "train.lr=1e-2", "train.schedule=cosine", "train.warmup_steps=100"]
+# Digits: "preset-9e0d588" is fm-digits as it is (a U-Net, lr 1e-3, batch 100); "unet-lr2e-3" the same network
+# at twice the learning rate with logit-normal times; "mlp-3x512" flowforge's MLP on the flattened images, the
+# peers' kind of network, at batch 256 and lr 2e-3. A recipe without an entry for a preset is not run on its sets.
 RECIPES: dict[str, dict[str, list[str]]] = {
     "preset-9e0d588": {"rf-moons": ["model.net.width=256", "train.lr=1e-3", "train.schedule=constant",
-                                    "train.warmup_steps=0"], "rf-checkerboard": []},
+                                    "train.warmup_steps=0"], "rf-checkerboard": [], "fm-digits": []},
     "w128-lr1e-2-cosine": {"rf-moons": FAST, "rf-checkerboard": FAST},
+    "unet-lr2e-3": {"fm-digits": ["train.lr=2e-3", "model.time_sampler=logit-normal"]},
+    "mlp-3x512": {"fm-digits": ["model.net.name=mlp", "model.net.width=512", "model.net.depth=3",
+                                "model.net.attention_levels=[]", "train.batch_size=256", "train.lr=2e-3"]},
 }
 PEERS = ("torchcfm", "torchcfm-w256", "flow_matching")
 
 
 def data_overrides(name: str) -> list[str]:
     """The set at its customary noise: rf-moons' ``data.noise: 0.05`` is moons' own, not 8 Gaussians' (0.5)."""
-    return [f"data.name={name}"] + ([] if name == "moons" else ["data.noise=null"])
+    return [f"data.name={name}"] + ([] if name in ("moons", "digits") else ["data.noise=null"])
 
 
 # --------------------------------------------------------------------------- the peers, as their examples write them
@@ -87,12 +101,12 @@ class NotebookMLP(nn.Module):
         return self.main(torch.cat([x, t], dim=1))
 
 
-def peer(name: str):
+def peer(name: str, dim: int):
     """(network, loss(x1, generator), velocity(x, t)) of a peer, data at t = 1 and noise at t = 0."""
     if name.startswith("torchcfm"):
         from torchcfm.conditional_flow_matching import ConditionalFlowMatcher
         from torchcfm.models import MLP
-        net = MLP(dim=2, time_varying=True, w=256 if name.endswith("w256") else 64)
+        net = MLP(dim=dim, time_varying=True, w=256 if name.endswith("w256") else 64)
         fm = ConditionalFlowMatcher(sigma=0.0)
 
         def loss(x1: Tensor, gen: torch.Generator) -> Tensor:
@@ -105,7 +119,7 @@ def peer(name: str):
     else:
         from flow_matching.path import AffineProbPath
         from flow_matching.path.scheduler import CondOTScheduler
-        net = NotebookMLP()
+        net = NotebookMLP(dim)
         path = AffineProbPath(scheduler=CondOTScheduler())
 
         def loss(x1: Tensor, gen: torch.Generator) -> Tensor:
@@ -129,7 +143,7 @@ def euler(velocity, start: Tensor, steps: int) -> Tensor:
 
 def run_peer(name: str, data: Tensor, args, seed: int, start: Tensor, score) -> dict:
     torch.manual_seed(seed)
-    net, loss, velocity = peer(name)
+    net, loss, velocity = peer(name, data.shape[1])
     opt = torch.optim.Adam(net.parameters())  # lr 1e-3, the examples' default
     gen = torch.Generator().manual_seed(seed)
     curve, seconds = [], 0.0
@@ -142,7 +156,7 @@ def run_peer(name: str, data: Tensor, args, seed: int, start: Tensor, score) -> 
         seconds += time.perf_counter() - t0
         if step % args.every == 0 or step == args.steps:
             net.eval()
-            curve.append({"step": step, "seconds": seconds, **score(euler(velocity, start, 100))})
+            curve.append({"step": step, "seconds": seconds, **score(euler(velocity, start.flatten(1), 100))})
             net.train()
     n_params = sum(p.numel() for p in net.parameters())
     return {"parameters": n_params, "curve": curve}
@@ -170,61 +184,82 @@ def run_flowforge(dataset_name: str, overrides: list[str], steps: int, seed: int
 # --------------------------------------------------------------------------- one data set
 
 
+def image_scorer(dataset, n: int):
+    """Fréchet distance in the data set's pinned extractor (``flowforge.metrics``) against its test split."""
+    extractor = load_extractor(default_extractor(dataset.name, dataset.shape))
+    value_range = tuple(dataset.value_range)
+    reference = reference_features(dataset.test, dataset=dataset.name, split="test", extractor=extractor,
+                                   value_range=value_range)
+
+    def score(x: Tensor, check_range: bool = False) -> dict:
+        r = score_images(x.reshape(len(x), *dataset.shape)[:n], reference, extractor=extractor,
+                         value_range=value_range, seed=0, check_range=check_range)
+        return {METRIC["image"]: r["fd"], "per_reference": [r["fd"]]}
+    return score
+
+
 def run_dataset(name: str, args) -> dict:
     cfg = load_config(ROOT / "configs" / f"{PRESET[name]}.yaml", data_overrides(name))
     dataset = load_dataset(cfg.data)
     data = dataset.train.flatten(1)
-    refs = [dataset.reference(args.n, seed=1000 + k) for k in range(args.refs)]
+    metric = METRIC[dataset.kind]
+    if dataset.kind == "image":
+        score = image_scorer(dataset, args.n)
+        pick = torch.randperm(len(dataset.train), generator=torch.Generator().manual_seed(999))[:args.n]
+        floor = score(dataset.train[pick], check_range=True)[metric]
+        gauss = score(matched_gaussian(dataset.train, args.n, seed=998).clamp(*dataset.value_range))[metric]
+    else:
+        refs = [dataset.reference(args.n, seed=1000 + k) for k in range(args.refs)]
 
-    def score(x: Tensor) -> dict:
-        values = [energy_distance(x[:len(r)], r) for r in refs]
-        return {"energy_distance": statistics.fmean(values), "per_reference": values}
+        def score(x: Tensor) -> dict:
+            values = [energy_distance(x[:len(r)], r) for r in refs]
+            return {metric: statistics.fmean(values), "per_reference": values}
 
-    floor = score(dataset.fresh(args.n, 999))["energy_distance"]
-    gauss = score(matched_gaussian(dataset.train, args.n, seed=998).flatten(1))["energy_distance"]
-    print(f"{name}: noise floor {floor:.4f}, matched Gaussian {gauss:.4f}", flush=True)
-    out: dict = {"noise_floor": floor, "matched_gaussian": gauss, "peers": {}, "flowforge": {}}
+        floor = score(dataset.fresh(args.n, 999))[metric]
+        gauss = score(matched_gaussian(dataset.train, args.n, seed=998).flatten(1))[metric]
+    print(f"{name}: noise floor {floor:.4f}, matched Gaussian {gauss:.4f} ({metric})", flush=True)
+    out: dict = {"metric": metric, "noise_floor": floor, "matched_gaussian": gauss, "peers": {}, "flowforge": {}}
     for seed in range(args.seeds):
-        start = torch.randn(args.n, 2, generator=torch.Generator().manual_seed(10_000 + seed))
+        start = torch.randn(args.n, *dataset.shape, generator=torch.Generator().manual_seed(10_000 + seed))
         for p in args.peers:
             r = run_peer(p, data, args, seed, start, score)
             out["peers"].setdefault(p, {"parameters": r["parameters"], "seeds": []})["seeds"].append(r["curve"])
             last = r["curve"][-1]
             print(f"  seed {seed} {p:14s} {last['step']} steps {last['seconds']:6.1f} s  "
-                  f"ED {last['energy_distance']:.4f}", flush=True)
+                  f"{metric} {last[metric]:.4f}", flush=True)
         for recipe in args.recipes:
+            if PRESET[name] not in RECIPES[recipe]:
+                continue
             for steps in args.budgets:
                 overrides = RECIPES[recipe][PRESET[name]]
                 r = run_flowforge(name, overrides, steps, seed, start, score)
                 rec = out["flowforge"].setdefault(recipe, {"overrides": overrides, "parameters": r["parameters"],
                                                            "sampler": r["sampler"], "runs": []})
-                rec["runs"].append({"seed": seed, **{k: r[k] for k in ("step", "seconds", "energy_distance",
-                                                                       "per_reference")}})
+                rec["runs"].append({"seed": seed, **{k: r[k] for k in ("step", "seconds", metric, "per_reference")}})
                 print(f"  seed {seed} flowforge {recipe:24s} {steps:5d} steps {r['seconds']:6.1f} s  "
-                      f"ED {r['energy_distance']:.4f}", flush=True)
+                      f"{metric} {r[metric]:.4f}", flush=True)
     summarise(out)
     return out
 
 
 def summarise(out: dict) -> None:
     """Means over seeds; the target (best peer at its last step) and each recipe's time to reach it."""
+    m = out.get("metric", "energy_distance")
     for p, rec in out["peers"].items():
         points = list(zip(*rec["seeds"]))
         rec["mean_curve"] = [{"step": pts[0]["step"], "seconds": statistics.fmean(x["seconds"] for x in pts),
-                              "energy_distance": statistics.fmean(x["energy_distance"] for x in pts)}
-                             for pts in points]
-    best = min(out["peers"], key=lambda p: out["peers"][p]["mean_curve"][-1]["energy_distance"])
+                              m: statistics.fmean(x[m] for x in pts)} for pts in points]
+    best = min(out["peers"], key=lambda p: out["peers"][p]["mean_curve"][-1][m])
     target = out["peers"][best]["mean_curve"][-1]
-    out["target"] = {"peer": best, "energy_distance": target["energy_distance"], "seconds": target["seconds"]}
+    out["target"] = {"peer": best, m: target[m], "seconds": target["seconds"]}
     for rec in out["flowforge"].values():
         by_step: dict[int, list[dict]] = {}
         for r in rec["runs"]:
             by_step.setdefault(r["step"], []).append(r)
         rec["mean_curve"] = [{"step": s, "seconds": statistics.fmean(r["seconds"] for r in rs),
-                              "energy_distance": statistics.fmean(r["energy_distance"] for r in rs),
-                              "energy_distance_std": mean_std([r["energy_distance"] for r in rs])[1]}
+                              m: statistics.fmean(r[m] for r in rs), f"{m}_std": mean_std([r[m] for r in rs])[1]}
                              for s, rs in sorted(by_step.items())]
-        hit = [c for c in rec["mean_curve"] if c["energy_distance"] <= target["energy_distance"]]
+        hit = [c for c in rec["mean_curve"] if c[m] <= target[m]]
         rec["time_to_target"] = hit[0]["seconds"] if hit else None
         rec["ratio_to_peer"] = hit[0]["seconds"] / target["seconds"] if hit else None
 
@@ -237,19 +272,19 @@ def figure(results: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4), squeeze=False)
     for ax, name in zip(axes[0], names):
         r = results[name]
+        m = r.get("metric", "energy_distance")
         for p, rec in r["peers"].items():
             c = rec["mean_curve"]
-            ax.plot([x["seconds"] for x in c], [x["energy_distance"] for x in c], "--o", ms=3, label=p)
+            ax.plot([x["seconds"] for x in c], [x[m] for x in c], "--o", ms=3, label=p)
         for recipe, rec in r["flowforge"].items():
             c = rec["mean_curve"]
-            ax.plot([x["seconds"] for x in c], [x["energy_distance"] for x in c], "-s", ms=4,
-                    label=f"flowforge {recipe}")
-        ax.axhline(r["target"]["energy_distance"], color="k", lw=0.8, label="target (best peer, 2000 steps)")
+            ax.plot([x["seconds"] for x in c], [x[m] for x in c], "-s", ms=4, label=f"flowforge {recipe}")
+        ax.axhline(r["target"][m], color="k", lw=0.8, label="target (best peer, 2000 steps)")
         ax.axhline(r["noise_floor"], color="grey", ls=":", lw=0.8, label="noise floor")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("training seconds (one thread)")
-        ax.set_ylabel("energy distance")
+        ax.set_ylabel({"energy_distance": "energy distance", "fd": "Fréchet distance (digits CNN)"}[m])
         ax.set_title(name)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
@@ -269,8 +304,13 @@ def main() -> None:
     p.add_argument("--n", type=int, default=5000)
     p.add_argument("--refs", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="smoke run: 1 set, tiny budgets")
-    p.add_argument("--out", default=str(RESULTS / "time_to_quality.json"))
+    p.add_argument("--out", default=None, help="results JSON (default benchmarks/results/time_to_quality.json, "
+                                               "time_to_quality_digits.json for --datasets digits)")
     args = p.parse_args()
+    if args.out is None:  # a smoke run's results go to the temporary directory, never over the committed ones
+        args.out = str(Path(tempfile.gettempdir()) / "time_to_quality_quick.json" if args.quick
+                       else RESULTS / ("time_to_quality_digits.json" if args.datasets == ["digits"]
+                                       else "time_to_quality.json"))
     if args.quick:
         args.datasets, args.budgets, args.steps, args.every, args.seeds, args.n = ["moons"], [50], 100, 50, 1, 500
     torch.set_num_threads(1)
@@ -279,13 +319,14 @@ def main() -> None:
     record = {"args": {k: v for k, v in vars(args).items() if k != "out"}, "threads": 1,
               "cpu_capability": torch.backends.cpu.get_cpu_capability(), "results": results,
               "seconds": time.perf_counter() - t0}
-    path = write_results("time_to_quality", record, args.out)
-    # the docs' figure for the default results file; beside any other (--quick, --out) so it stays untouched
-    default = Path(args.out) == RESULTS / "time_to_quality.json"
-    figure(results, ROOT / "docs" / "time-to-quality.png" if default else Path(args.out).with_suffix(".png"))
+    path = write_results(Path(args.out).stem, record, args.out)
+    # the docs' figure for a default results file; beside any other (--quick, --out) so it stays untouched
+    default = Path(args.out).parent == RESULTS and Path(args.out).stem.startswith("time_to_quality")
+    figure(results, ROOT / "docs" / f"{Path(args.out).stem.replace('_', '-')}.png" if default
+           else Path(args.out).with_suffix(".png"))
     for name, r in results.items():
         t = r["target"]
-        print(f"{name}: target {t['energy_distance']:.4f} ({t['peer']}, {t['seconds']:.1f} s)")
+        print(f"{name}: target {t[r['metric']]:.4f} ({t['peer']}, {t['seconds']:.1f} s)")
         for recipe, rec in r["flowforge"].items():
             ratio = rec["ratio_to_peer"]
             print(f"  {recipe:24s} " + (f"{rec['time_to_target']:.1f} s = {ratio:.2f}x" if ratio else "not reached"))
