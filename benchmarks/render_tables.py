@@ -449,26 +449,36 @@ def packing_attention(files: dict[str, dict]) -> str:
 
 
 def few_step_digits(files: dict[str, dict]) -> str:
-    """Digits: Fréchet distance in the digits CNN's features per model and Euler NFE, beside the floor and the
-    matched Gaussian at the same sample count; the best cell of each NFE column bold."""
+    """Digits: Fréchet distance in the digits CNN's features per model (and sampler: Euler, or MeanFlow's own
+    average-velocity steps) and NFE, beside the floor and the matched Gaussian at the same sample count; the best
+    cell of each NFE column bold; straightness, training steps and cost (pairs included), sampling seconds at 1 NFE."""
     data = files["few_step_digits"]
     rows_in = data["rows"]
     nfes = sorted({r["nfe"] for r in rows_in if "nfe" in r})
     facts = {r["model"]: r for r in rows_in if "straightness" in r}
     rows, values = [], []
-    for model in dict.fromkeys(r["model"] for r in rows_in):
-        by_nfe = {r["nfe"]: r for r in rows_in if r["model"] == model and "nfe" in r}
+    for model, sampler in dict.fromkeys((r["model"], r.get("sampler", "euler")) for r in rows_in if "nfe" in r):
+        by_nfe = {r["nfe"]: r for r in rows_in
+                  if r["model"] == model and "nfe" in r and r.get("sampler", "euler") == sampler}
         f = facts.get(model, {})
-        rows.append([model, *[sig(by_nfe[k]["scores"]["model"]["fd"], 3) if k in by_nfe else "" for k in nfes],
-                     sig(f.get("straightness", float("nan")), 2), f"{f.get('steps', '')}"])
+        first = sampler == next(r.get("sampler", "euler") for r in rows_in if r["model"] == model and "nfe" in r)
+        cost = f.get("total_seconds") or f.get("train_seconds")
+        label = model if sampler == "euler" and first else \
+            f"{model}, {'instantaneous field, Euler' if sampler == 'euler' else sampler + ' steps'}"
+        one = by_nfe.get(1)
+        rows.append([label, *[sig(by_nfe[k]["scores"]["model"]["fd"], 3) if k in by_nfe else "" for k in nfes],
+                     sig(f["straightness"], 2) if first and "straightness" in f else "",
+                     f"{f.get('steps', '')}" if first else "", f"{cost:.0f}" if first and cost else "",
+                     f"{one['sample_seconds'] * 1000 / data['n']:.1f}" if one else ""])
         values.append([None, *[by_nfe[k]["scores"]["model"]["fd"] if k in by_nfe else None for k in nfes]])
     bold_columns(rows, values, list(range(1, 1 + len(nfes))))
-    first = next(r for r in rows_in if "nfe" in r)
-    floor, gauss = first["scores"]["noise_floor"]["fd"], first["scores"]["matched_gaussian"]["fd"]
-    rows.append([f"floor ({data['n']} training images)", *[sig(floor, 3)] * len(nfes), "", ""])
-    rows.append(["matched Gaussian", *[sig(gauss, 3)] * len(nfes), "", ""])
-    return _clean_table(table(["model (Euler)", *[f"FD at NFE {k}" for k in nfes], "straightness", "steps"], rows,
-                              ["---"] + ["---:"] * (len(nfes) + 2)))
+    first_row = next(r for r in rows_in if "nfe" in r)
+    floor, gauss = first_row["scores"]["noise_floor"]["fd"], first_row["scores"]["matched_gaussian"]["fd"]
+    rows.append([f"floor ({data['n']} training images)", *[sig(floor, 3)] * len(nfes), "", "", "", ""])
+    rows.append(["matched Gaussian", *[sig(gauss, 3)] * len(nfes), "", "", "", ""])
+    return _clean_table(table(["model", *[f"FD at NFE {k}" for k in nfes], "straightness", "steps",
+                               "training seconds (pairs included)", "seconds per 1000 samples at NFE 1"],
+                              rows, ["---"] + ["---:"] * (len(nfes) + 4)))
 
 
 def checkpointing(files: dict[str, dict]) -> str:
