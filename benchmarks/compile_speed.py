@@ -18,16 +18,11 @@ import argparse
 import copy
 import statistics
 import time
-from pathlib import Path
 
 import torch
 from common import machine, write_results
+from engine_overhead import Bare
 
-from flowforge.config import load_config
-from flowforge.data import load_dataset
-from flowforge.models import build_model
-
-ROOT = Path(__file__).resolve().parent.parent
 MODELS = {  # key: (preset, label)
     "mnist-unet": ("fm-mnist-cpu", "MNIST U-Net (fm-mnist-cpu), batch 64"),
     "digits-unet": ("fm-digits", "digits U-Net (fm-digits), batch 100"),
@@ -35,26 +30,15 @@ MODELS = {  # key: (preset, label)
 }
 
 
-class Contender:
+class Contender(Bare):
+    """engine_overhead's bare loop with fused AdamW, its network compiled or not, and a fixed sampling run."""
+
     def __init__(self, preset: str, compiled: bool, sample_n: int, sample_steps: int):
-        cfg = load_config(ROOT / "configs" / f"{preset}.yaml", ["train.precision=fp32"])
-        dataset = load_dataset(cfg.data)
-        torch.manual_seed(cfg.run.seed)
-        self.model = build_model(cfg.model, dataset.spec())
-        self.data, self.batch = dataset.train, cfg.train.batch_size
+        super().__init__(preset, fused=True, overrides=["train.precision=fp32"])
         if compiled:
             self.model.net.compile()
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.train.lr, fused=True)
-        self.gen = torch.Generator().manual_seed(0)
         self.noise = torch.randn((sample_n, *self.model.shape), generator=torch.Generator().manual_seed(1))
         self.sample_steps = sample_steps
-
-    def step(self) -> None:
-        idx = torch.randint(len(self.data), (self.batch,), generator=self.gen)
-        loss = self.model.loss(self.data[idx])
-        loss.backward()
-        self.opt.step()
-        self.opt.zero_grad(set_to_none=True)
 
     def train_ms(self, steps: int) -> float:
         t0 = time.perf_counter()

@@ -557,7 +557,8 @@ def compile_speed(files: dict[str, dict]) -> str:
         c = r["first"]["compiled"]
         rows.append([r["label"], f"{c['train_first_s']:.0f} / {c['sample_first_s']:.0f}",
                      f"{r['train_ms']['eager']:.0f}", f"{r['train_ms']['compiled']:.0f}",
-                     f"**{r['train_ratio']:.2f}x**", f"{r['sample_s']['eager']:.1f}", f"{r['sample_s']['compiled']:.1f}",
+                     f"**{r['train_ratio']:.2f}x**", f"{r['sample_s']['eager']:.1f}",
+                     f"{r['sample_s']['compiled']:.1f}",
                      f"**{r['sample_ratio']:.2f}x**"])
     return table(header, rows, ["---"] + ["---:"] * (len(header) - 1))
 

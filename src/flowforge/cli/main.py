@@ -192,8 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", help="caption for every sample, e.g. \"ankle boot\" or \"a photo of a sneaker\" "
                                     "(text models, model.text.captions set); \"\" is the empty caption")
     p.add_argument("--compile", action="store_true",
-                   help="torch.compile the network first: pays when sampling takes minutes (one sampler step 0.71-0.77x "
-                        "of eager for the digits and MNIST U-Nets on one CPU thread, after 40-85 s of compiling)")
+                   help="torch.compile the network first: pays when sampling takes minutes (a sampler step took "
+                        "0.77-0.84x of eager for the digits and MNIST U-Nets on one CPU thread, after 13-85 s of "
+                        "compiling; docs/training.md)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=_sample)
 
