@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=12345)
     ap.add_argument("--out", default=None, help="results JSON (default benchmarks/results/few_step_digits.json)")
+    ap.add_argument("--grid", type=int, default=16, help="one-step samples per model in the figure")
+    ap.add_argument("--figure", default=str(ROOT / "docs/few-step-digits.png"),
+                    help="the one-step samples' figure ('' for none)")
     args = ap.parse_args(argv)
     out, parent = Path(args.out_dir), Path(args.parent)
     pair_settings = [f"reflow.sampler={args.pair_sampler}", f"reflow.steps={args.pair_steps}"]
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
             seconds["MeanFlow"] = time.perf_counter() - t0
     dataset = load_dataset(load_run(parent).config.data)
     gaussian = matched_gaussian(dataset.train, args.n, seed=args.seed)
-    rows = []
+    rows, one_step = [], {}
     for name, run_dir in runs.items():
         run = load_run(run_dir)
         noise = torch.randn((args.n, *run.model.shape), generator=torch.Generator().manual_seed(args.seed))
@@ -101,6 +104,8 @@ def main(argv: list[str] | None = None) -> None:
             t0 = time.perf_counter()
             x = run.model.sample(args.n, sampler=sampler, steps=nfe, grid="uniform", noise=noise)
             took = time.perf_counter() - t0
+            if nfe == 1:
+                one_step[name] = x[:args.grid]
             scores = image_scores(dataset, x, gaussian, labels=None, seed=args.seed)
             rows.append({"model": name, "sampler": sampler, "nfe": nfe, "sample_seconds": took,
                          "scores": {k: scores[k] for k in ("model", "noise_floor", "matched_gaussian")}})
@@ -114,6 +119,29 @@ def main(argv: list[str] | None = None) -> None:
     record = {"data": dataset.name, "n": args.n, "pairs": args.pairs, "pair_sampler": args.pair_sampler,
               "pair_steps": args.pair_steps, "rows": rows, "cpu_capability": machine().get("cpu_capability")}
     print(f"wrote {write_results('few_step_digits', record, args.out)}")
+    if args.figure:
+        grid_figure(one_step, dataset.value_range, Path(args.figure))
+        print(f"wrote {args.figure}")
+
+
+def grid_figure(samples: dict[str, torch.Tensor], value_range, path: Path) -> None:
+    """One row of one-step samples per model."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    lo, hi = value_range
+    n = max(len(x) for x in samples.values())
+    fig, axes = plt.subplots(len(samples), 1, figsize=(n * 0.45 + 1.6, len(samples) * 0.62 + 0.2), squeeze=False)
+    for ax, (name, x) in zip(axes[:, 0], samples.items()):
+        x = ((x.clamp(lo, hi) - lo) / (hi - lo))[:, 0]  # (n, H, W) in [0, 1]
+        x = torch.nn.functional.pad(x, (0, 1), value=0.5)  # a grey column between samples
+        ax.imshow(torch.cat(list(x), dim=1).numpy(), cmap="gray", vmin=0, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle("one network evaluation per sample (digits, same noise)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 if __name__ == "__main__":

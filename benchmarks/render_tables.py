@@ -564,15 +564,29 @@ def compile_speed(files: dict[str, dict]) -> str:
 
 
 def nice_curve(files: dict[str, dict]) -> str:
+    """Held-out LL by epoch: the run, the stored 20-epoch run of the same recipe (when the run is longer) and the
+    stored zero-start run, every 1 2/3 epochs (500 steps); each run's training minutes under its LL."""
     d = files["nice_curve"]
-    zero = d["zero_start"]
+    zero, cos20 = d["zero_start"], d.get("cosine_20_epochs")
     curve = {round(c["epoch"], 1): c for c in d["curve"]}
-    header = ["epoch"] + [f"{e:g}" for e in zero["epochs"]]
-    new = [f"{curve[e]['held_out_ll']:.0f}" if e in curve else "" for e in zero["epochs"]]
-    minutes = [f"{curve[e]['seconds'] / 60:.0f}" if e in curve and curve[e]["seconds"] else "" for e in zero["epochs"]]
-    rows = [["scaling from the first batch: held-out LL"] + new, ["  its training minutes"] + minutes,
-            [f"scaling from zero (commit {zero['commit']})"] + [f"{v:g}" for v in zero["held_out_ll"]]]
-    return table(header, rows, ["---"] + ["---:"] * len(zero["epochs"]))
+    longer = cos20 is not None and max(curve) > cos20["epochs"][-1] + 0.5
+    epochs = sorted(set(curve) | set(zero["epochs"]))
+    header = ["epoch"] + [f"{e:g}" for e in epochs]
+    n_epochs = f"{max(curve):g}"
+    rows = [[f"scaling from the first batch, cosine over {n_epochs} epochs: held-out LL"]
+            + [f"{curve[e]['held_out_ll']:.0f}" if e in curve else "" for e in epochs],
+            ["  its training minutes"]
+            + [f"{curve[e]['seconds'] / 60:.0f}" if e in curve and curve[e]["seconds"] else "" for e in epochs]]
+    if longer:
+        old = dict(zip(cos20["epochs"], cos20["held_out_ll"]))
+        minutes = dict(zip(cos20["epochs"], cos20["training_minutes"]))
+        rows += [[f"the same over 20 epochs (commit {cos20['commit']})"]
+                 + [f"{old[e]:.0f}" if e in old else "" for e in epochs],
+                 ["  its training minutes"] + [f"{minutes[e]:.0f}" if e in minutes else "" for e in epochs]]
+    by_epoch = dict(zip(zero["epochs"], zero["held_out_ll"]))
+    rows.append([f"scaling from zero (commit {zero['commit']})"]
+                + [f"{by_epoch[e]:g}" if e in by_epoch else "" for e in epochs])
+    return table(header, rows, ["---"] + ["---:"] * len(epochs))
 
 
 def bf16_dit(files: dict[str, dict]) -> str:
