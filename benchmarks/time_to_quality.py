@@ -198,7 +198,9 @@ def image_scorer(dataset, n: int):
     return score
 
 
-def run_dataset(name: str, args) -> dict:
+def run_dataset(name: str, args, earlier: dict | None = None) -> dict:
+    """One data set's peers and flowforge runs; with ``earlier`` (this set's results from an earlier run of the
+    script) its peers' curves and flowforge runs are kept and only the (seed, recipe, budget) runs it lacks run."""
     cfg = load_config(ROOT / "configs" / f"{PRESET[name]}.yaml", data_overrides(name))
     dataset = load_dataset(cfg.data)
     data = dataset.train.flatten(1)
@@ -219,9 +221,16 @@ def run_dataset(name: str, args) -> dict:
         gauss = score(matched_gaussian(dataset.train, args.n, seed=998).flatten(1))[metric]
     print(f"{name}: noise floor {floor:.4f}, matched Gaussian {gauss:.4f} ({metric})", flush=True)
     out: dict = {"metric": metric, "noise_floor": floor, "matched_gaussian": gauss, "peers": {}, "flowforge": {}}
+    done = set()
+    if earlier is not None:
+        out["peers"] = {p: {k: v for k, v in rec.items() if k != "mean_curve"} for p, rec in earlier["peers"].items()}
+        out["flowforge"] = {r: {k: v for k, v in rec.items() if k not in ("mean_curve", "time_to_target",
+                                                                          "ratio_to_peer")}
+                            for r, rec in earlier["flowforge"].items()}
+        done = {(run["seed"], recipe, run["step"]) for recipe, rec in out["flowforge"].items() for run in rec["runs"]}
     for seed in range(args.seeds):
         start = torch.randn(args.n, *dataset.shape, generator=torch.Generator().manual_seed(10_000 + seed))
-        for p in args.peers:
+        for p in args.peers if earlier is None else ():
             r = run_peer(p, data, args, seed, start, score)
             out["peers"].setdefault(p, {"parameters": r["parameters"], "seeds": []})["seeds"].append(r["curve"])
             last = r["curve"][-1]
@@ -231,6 +240,8 @@ def run_dataset(name: str, args) -> dict:
             if PRESET[name] not in RECIPES[recipe]:
                 continue
             for steps in args.budgets:
+                if (seed, recipe, steps) in done:
+                    continue
                 overrides = RECIPES[recipe][PRESET[name]]
                 r = run_flowforge(name, overrides, steps, seed, start, score)
                 rec = out["flowforge"].setdefault(recipe, {"overrides": overrides, "parameters": r["parameters"],
@@ -291,6 +302,11 @@ def figure(results: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def read_json(path: str) -> dict:
+    import json
+    return json.loads(Path(path).read_text())
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", nargs="+", default=["moons", "checkerboard", "8gaussians"], choices=sorted(PRESET))
@@ -304,6 +320,8 @@ def main() -> None:
     p.add_argument("--n", type=int, default=5000)
     p.add_argument("--refs", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="smoke run: 1 set, tiny budgets")
+    p.add_argument("--extend", action="store_true",
+                   help="keep the results file's peers and flowforge runs; run only the budgets it lacks")
     p.add_argument("--out", default=None, help="results JSON (default benchmarks/results/time_to_quality.json, "
                                                "time_to_quality_digits.json for --datasets digits)")
     args = p.parse_args()
@@ -315,8 +333,10 @@ def main() -> None:
         args.datasets, args.budgets, args.steps, args.every, args.seeds, args.n = ["moons"], [50], 100, 50, 1, 500
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    results = {name: run_dataset(name, args) for name in args.datasets}
+    before = read_json(args.out) if args.extend else None
+    results = {name: run_dataset(name, args, before["results"][name] if before else None) for name in args.datasets}
     record = {"args": {k: v for k, v in vars(args).items() if k != "out"}, "threads": 1,
+              "extends": {k: before[k] for k in ("date", "command", "args", "seconds")} if before else None,
               "cpu_capability": torch.backends.cpu.get_cpu_capability(), "results": results,
               "seconds": time.perf_counter() - t0}
     path = write_results(Path(args.out).stem, record, args.out)
