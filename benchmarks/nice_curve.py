@@ -22,6 +22,8 @@ import argparse
 import json
 from pathlib import Path
 
+import yaml
+
 from common import RESULTS, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +58,8 @@ def main() -> None:
     eval_path = args.run_dir / "eval.json"
     test = json.loads(eval_path.read_text()).get("likelihood") if eval_path.is_file() else None
     config = (args.run_dir / "config.yaml").read_text()
-    record = {"run_dir": str(args.run_dir), "config": config, "paper_ll": PAPER_LL, "curve": curve,
+    epochs = yaml.safe_load(config)["train"]["steps"] / args.steps_per_epoch
+    record = {"run_dir": str(args.run_dir), "config": config, "epochs": epochs, "paper_ll": PAPER_LL, "curve": curve,
               "first_above_paper": passed, "test": test, "zero_start": ZERO_START, "cosine_20_epochs": COSINE_20}
     path = write_results("nice_curve", record, args.out)
 
@@ -64,7 +67,6 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    epochs = curve[-1]["epoch"]
     ax.plot([c["epoch"] for c in curve], [c["held_out_ll"] for c in curve], "-o", ms=3,
             label=f"scaling from the first batch, cosine over {epochs:g} epochs")
     if abs(epochs - COSINE_20["epochs"][-1]) > 0.5:

@@ -572,7 +572,7 @@ def nice_curve(files: dict[str, dict]) -> str:
     longer = cos20 is not None and max(curve) > cos20["epochs"][-1] + 0.5
     epochs = sorted(set(curve) | set(zero["epochs"]))
     header = ["epoch"] + [f"{e:g}" for e in epochs]
-    n_epochs = f"{max(curve):g}"
+    n_epochs = f"{d.get('epochs', max(curve)):g}"
     rows = [[f"scaling from the first batch, cosine over {n_epochs} epochs: held-out LL"]
             + [f"{curve[e]['held_out_ll']:.0f}" if e in curve else "" for e in epochs],
             ["  its training minutes"]
