@@ -205,9 +205,9 @@ class TrainConfig:
     # each holds 1/N of every parameter, gradient, AdamW moment and EMA weight, one transformer block gathered at a
     # time (dit / mmdit; GPUs only: Accelerate 1.15 does not shard on CPU); checkpoints alike (train/sharding.py)
     distributed: Literal["ddp", "fsdp"] = "ddp"
-    # continuous models: torch.compile the network (TorchInductor) for training; the first step compiles (~75 s
-    # for the digits U-Net on one CPU thread), then each step is faster (benchmarks/compile_speed.py: 0.85x the
-    # eager step for that U-Net). Pays for runs of thousands of steps; weights and checkpoints are unchanged
+    # continuous models: torch.compile the network (TorchInductor) for training; the first step compiles (about
+    # 2 min for the MNIST U-Net on one CPU thread), later steps may be faster (benchmarks/compile_speed.py on an
+    # AVX2 CPU: 0.94x for that U-Net, no steady gain for the digits U-Net); weights and checkpoints are unchanged
     compile: bool = False
     log_every: int = _bounded(50, 1)
     sample_every: int = _bounded(1000, 0)  # 0 disables periodic sample pictures
