@@ -563,6 +563,21 @@ def compile_speed(files: dict[str, dict]) -> str:
     return table(header, rows, ["---"] + ["---:"] * (len(header) - 1))
 
 
+def multires_grids(files: dict[str, dict]) -> str:
+    """One multi-resolution model's samples per resolution, in the MNIST classifier's features after resizing to
+    28 px, beside training images taken through the same resizing."""
+    d = files["multires_grids"]
+    header = ["resolution", "tokens per image", "FD (floor)", "KD", "precision", "recall", "label accuracy (floor)",
+              f"seconds for {d['n']} samples"]
+    rows = []
+    for r in d["rows"]:
+        m, f = r["model"], r["floor"]
+        rows.append([f"{r['size']} x {r['size']} px", str(r["tokens"]), f"{sig(m['fd'], 3)} ({sig(f['fd'], 3)})",
+                     sig(m["kd"], 2), f"{m['precision']:.3f}", f"{m['recall']:.3f}",
+                     f"{m['label_accuracy']:.3f} ({f['label_accuracy']:.3f})", f"{r['sample_seconds']:.0f}"])
+    return table(header, rows, ["---"] + ["---:"] * (len(header) - 1))
+
+
 def nice_curve(files: dict[str, dict]) -> str:
     """Held-out LL by epoch: the run, the stored 20-epoch run of the same recipe (when the run is longer) and the
     stored zero-start run, every 1 2/3 epochs (500 steps); each run's training minutes under its LL."""
@@ -623,6 +638,8 @@ TABLES: dict[str, Table] = {
     "attention_memory": Table(("attention_memory",), attention_memory),
     "time_to_quality": Table(("time_to_quality",), time_to_quality("time_to_quality")),
     "compile_speed": Table(("compile_speed",), compile_speed),
+    "multires_grids": Table(("multires_grids",), multires_grids),
+    "dit_vs_unet_mnist": Table(("dit_vs_unet_mnist",), compare_table("dit_vs_unet_mnist")),
     "time_to_quality_digits": Table(("time_to_quality_digits",), time_to_quality("time_to_quality_digits")),
     "nice_curve": Table(("nice_curve",), nice_curve),
     "bf16_dit": Table(("bf16_dit",), bf16_dit),
