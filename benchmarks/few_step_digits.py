@@ -64,11 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     pair_settings = [f"reflow.sampler={args.pair_sampler}", f"reflow.steps={args.pair_steps}"]
     runs = {"1-RF": parent, "2-RF": out / "rf2", "2-RF distilled": out / "rf2-distill1"}
     seconds = {}
-    if not (runs["2-RF"] / "checkpoints").is_dir():
-        t0 = time.perf_counter()
-        train(reflow_config(parent, pairs=args.pairs, overrides=[f"run.dir={runs['2-RF']}",
-                                                                  f"train.steps={args.reflow_steps}", *pair_settings]))
-        seconds["2-RF"] = time.perf_counter() - t0
+
     def reflow(name: str, parent_dir: Path, steps: int, distill: int = 0) -> None:
         if (runs[name] / "checkpoints").is_dir():
             return
@@ -77,6 +73,7 @@ def main(argv: list[str] | None = None) -> None:
                             overrides=[f"run.dir={runs[name]}", f"train.steps={steps}", *pair_settings]))
         seconds[name] = time.perf_counter() - t0  # pairs and training
 
+    reflow("2-RF", parent, args.reflow_steps)
     if args.no_distill:
         del runs["2-RF distilled"]
     else:
