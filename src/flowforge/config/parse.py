@@ -155,6 +155,10 @@ def _check(config: Config) -> None:
     if t.compile and config.model.kind != "continuous":
         raise ConfigError(f"train.compile: compiles a continuous model's network; model.kind={config.model.kind!r} "
                           f"has none, set train.compile=false")
+    if t.compile and config.model.target == "mean-velocity":
+        raise ConfigError("train.compile with model.target=mean-velocity: MeanFlow's target is a torch.func.jvp, "
+                          "inside which torch.compile falls back to eager without a word, so nothing would be "
+                          "compiled; set train.compile=false (`flowforge sample --compile` does work for it)")
     if t.compile and d.resolutions:
         raise ConfigError("train.compile with data.resolutions: every pack has its own length, so the network would "
                           "compile again for each pack; set train.compile=false (packed attention is compiled anyway)")

@@ -39,10 +39,11 @@ from .precision import choose_precision, emulated_bf16_warning
 
 # Settings that may change when a run is resumed; anything else would train a different model. train.lr and
 # train.grad_clip are among them so that a diverged run can go on from its last good checkpoint more gently.
-# train.distributed too: a sharded run's checkpoints hold the same full tensors as a DDP run's.
+# train.distributed too: a sharded run's checkpoints hold the same full tensors as a DDP run's, and train.compile:
+# a compiled network keeps the eager one's state-dict keys.
 RESUMABLE_CHANGES = ("train.steps", "train.lr", "train.grad_clip", "train.log_every", "train.sample_every",
                      "train.ckpt_every", "train.eval_", "train.keep_last", "train.tensorboard", "train.cpu",
-                     "train.precision", "train.distributed", "data.cache_dir", "data.download", "sample.", "eval.",
+                     "train.precision", "train.distributed", "train.compile", "data.cache_dir", "data.download", "sample.", "eval.",
                      "run.dir")
 
 
