@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out-dir", default="runs/dit-vs-unet")
     ap.add_argument("--out", default=str(RESULTS / "dit_vs_unet_mnist"), help="flowforge compare's output stem")
     args = ap.parse_args(argv)
-    out_dir = Path(args.out_dir)
+    out_dir = ROOT / args.out_dir  # relative to the repository root, where the training subprocesses run
     runs = {p: out_dir / p for p in PRESETS}
     todo = [p for p in PRESETS if not (runs[p] / "checkpoints").is_dir()]
     if todo:

@@ -57,10 +57,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=12345)
     ap.add_argument("--out", default=None, help="results JSON (default benchmarks/results/few_step_digits.json)")
     ap.add_argument("--grid", type=int, default=16, help="one-step samples per model in the figure")
-    ap.add_argument("--figure", default=str(ROOT / "docs/few-step-digits.png"),
-                    help="the one-step samples' figure ('' for none)")
+    ap.add_argument("--figure", default=None,
+                    help="the one-step samples' figure (default docs/few-step-digits.png, but only with the "
+                         "default --out, so a trial run never replaces the docs' figure; '' for none)")
     args = ap.parse_args(argv)
-    out, parent = Path(args.out_dir), Path(args.parent)
+    if args.figure is None:
+        args.figure = str(ROOT / "docs/few-step-digits.png") if args.out is None else ""
+    if 1 in args.nfes and args.grid < 1:
+        ap.error(f"--grid {args.grid}: the figure needs at least one sample per model")
+    out, parent = ROOT / args.out_dir, ROOT / args.parent  # relative paths from the repository root
+    if not (parent / "checkpoints").is_dir():
+        ap.error(f"--parent {parent}: no trained run there; train it first with "
+                 f"`flowforge train configs/fm-digits.yaml` from the repository root")
     pair_settings = [f"reflow.sampler={args.pair_sampler}", f"reflow.steps={args.pair_steps}"]
     runs = {"1-RF": parent, "2-RF": out / "rf2", "2-RF distilled": out / "rf2-distill1"}
     seconds = {}
@@ -116,7 +124,9 @@ def main(argv: list[str] | None = None) -> None:
     record = {"data": dataset.name, "n": args.n, "pairs": args.pairs, "pair_sampler": args.pair_sampler,
               "pair_steps": args.pair_steps, "rows": rows, "cpu_capability": machine().get("cpu_capability")}
     print(f"wrote {write_results('few_step_digits', record, args.out)}")
-    if args.figure:
+    if args.figure and not one_step:
+        print("no figure: it shows the one-step samples and --nfes has no 1")
+    elif args.figure:
         grid_figure(one_step, dataset.value_range, Path(args.figure))
         print(f"wrote {args.figure}")
 

@@ -39,6 +39,14 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     run = load_run(args.run_dir)
     cfg = run.config
+    if not cfg.data.resolutions:
+        ap.error(f"{args.run_dir}: not a multi-resolution run (its data.resolutions is empty); train one with "
+                 f"`flowforge train configs/dit-mnist-multires.yaml`")
+    if not cfg.model.num_classes:
+        ap.error(f"{args.run_dir}: the figure has a row per class and the run is not class-conditional")
+    if args.n < cfg.model.num_classes * args.per_class:
+        ap.error(f"--n {args.n} is fewer than {cfg.model.num_classes} classes x --per-class {args.per_class}; "
+                 f"raise --n or lower --per-class")
     dataset = load_dataset(dataclass_without_resolutions(cfg.data))
     extractor = load_extractor(default_extractor(dataset.name, dataset.shape))
     value_range = tuple(dataset.value_range)
@@ -85,8 +93,8 @@ def figure(grids: dict[int, torch.Tensor], value_range, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     lo, hi = value_range
-    fig, axes = plt.subplots(1, len(grids), figsize=(4.2 * len(grids), 5.2))
-    for ax, (size, g) in zip(axes, grids.items()):
+    fig, axes = plt.subplots(1, len(grids), figsize=(4.2 * len(grids), 5.2), squeeze=False)
+    for ax, (size, g) in zip(axes[0], grids.items()):
         g = ((g.clamp(lo, hi) - lo) / (hi - lo))[:, :, 0]  # (classes, per_class, H, W)
         g = torch.nn.functional.pad(g, (1, 1, 1, 1), value=0.35)  # a grey frame around each sample
         picture = torch.cat([torch.cat(list(row), dim=1) for row in g], dim=0)
