@@ -59,7 +59,9 @@ def main() -> None:
     test = json.loads(eval_path.read_text()).get("likelihood") if eval_path.is_file() else None
     config = (args.run_dir / "config.yaml").read_text()
     epochs = yaml.safe_load(config)["train"]["steps"] / args.steps_per_epoch
-    record = {"run_dir": str(args.run_dir), "config": config, "epochs": epochs, "paper_ll": PAPER_LL, "curve": curve,
+    train_seconds = seconds[max(seconds)] if seconds else None  # the engine's clock at the last logged step
+    record = {"run_dir": str(args.run_dir), "config": config, "epochs": epochs, "train_seconds": train_seconds,
+              "paper_ll": PAPER_LL, "curve": curve,
               "first_above_paper": passed, "test": test, "zero_start": ZERO_START, "cosine_20_epochs": COSINE_20}
     path = write_results("nice_curve", record, args.out)
 

@@ -528,7 +528,9 @@ def time_to_quality(source: str) -> Callable[[dict[str, dict]], str]:
         label = {"energy_distance": "ED", "fd": "FD"}[m]
         recipes = list(first["flowforge"])
         last_step = max(c["step"] for rec in first["flowforge"].values() for c in rec["mean_curve"])
-        header = ["set", "target: best peer after 2000 steps", "its seconds", f"peers' {label} at 2000 steps"]
+        peer_steps = files[source]["args"]["steps"]
+        header = ["set", f"target: best peer after {peer_steps} steps", "its seconds",
+                  f"peers' {label} at {peer_steps} steps"]
         header += [f"flowforge `{r}`: seconds to target (x peer)" for r in recipes]
         header += [f"`{r}`, {label} at {last_step} steps" for r in recipes] + ["noise floor / matched Gaussian"]
         rows = []

@@ -307,6 +307,29 @@ def read_json(path: str) -> dict:
     return json.loads(Path(path).read_text())
 
 
+# the arguments that define what an earlier run measured: an extension must share them, or its budgets would be
+# set against peers trained and scored another way
+SHARED_ARGS = ("steps", "batch", "every", "seeds", "n", "refs")
+
+
+def earlier_results(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
+    """The results file ``--extend`` adds to, checked to measure the same thing as this run."""
+    if not Path(args.out).is_file():
+        parser.error(f"--extend: no results file {args.out} to extend; run without --extend first")
+    before = read_json(args.out)
+    missing = [name for name in args.datasets if name not in before.get("results", {})]
+    if missing:
+        parser.error(f"--extend: {args.out} has no results for {', '.join(missing)}; run them without --extend "
+                     f"(and another --out)")
+    differ = {k: (before["args"].get(k), getattr(args, k)) for k in SHARED_ARGS
+              if before["args"].get(k) != getattr(args, k)}
+    if differ:
+        parser.error("--extend: " + ", ".join(f"--{k} {new} differs from the earlier run's {old}"
+                                              for k, (old, new) in differ.items())
+                     + f" in {args.out}; pass the earlier values")
+    return before
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", nargs="+", default=["moons", "checkerboard", "8gaussians"], choices=sorted(PRESET))
@@ -333,10 +356,11 @@ def main() -> None:
         args.datasets, args.budgets, args.steps, args.every, args.seeds, args.n = ["moons"], [50], 100, 50, 1, 500
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    before = read_json(args.out) if args.extend else None
+    before = earlier_results(p, args) if args.extend else None
     results = {name: run_dataset(name, args, before["results"][name] if before else None) for name in args.datasets}
     record = {"args": {k: v for k, v in vars(args).items() if k != "out"}, "threads": 1,
-              "extends": {k: before[k] for k in ("date", "command", "args", "seconds")} if before else None,
+              "extends": {k: before.get(k) for k in ("date", "command", "args", "seconds", "extends")} if before
+              else None,
               "cpu_capability": torch.backends.cpu.get_cpu_capability(), "results": results,
               "seconds": time.perf_counter() - t0}
     path = write_results(Path(args.out).stem, record, args.out)

@@ -148,3 +148,9 @@ def test_the_convention_refuses_unmarked_and_unknown_blocks():
     assert marked[0].skip_reason == "trains for 5 min"
     assert commands(blocks("```console\n$ flowforge --version\nflowforge 1\n```\n", "p")[0], "p") == \
         [(["--version"], ["flowforge 1"])]
+
+
+def test_the_cli_page_lists_every_preset():
+    listed = set(re.findall(r"`([a-z0-9-]+)`", (ROOT / "docs" / "cli.md").read_text()))
+    missing = sorted(p.stem for p in (ROOT / "configs").glob("*.yaml") if p.stem not in listed)
+    assert not missing, f"docs/cli.md's preset list lacks {missing}"
