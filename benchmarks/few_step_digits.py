@@ -10,7 +10,7 @@ this CPU). Each model draws ``--n`` samples per NFE from the same noise; :func:`
 scores them against the test split (Fréchet distance ``fd`` in the digits CNN's features, precision, recall)
 beside the floor (``--n`` training images) and a Gaussian with the training data's mean and covariance.
 
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/few_step_digits.py
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/few_step_digits.py --meanflow-steps 1500
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from common import machine, write_results  # noqa: E402
 from flowforge.config import load_config  # noqa: E402
 from flowforge.data import load_dataset  # noqa: E402
 from flowforge.metrics import matched_gaussian  # noqa: E402
-from flowforge.runs import load_run, read_metrics  # noqa: E402
+from flowforge.runs import load_run, read_config, read_metrics  # noqa: E402
 from flowforge.runs.evaluate import path_straightness  # noqa: E402
 from flowforge.runs.image_eval import image_scores  # noqa: E402
 from flowforge.runs.pairs import reflow_config  # noqa: E402
@@ -63,6 +63,10 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.figure is None:
         args.figure = str(ROOT / "docs/few-step-digits.png") if args.out is None else ""
+    if min(args.nfes) < 1:
+        ap.error(f"--nfes {args.nfes}: every NFE must be at least 1")
+    if args.meanflow_steps is not None and args.meanflow_steps < 0:
+        ap.error(f"--meanflow-steps {args.meanflow_steps}: give a step count, or 0 to skip MeanFlow")
     if 1 in args.nfes and args.grid < 1:
         ap.error(f"--grid {args.grid}: the figure needs at least one sample per model")
     out, parent = ROOT / args.out_dir, ROOT / args.parent  # relative paths from the repository root
@@ -73,8 +77,22 @@ def main(argv: list[str] | None = None) -> None:
     runs = {"1-RF": parent, "2-RF": out / "rf2", "2-RF distilled": out / "rf2-distill1"}
     seconds = {}
 
+    def trained(name: str, steps: int | None) -> bool:
+        """Whether ``runs[name]`` exists; an existing run must have the step count asked for (the results would
+        otherwise describe another budget)."""
+        if not (runs[name] / "checkpoints").is_dir():
+            return False
+        had = read_config(runs[name]).train.steps
+        if steps is not None and had != steps:
+            ap.error(f"{runs[name]} was trained for {had} steps, not {steps}: delete it or pass another --out-dir")
+        return True
+
     def reflow(name: str, parent_dir: Path, steps: int, distill: int = 0) -> None:
-        if (runs[name] / "checkpoints").is_dir():
+        if trained(name, steps):
+            pairs = read_config(runs[name]).reflow.pairs
+            if pairs != args.pairs:
+                ap.error(f"{runs[name]} was trained on {pairs} pairs, not --pairs {args.pairs}: delete it or pass "
+                         f"another --out-dir")
             return
         t0 = time.perf_counter()
         train(reflow_config(parent_dir, pairs=args.pairs, distill=distill,
@@ -91,7 +109,8 @@ def main(argv: list[str] | None = None) -> None:
         reflow("3-RF", runs["2-RF"], args.reflow_steps)
     if args.meanflow_steps != 0:
         runs["MeanFlow"] = out / "meanflow"
-        if not (runs["MeanFlow"] / "checkpoints").is_dir():
+        preset_steps = load_config(ROOT / "configs/meanflow-digits.yaml").train.steps
+        if not trained("MeanFlow", args.meanflow_steps or preset_steps):
             steps = [] if args.meanflow_steps is None else [f"train.steps={args.meanflow_steps}"]
             t0 = time.perf_counter()
             train(load_config(ROOT / "configs/meanflow-digits.yaml", [f"run.dir={runs['MeanFlow']}", *steps]))

@@ -34,9 +34,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n", type=int, default=500, help="samples scored per resolution")
     ap.add_argument("--per-class", type=int, default=8, help="samples per class in the figure")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--figure", default=str(ROOT / "docs/dit-multires.png"))
+    ap.add_argument("--figure", default=None, help="the grids' figure (default docs/dit-multires.png, but only with "
+                    "the default --out, so a trial run never replaces the docs' figure; '' for none)")
     ap.add_argument("--out", default=None, help="results JSON (default benchmarks/results/multires_grids.json)")
     args = ap.parse_args(argv)
+    if args.figure is None:
+        args.figure = str(ROOT / "docs/dit-multires.png") if args.out is None else ""
+    if args.per_class < 1:
+        ap.error(f"--per-class {args.per_class}: the figure needs at least one sample per class")
     run = load_run(args.run_dir)
     cfg = run.config
     if not cfg.data.resolutions:

@@ -275,7 +275,7 @@ def summarise(out: dict) -> None:
         rec["ratio_to_peer"] = hit[0]["seconds"] / target["seconds"] if hit else None
 
 
-def figure(results: dict, path: Path) -> None:
+def figure(results: dict, path: Path, peer_steps: int) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -290,7 +290,7 @@ def figure(results: dict, path: Path) -> None:
         for recipe, rec in r["flowforge"].items():
             c = rec["mean_curve"]
             ax.plot([x["seconds"] for x in c], [x[m] for x in c], "-s", ms=4, label=f"flowforge {recipe}")
-        ax.axhline(r["target"][m], color="k", lw=0.8, label="target (best peer, 2000 steps)")
+        ax.axhline(r["target"][m], color="k", lw=0.8, label=f"target (best peer, {peer_steps} steps)")
         ax.axhline(r["noise_floor"], color="grey", ls=":", lw=0.8, label="noise floor")
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -309,7 +309,7 @@ def read_json(path: str) -> dict:
 
 # the arguments that define what an earlier run measured: an extension must share them, or its budgets would be
 # set against peers trained and scored another way
-SHARED_ARGS = ("steps", "batch", "every", "seeds", "n", "refs")
+SHARED_ARGS = ("peers", "steps", "batch", "every", "seeds", "n", "refs")
 
 
 def earlier_results(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
@@ -358,7 +358,11 @@ def main() -> None:
     t0 = time.perf_counter()
     before = earlier_results(p, args) if args.extend else None
     results = {name: run_dataset(name, args, before["results"][name] if before else None) for name in args.datasets}
-    record = {"args": {k: v for k, v in vars(args).items() if k != "out"}, "threads": 1,
+    if before:  # the sets this run did not touch stay as they were
+        results = {**{k: v for k, v in before["results"].items() if k not in results}, **results}
+    recorded = {k: v for k, v in vars(args).items() if k != "out"}
+    recorded["recipes"] = list(dict.fromkeys(r for res in results.values() for r in res["flowforge"]))  # all kept
+    record = {"args": recorded, "threads": 1,
               "extends": {k: before.get(k) for k in ("date", "command", "args", "seconds", "extends")} if before
               else None,
               "cpu_capability": torch.backends.cpu.get_cpu_capability(), "results": results,
@@ -367,7 +371,7 @@ def main() -> None:
     # the docs' figure for a default results file; beside any other (--quick, --out) so it stays untouched
     default = Path(args.out).parent == RESULTS and Path(args.out).stem.startswith("time_to_quality")
     figure(results, ROOT / "docs" / f"{Path(args.out).stem.replace('_', '-')}.png" if default
-           else Path(args.out).with_suffix(".png"))
+           else Path(args.out).with_suffix(".png"), args.steps)
     for name, r in results.items():
         t = r["target"]
         print(f"{name}: target {t[r['metric']]:.4f} ({t['peer']}, {t['seconds']:.1f} s)")
