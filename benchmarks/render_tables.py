@@ -629,6 +629,7 @@ TABLES: dict[str, Table] = {
     "heun_last_step_demo_digits": Table(("heun_last_step_demo_digits",), heun_last_step("heun_last_step_demo_digits")),
     "image_metric_floors": Table(("image_metric_floors",), image_metric_floors),
     "compare_digits": Table(("compare_digits",), compare_table("compare_digits")),
+    "compare_mnist": Table(("compare_mnist",), compare_table("compare_mnist")),
     "few_step": Table(("few_step",), few_step("few_step")),
     "few_step_moons": Table(("few_step_moons",), few_step("few_step_moons")),
     "few_step_8gaussians": Table(("few_step_8gaussians",), few_step("few_step_8gaussians")),
