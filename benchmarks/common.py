@@ -29,6 +29,14 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def docs_figure(figure: str | None, out: str | None, name: str) -> str:
+    """A script's ``--figure``: as given, else ``docs/<name>`` when the results go to their default file, else ''
+    (no figure), so that a trial run with its own ``--out`` never replaces the docs' figure."""
+    if figure is not None:
+        return figure
+    return str(RESULTS.parent.parent / "docs" / name) if out is None else ""
+
+
 def _git(root: Path, *cmd: str) -> str:
     try:
         return subprocess.run(["git", *cmd], cwd=root, capture_output=True, text=True, timeout=10,

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, write_results  # noqa: E402
+from common import docs_figure, machine, write_results  # noqa: E402
 
 from flowforge.config import load_config  # noqa: E402
 from flowforge.data import load_dataset  # noqa: E402
@@ -61,8 +61,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="the one-step samples' figure (default docs/few-step-digits.png, but only with the "
                          "default --out, so a trial run never replaces the docs' figure; '' for none)")
     args = ap.parse_args(argv)
-    if args.figure is None:
-        args.figure = str(ROOT / "docs/few-step-digits.png") if args.out is None else ""
+    args.figure = docs_figure(args.figure, args.out, "few-step-digits.png")
     if min(args.nfes) < 1:
         ap.error(f"--nfes {args.nfes}: every NFE must be at least 1")
     if args.meanflow_steps is not None and args.meanflow_steps < 0:

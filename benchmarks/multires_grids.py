@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import machine, write_results
+from common import docs_figure, machine, write_results
 
 from flowforge.data import load_dataset
 from flowforge.data.packing import resize_images
@@ -38,8 +38,7 @@ def main(argv: list[str] | None = None) -> None:
                     "the default --out, so a trial run never replaces the docs' figure; '' for none)")
     ap.add_argument("--out", default=None, help="results JSON (default benchmarks/results/multires_grids.json)")
     args = ap.parse_args(argv)
-    if args.figure is None:
-        args.figure = str(ROOT / "docs/dit-multires.png") if args.out is None else ""
+    args.figure = docs_figure(args.figure, args.out, "dit-multires.png")
     if args.per_class < 1:
         ap.error(f"--per-class {args.per_class}: the figure needs at least one sample per class")
     run = load_run(args.run_dir)
