@@ -87,6 +87,7 @@ def main() -> None:
         scores = score(x, None if w == 0 else labels)
         row = {"weight": w, "nfe": nfe, "seconds": seconds, "accuracy": scores.get("label_accuracy"),
                "confidence": scores["confidence"], "frechet_distance": scores["fd"], "kernel_distance": scores["kd"],
+               "kernel_distance_stderr": scores["kd_stderr"],
                "precision": scores["precision"], "recall": scores["recall"],
                "class_spread": max(scores["class_histogram"]) / n}
         rows.append(row)
