@@ -458,11 +458,15 @@ def packing_attention(files: dict[str, dict]) -> str:
                                "peak memory growth (MB)"], rows, ["---", "---", "---:", "---:", "---:"]))
 
 
-def few_step_digits(files: dict[str, dict]) -> str:
-    """Digits: Fréchet distance in the digits CNN's features per model (and sampler: Euler, or MeanFlow's own
-    average-velocity steps) and NFE, beside the floor and the matched Gaussian at the same sample count; the best
-    cell of each NFE column bold; straightness, training steps and cost (pairs included), sampling seconds at 1 NFE."""
-    data = files["few_step_digits"]
+def few_step_images(name: str) -> Callable[[dict[str, dict]], str]:
+    """``benchmarks/few_step_images.py``'s table: Fréchet distance in the data set's CNN features per model (and
+    sampler: Euler, or MeanFlow's own average-velocity steps) and NFE, beside the floor and the matched Gaussian at
+    the same sample count; the best cell of each NFE column bold; straightness, training steps and cost (pairs
+    included), sampling seconds at 1 NFE."""
+    return lambda files: _few_step_images(files[name])
+
+
+def _few_step_images(data: dict) -> str:
     rows_in = data["rows"]
     nfes = sorted({r["nfe"] for r in rows_in if "nfe" in r})
     facts = {r["model"]: r for r in rows_in if "straightness" in r}
@@ -644,7 +648,8 @@ TABLES: dict[str, Table] = {
     "few_step_moons": Table(("few_step_moons",), few_step("few_step_moons")),
     "few_step_8gaussians": Table(("few_step_8gaussians",), few_step("few_step_8gaussians")),
     "few_step_pinwheel": Table(("few_step_pinwheel",), few_step("few_step_pinwheel")),
-    "few_step_digits": Table(("few_step_digits",), few_step_digits),
+    "few_step_digits": Table(("few_step_digits",), few_step_images("few_step_digits")),
+    "few_step_mnist": Table(("few_step_mnist",), few_step_images("few_step_mnist")),
     "packing": Table(("packing",), packing),
     "packing_attention": Table(("packing",), packing_attention),
     "checkpointing": Table(("checkpointing",), checkpointing),

@@ -184,12 +184,17 @@ def test_one_step_map_between_gaussians_is_close_to_the_exact_one():
     lambda: UNet((1, 8, 8), channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(1,), interval=True),
     lambda: DiT((1, 8, 8), size="tiny", patch=2, positions="rope", interval=True),
 ], ids=["unet", "dit"])
-def test_image_backbones_train_with_the_jvp(net):
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16-autocast"])
+def test_image_backbones_train_with_the_jvp(net, bf16):
     """Attention inside the JVP (the CPU flash kernel has no forward-mode derivative) and gradients to every
-    weight the loss reaches."""
+    weight the loss reaches; also under bf16 autocast, as ``train.precision: auto`` trains on AMX CPUs, where a
+    plain GroupNorm once broke the U-Net's JVP (a float32 tangent met a bf16 convolution weight)."""
     model = mean_flow_model(perturb_zero_layers(net()), (1, 8, 8))
-    model.loss(torch.randn(4, 1, 8, 8), BatchRandom.local(4)).backward()
-    assert all(p.grad is not None for p in model.net.parameters())
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        loss = model.loss(torch.randn(4, 1, 8, 8), BatchRandom.local(4))
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.net.parameters())
 
 
 def test_checkpointing_is_refused_with_mean_flow():

@@ -41,8 +41,21 @@ def _zero(module: nn.Module) -> nn.Module:
     return module
 
 
+class GroupNorm32(nn.GroupNorm):
+    """``nn.GroupNorm`` computed in float32 and returned in its input's dtype (the same parameters and state dict).
+
+    Under bf16 autocast the plain module mixes dtypes in forward-mode AD: its tangent comes out in float32 beside a
+    bf16 primal, and the next convolution's JVP fails ("Input type (torch.FloatTensor) and weight type
+    (CPUBFloat16Type) should be the same"). MeanFlow's target is such a JVP (``torch.func.jvp``), so without this a
+    U-Net MeanFlow run could not train in bf16. Normalising in float32 is also the more accurate choice.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x.float()).to(x.dtype)
+
+
 def _norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(norm_groups(channels), channels)
+    return GroupNorm32(norm_groups(channels), channels)
 
 
 class ResBlock(nn.Module):

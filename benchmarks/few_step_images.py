@@ -1,16 +1,19 @@
-"""Few-step generation on scikit-learn digits (8x8), scored in the pinned digits classifier's features: the
-1-rectified flow ``runs/fm-digits`` (``configs/fm-digits.yaml``, a U-Net), its reflow (2-RF), the one-step
+"""Few-step generation on an image data set, scored in its pinned classifier's features: a trained 1-rectified flow
+(``--parent``, by default ``runs/fm-digits`` from ``configs/fm-digits.yaml``), its reflow (2-RF), the one-step
 distillation of the 2-RF, the reflow of the 2-RF (3-RF), at 1, 2, 4 and 100 Euler steps; and MeanFlow
-(``configs/meanflow-digits.yaml``: the same U-Net trained from scratch on the average velocity), at 1, 2, 4 and 100
+(``configs/meanflow-<data>.yaml``: the same U-Net trained from scratch on the average velocity), at 1, 2, 4 and 100
 of its own average-velocity steps (``mean-flow``) and at 100 Euler steps of its instantaneous field (r = t).
 
 The runs are made as ``flowforge reflow`` makes them (:func:`flowforge.runs.pairs.reflow_config`); the pairs are
 drawn with ``--pair-sampler`` / ``--pair-steps`` (default Heun, 25 steps: dopri5 took 134 s per 500 digits on
-this CPU). Each model draws ``--n`` samples per NFE from the same noise; :func:`flowforge.runs.image_eval.image_scores`
-scores them against the test split (Fréchet distance ``fd`` in the digits CNN's features, precision, recall)
-beside the floor (``--n`` training images) and a Gaussian with the training data's mean and covariance.
+an AVX2 CPU). Each model draws ``--n`` samples per NFE from the same noise; :func:`flowforge.runs.image_eval.image_scores`
+scores them against the test split (Fréchet distance ``fd`` in the data set's CNN features, precision, recall)
+beside the floor (``--n`` training images) and a Gaussian with the training data's mean and covariance. Results go
+to ``benchmarks/results/few_step_<data>.json``, the one-step grid to ``docs/few-step-<data>.png``.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/few_step_digits.py --meanflow-steps 1500
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/few_step_images.py --meanflow-steps 1500
+    .venv/bin/python benchmarks/few_step_images.py --parent runs/fm-mnist-cpu --pairs 3000 --pair-steps 10 \
+        --reflow-steps 1000 --distill-steps 600 --no-rf3 --meanflow-steps 1500 --n 500 --child-nfes 1 2 4
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--parent", default="runs/fm-digits")
-    ap.add_argument("--out-dir", default="runs/few-step-digits")
+    ap.add_argument("--out-dir", default=None, help="where the runs trained here go (default runs/few-step-<data>)")
     ap.add_argument("--pairs", type=int, default=6000)
     ap.add_argument("--pair-sampler", default="heun")
     ap.add_argument("--pair-steps", type=int, default=25)
@@ -52,26 +55,34 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-rf3", action="store_true", help="skip the 3-rectified flow")
     ap.add_argument("--meanflow-steps", type=int, default=None,
                     help="train.steps of the MeanFlow run (default: the preset's); 0 skips MeanFlow")
+    ap.add_argument("--meanflow-config", default=None, help="the MeanFlow preset (default configs/meanflow-<data>.yaml)")
     ap.add_argument("--nfes", type=int, nargs="+", default=[1, 2, 4, 100])
+    ap.add_argument("--child-nfes", type=int, nargs="+", default=None,
+                    help="NFEs for the models trained here (default --nfes); the parent is always scored at --nfes, "
+                         "so a large NFE can be kept for the 1-RF reference alone where sampling is costly")
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=12345)
-    ap.add_argument("--out", default=None, help="results JSON (default benchmarks/results/few_step_digits.json)")
+    ap.add_argument("--out", default=None, help="results JSON (default benchmarks/results/few_step_<data>.json)")
     ap.add_argument("--grid", type=int, default=16, help="one-step samples per model in the figure")
     ap.add_argument("--figure", default=None,
-                    help="the one-step samples' figure (default docs/few-step-digits.png, but only with the "
+                    help="the one-step samples' figure (default docs/few-step-<data>.png, but only with the "
                          "default --out, so a trial run never replaces the docs' figure; '' for none)")
     args = ap.parse_args(argv)
-    args.figure = docs_figure(args.figure, args.out, "few-step-digits.png")
-    if min(args.nfes) < 1:
-        ap.error(f"--nfes {args.nfes}: every NFE must be at least 1")
+    child_nfes = args.child_nfes or args.nfes
+    if min(args.nfes + child_nfes) < 1:
+        ap.error(f"--nfes {args.nfes} --child-nfes {child_nfes}: every NFE must be at least 1")
     if args.meanflow_steps is not None and args.meanflow_steps < 0:
         ap.error(f"--meanflow-steps {args.meanflow_steps}: give a step count, or 0 to skip MeanFlow")
-    if 1 in args.nfes and args.grid < 1:
+    if 1 in args.nfes + child_nfes and args.grid < 1:
         ap.error(f"--grid {args.grid}: the figure needs at least one sample per model")
-    out, parent = ROOT / args.out_dir, ROOT / args.parent  # relative paths from the repository root
+    parent = ROOT / args.parent  # relative paths from the repository root
     if not (parent / "checkpoints").is_dir():
-        ap.error(f"--parent {parent}: no trained run there; train it first with "
-                 f"`flowforge train configs/fm-digits.yaml` from the repository root")
+        ap.error(f"--parent {parent}: no trained run there; train it first (`flowforge train configs/fm-digits.yaml` "
+                 f"for the default) from the repository root")
+    data = read_config(parent).data.name
+    args.figure = docs_figure(args.figure, args.out, f"few-step-{data}.png")
+    out = ROOT / (args.out_dir or f"runs/few-step-{data}")
+    meanflow_config = ROOT / (args.meanflow_config or f"configs/meanflow-{data}.yaml")
     pair_settings = [f"reflow.sampler={args.pair_sampler}", f"reflow.steps={args.pair_steps}"]
     runs = {"1-RF": parent, "2-RF": out / "rf2", "2-RF distilled": out / "rf2-distill1"}
     seconds = {}
@@ -84,6 +95,10 @@ def main(argv: list[str] | None = None) -> None:
         had = read_config(runs[name]).train.steps
         if steps is not None and had != steps:
             ap.error(f"{runs[name]} was trained for {had} steps, not {steps}: delete it or pass another --out-dir")
+        reached = load_run(runs[name]).step
+        if reached < had:
+            ap.error(f"{runs[name]} is unfinished (its last checkpoint is step {reached} of {had}): let its training "
+                     f"finish (`flowforge train --resume {runs[name]}/config.yaml`) or delete it")
         return True
 
     def reflow(name: str, parent_dir: Path, steps: int, distill: int = 0) -> None:
@@ -108,11 +123,13 @@ def main(argv: list[str] | None = None) -> None:
         reflow("3-RF", runs["2-RF"], args.reflow_steps)
     if args.meanflow_steps != 0:
         runs["MeanFlow"] = out / "meanflow"
-        preset_steps = load_config(ROOT / "configs/meanflow-digits.yaml").train.steps
+        if not meanflow_config.is_file():
+            ap.error(f"no MeanFlow preset {meanflow_config}: pass --meanflow-config, or --meanflow-steps 0 to skip it")
+        preset_steps = load_config(meanflow_config).train.steps
         if not trained("MeanFlow", args.meanflow_steps or preset_steps):
             steps = [] if args.meanflow_steps is None else [f"train.steps={args.meanflow_steps}"]
             t0 = time.perf_counter()
-            train(load_config(ROOT / "configs/meanflow-digits.yaml", [f"run.dir={runs['MeanFlow']}", *steps]))
+            train(load_config(meanflow_config, [f"run.dir={runs['MeanFlow']}", *steps]))
             seconds["MeanFlow"] = time.perf_counter() - t0
     dataset = load_dataset(load_run(parent).config.data)
     gaussian = matched_gaussian(dataset.train, args.n, seed=args.seed)
@@ -121,8 +138,9 @@ def main(argv: list[str] | None = None) -> None:
         run = load_run(run_dir)
         noise = torch.randn((args.n, *run.model.shape), generator=torch.Generator().manual_seed(args.seed))
         mean_flow = run.config.model.target == "mean-velocity"
-        grids = [("mean-flow", nfe) for nfe in args.nfes] + [("euler", 100)] if mean_flow else \
-            [("euler", nfe) for nfe in args.nfes]
+        nfes = args.nfes if run_dir == parent else child_nfes
+        grids = [("mean-flow", nfe) for nfe in nfes] + [("euler", max(nfes))] if mean_flow else \
+            [("euler", nfe) for nfe in nfes]
         for sampler, nfe in grids:
             t0 = time.perf_counter()
             x = run.model.sample(args.n, sampler=sampler, steps=nfe, grid="uniform", noise=noise)
@@ -141,15 +159,15 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(rows[-1]), flush=True)
     record = {"data": dataset.name, "n": args.n, "pairs": args.pairs, "pair_sampler": args.pair_sampler,
               "pair_steps": args.pair_steps, "rows": rows, "cpu_capability": machine().get("cpu_capability")}
-    print(f"wrote {write_results('few_step_digits', record, args.out)}")
+    print(f"wrote {write_results(f'few_step_{data}', record, args.out)}")
     if args.figure and not one_step:
-        print("no figure: it shows the one-step samples and --nfes has no 1")
+        print("no figure: it shows the one-step samples and neither --nfes nor --child-nfes has 1")
     elif args.figure:
-        grid_figure(one_step, dataset.value_range, Path(args.figure))
+        grid_figure(one_step, dataset.value_range, Path(args.figure), dataset.name)
         print(f"wrote {args.figure}")
 
 
-def grid_figure(samples: dict[str, torch.Tensor], value_range, path: Path) -> None:
+def grid_figure(samples: dict[str, torch.Tensor], value_range, path: Path, data: str) -> None:
     """One row of one-step samples per model."""
     import matplotlib
     matplotlib.use("Agg")
@@ -164,7 +182,7 @@ def grid_figure(samples: dict[str, torch.Tensor], value_range, path: Path) -> No
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
-    fig.suptitle("one network evaluation per sample (digits, same noise)", fontsize=9)
+    fig.suptitle(f"one network evaluation per sample ({data}, same noise)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
