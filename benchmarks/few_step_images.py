@@ -1,19 +1,21 @@
-"""Few-step generation on an image data set, scored in its pinned classifier's features: a trained 1-rectified flow
+r"""Few-step generation on an image data set, scored in its pinned classifier's features: a trained 1-rectified flow
 (``--parent``, by default ``runs/fm-digits`` from ``configs/fm-digits.yaml``), its reflow (2-RF), the one-step
 distillation of the 2-RF, the reflow of the 2-RF (3-RF), at 1, 2, 4 and 100 Euler steps; and MeanFlow
 (``configs/meanflow-<data>.yaml``: the same U-Net trained from scratch on the average velocity), at 1, 2, 4 and 100
 of its own average-velocity steps (``mean-flow``) and at 100 Euler steps of its instantaneous field (r = t).
 
 The runs are made as ``flowforge reflow`` makes them (:func:`flowforge.runs.pairs.reflow_config`); the pairs are
-drawn with ``--pair-sampler`` / ``--pair-steps`` (default Heun, 25 steps: dopri5 took 134 s per 500 digits on
-an AVX2 CPU). Each model draws ``--n`` samples per NFE from the same noise; :func:`flowforge.runs.image_eval.image_scores`
-scores them against the test split (Fréchet distance ``fd`` in the data set's CNN features, precision, recall)
-beside the floor (``--n`` training images) and a Gaussian with the training data's mean and covariance. Results go
-to ``benchmarks/results/few_step_<data>.json``, the one-step grid to ``docs/few-step-<data>.png``.
+drawn with ``--pair-sampler`` / ``--pair-steps`` (default Heun, 25 steps: dopri5 took 134 s per 500 digits on an
+AVX2 CPU). Each model draws ``--n`` samples per NFE from the same noise;
+:func:`flowforge.runs.image_eval.image_scores` scores them against the test split (Fréchet distance ``fd`` in the
+data set's CNN features, precision, recall) beside the floor (``--n`` training images) and a Gaussian with the
+training data's mean and covariance. Results go to ``benchmarks/results/few_step_<data>.json``, the one-step grid to
+``docs/few-step-<data>.png``.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/few_step_images.py --meanflow-steps 1500
-    .venv/bin/python benchmarks/few_step_images.py --parent runs/fm-mnist-cpu --pairs 3000 --pair-steps 10 \
-        --reflow-steps 1000 --distill-steps 600 --no-rf3 --meanflow-steps 1500 --n 500 --child-nfes 1 2 4
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/few_step_images.py --parent runs/fm-mnist-cpu --pairs 3000 \
+        --pair-sampler dpm++2m --pair-steps 16 --reflow-steps 1200 --distill-steps 600 --no-rf3 \
+        --meanflow-steps 2000 --n 500 --child-nfes 1 2 4 --straightness-n 100
 """
 
 from __future__ import annotations
@@ -55,12 +57,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-rf3", action="store_true", help="skip the 3-rectified flow")
     ap.add_argument("--meanflow-steps", type=int, default=None,
                     help="train.steps of the MeanFlow run (default: the preset's); 0 skips MeanFlow")
-    ap.add_argument("--meanflow-config", default=None, help="the MeanFlow preset (default configs/meanflow-<data>.yaml)")
+    ap.add_argument("--meanflow-config", default=None,
+                    help="the MeanFlow preset (default configs/meanflow-<data>.yaml)")
     ap.add_argument("--nfes", type=int, nargs="+", default=[1, 2, 4, 100])
     ap.add_argument("--child-nfes", type=int, nargs="+", default=None,
                     help="NFEs for the models trained here (default --nfes); the parent is always scored at --nfes, "
                          "so a large NFE can be kept for the 1-RF reference alone where sampling is costly")
     ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--straightness-n", type=int, default=500,
+                    help="paths in each model's straightness estimate (25 RK4 steps, 100 network passes a path)")
     ap.add_argument("--seed", type=int, default=12345)
     ap.add_argument("--out", default=None, help="results JSON (default benchmarks/results/few_step_<data>.json)")
     ap.add_argument("--grid", type=int, default=16, help="one-step samples per model in the figure")
@@ -153,12 +158,14 @@ def main(argv: list[str] | None = None) -> None:
             print(json.dumps({"model": name, "sampler": sampler, "nfe": nfe, "fd": scores["model"]["fd"],
                               "floor": scores["noise_floor"]["fd"], "seconds": took}), flush=True)
         train_s = [r["seconds"] for r in read_metrics(run_dir) if "seconds" in r and "kind" not in r]
-        rows.append({"model": name, "straightness": path_straightness(run.model, 500, 25, seed=1)["value"],
+        straight = path_straightness(run.model, args.straightness_n, 25, seed=1)["value"]
+        rows.append({"model": name, "straightness": straight,
                      "steps": run.step, "train_seconds": train_s[-1] if train_s else None,
                      "total_seconds": seconds.get(name)})
         print(json.dumps(rows[-1]), flush=True)
-    record = {"data": dataset.name, "n": args.n, "pairs": args.pairs, "pair_sampler": args.pair_sampler,
-              "pair_steps": args.pair_steps, "rows": rows, "cpu_capability": machine().get("cpu_capability")}
+    record = {"data": dataset.name, "n": args.n, "straightness_n": args.straightness_n, "pairs": args.pairs,
+              "pair_sampler": args.pair_sampler, "pair_steps": args.pair_steps, "rows": rows,
+              "cpu_capability": machine().get("cpu_capability")}
     print(f"wrote {write_results(f'few_step_{data}', record, args.out)}")
     if args.figure and not one_step:
         print("no figure: it shows the one-step samples and neither --nfes nor --child-nfes has 1")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,13 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
                                  progress=progress)
     sampler, steps = options.get("sampler", run.sampler_name), options.get("steps")
     dataset = load_dataset(cfg.data)
+    start = time.perf_counter()
 
+    def phase(what: str) -> None:
+        """One line per phase on stderr: an image eval can run for half an hour, and a log should show where."""
+        print(f"eval [{time.perf_counter() - start:6.0f} s] {what}", file=sys.stderr, flush=True)
+
+    phase(f"sampling {n} with {sampler}" + (f", {steps} steps" if steps else ""))
     t0 = time.perf_counter()
     if run.model.takes_sampler:
         samples, nfe = run.model.sample(n, return_nfe=True, **options)
@@ -98,6 +105,8 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
     sample_seconds = time.perf_counter() - t0
     check_finite_samples(samples)
     baseline = matched_gaussian(dataset.train, n, seed=ec.seed + 3)
+    if run.weights == "ema":
+        phase(f"sampling {n} from the raw (non-EMA) weights")
     rows = {"model": samples, "raw_weights": raw_weight_samples(run_dir, run, n, options), "noise_floor": None,
             "matched_gaussian": baseline}
 
@@ -134,11 +143,15 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
     n_lik = n_likelihood if n_likelihood is not None else ec.n_likelihood
     if n_lik < 0:
         raise UserError(f"n_likelihood must be >= 0 (0 = every held-out example), got {n_lik}")
+    phase(f"likelihood of {min(n_lik, len(held_out)) if n_lik else len(held_out)} held-out examples")
     record["likelihood"] = heldout_likelihood(run.model, held_out[:n_lik] if n_lik else held_out, seed=ec.seed)
     if run.model.takes_sampler and ec.straightness_steps:
+        phase(f"straightness of {min(n, ec.straightness_samples)} paths, {ec.straightness_steps} RK4 steps")
         record["straightness"] = path_straightness(run.model, min(n, ec.straightness_samples),
                                                    ec.straightness_steps, ec.seed + 4, options.get("labels"),
                                                    options.get("guidance", 1.0))
+    if dataset.kind == "image":
+        phase("image scores in the pinned feature extractor")
     images = image_scores(dataset, samples, baseline, labels=options.get("labels"), seed=ec.seed,
                           cache_dir=cfg.data.cache_dir)
     if images is not None:
