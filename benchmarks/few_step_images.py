@@ -90,7 +90,15 @@ def main(argv: list[str] | None = None) -> None:
     meanflow_config = ROOT / (args.meanflow_config or f"configs/meanflow-{data}.yaml")
     pair_settings = [f"reflow.sampler={args.pair_sampler}", f"reflow.steps={args.pair_steps}"]
     runs = {"1-RF": parent, "2-RF": out / "rf2", "2-RF distilled": out / "rf2-distill1"}
-    seconds = {}
+    # wall-clock seconds of each training made here, pairs included, kept beside the runs so that a later call that
+    # only scores them (or one resumed after a crash) still reports what they cost
+    seconds_file = out / "seconds.json"
+    seconds = json.loads(seconds_file.read_text()) if seconds_file.is_file() else {}
+
+    def record_seconds(name: str, t0: float) -> None:
+        seconds[name] = time.perf_counter() - t0
+        out.mkdir(parents=True, exist_ok=True)
+        seconds_file.write_text(json.dumps(seconds, indent=1))
 
     def trained(name: str, steps: int | None) -> bool:
         """Whether ``runs[name]`` exists; an existing run must have the step count asked for (the results would
@@ -116,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
         t0 = time.perf_counter()
         train(reflow_config(parent_dir, pairs=args.pairs, distill=distill,
                             overrides=[f"run.dir={runs[name]}", f"train.steps={steps}", *pair_settings]))
-        seconds[name] = time.perf_counter() - t0  # pairs and training
+        record_seconds(name, t0)  # pairs and training
 
     reflow("2-RF", parent, args.reflow_steps)
     if args.no_distill:
@@ -135,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
             steps = [] if args.meanflow_steps is None else [f"train.steps={args.meanflow_steps}"]
             t0 = time.perf_counter()
             train(load_config(meanflow_config, [f"run.dir={runs['MeanFlow']}", *steps]))
-            seconds["MeanFlow"] = time.perf_counter() - t0
+            record_seconds("MeanFlow", t0)
     dataset = load_dataset(load_run(parent).config.data)
     gaussian = matched_gaussian(dataset.train, args.n, seed=args.seed)
     rows, one_step = [], {}
