@@ -41,21 +41,25 @@ def _zero(module: nn.Module) -> nn.Module:
     return module
 
 
-class GroupNorm32(nn.GroupNorm):
-    """``nn.GroupNorm`` computed in float32 and returned in its input's dtype (the same parameters and state dict).
+class GroupNorm(nn.GroupNorm):
+    """``nn.GroupNorm`` with its scale and shift cast to the input's dtype (the same parameters and state dict).
 
-    Under bf16 autocast the plain module mixes dtypes in forward-mode AD: its tangent comes out in float32 beside a
-    bf16 primal, and the next convolution's JVP fails ("Input type (torch.FloatTensor) and weight type
-    (CPUBFloat16Type) should be the same"). MeanFlow's target is such a JVP (``torch.func.jvp``), so without this a
-    U-Net MeanFlow run could not train in bf16. Normalising in float32 is also the more accurate choice.
+    Under bf16 autocast the plain module mixes dtypes in forward-mode AD: with float32 affine parameters its
+    tangent comes out in float32 beside a bf16 primal, and the next convolution's JVP fails ("Input type
+    (torch.FloatTensor) and weight type (CPUBFloat16Type) should be the same"). MeanFlow's target is such a JVP
+    (``torch.func.jvp``), so a U-Net MeanFlow run could not train in bf16. In float32 this is ``nn.GroupNorm``
+    exactly. Normalising in float32 instead would also mend the JVP, but it cost 17% of a bf16 training step of
+    the MNIST U-Net on an AMX CPU; this costs 3% (``GroupNorm`` against ``nn.GroupNorm``, one process, alternated).
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        return super().forward(x.float()).to(x.dtype)
+        w = None if self.weight is None else self.weight.to(x.dtype)
+        b = None if self.bias is None else self.bias.to(x.dtype)
+        return F.group_norm(x, self.num_groups, w, b, self.eps)
 
 
 def _norm(channels: int) -> nn.GroupNorm:
-    return GroupNorm32(norm_groups(channels), channels)
+    return GroupNorm(norm_groups(channels), channels)
 
 
 class ResBlock(nn.Module):
