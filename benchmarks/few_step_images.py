@@ -34,7 +34,8 @@ from common import docs_figure, machine, write_results  # noqa: E402
 from flowforge.config import load_config  # noqa: E402
 from flowforge.data import load_dataset  # noqa: E402
 from flowforge.metrics import matched_gaussian  # noqa: E402
-from flowforge.runs import load_run, read_config, read_metrics  # noqa: E402
+from flowforge.runs import (atomic_write_text, latest_checkpoint, load_run, read_config, read_metrics,  # noqa: E402
+                            read_state)
 from flowforge.runs.evaluate import path_straightness  # noqa: E402
 from flowforge.runs.image_eval import image_scores  # noqa: E402
 from flowforge.runs.pairs import reflow_config  # noqa: E402
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     def record_seconds(name: str, t0: float) -> None:
         seconds[name] = time.perf_counter() - t0
         out.mkdir(parents=True, exist_ok=True)
-        seconds_file.write_text(json.dumps(seconds, indent=1))
+        atomic_write_text(seconds_file, json.dumps(seconds, indent=1))
 
     def trained(name: str, steps: int | None) -> bool:
         """Whether ``runs[name]`` exists; an existing run must have the step count asked for (the results would
@@ -108,7 +109,8 @@ def main(argv: list[str] | None = None) -> None:
         had = read_config(runs[name]).train.steps
         if steps is not None and had != steps:
             ap.error(f"{runs[name]} was trained for {had} steps, not {steps}: delete it or pass another --out-dir")
-        reached = load_run(runs[name]).step
+        newest = latest_checkpoint(runs[name])
+        reached = read_state(newest)["step"] if newest else 0
         if reached < had:
             ap.error(f"{runs[name]} is unfinished (its last checkpoint is step {reached} of {had}): let its training "
                      f"finish (`flowforge train --resume {runs[name]}/config.yaml`) or delete it")

@@ -306,7 +306,7 @@ def guidance_mnist(files: dict[str, dict]) -> str:
     best = min(range(len(fds)), key=fds.__getitem__)
     rows[best][3] = f"**{rows[best][3]}**"
     f = record["floor"]
-    n = 10 * record["per_class"]
+    n = f["n_samples"]
     rows.append([f"floor: {n} training images", f"{f['label_accuracy']:.3f}", f"{f['confidence']:.3f}",
                  f"{f['fd']:.1f}", f"{f['precision']:.3f}", f"{f['recall']:.3f}",
                  f"{max(f['class_histogram']) / n:.3f}"])

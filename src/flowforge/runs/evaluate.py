@@ -143,8 +143,9 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
     n_lik = n_likelihood if n_likelihood is not None else ec.n_likelihood
     if n_lik < 0:
         raise UserError(f"n_likelihood must be >= 0 (0 = every held-out example), got {n_lik}")
-    phase(f"likelihood of {min(n_lik, len(held_out)) if n_lik else len(held_out)} held-out examples")
-    record["likelihood"] = heldout_likelihood(run.model, held_out[:n_lik] if n_lik else held_out, seed=ec.seed)
+    scored = held_out[:n_lik] if n_lik else held_out
+    phase(f"likelihood of {len(scored)} held-out examples")
+    record["likelihood"] = heldout_likelihood(run.model, scored, seed=ec.seed)
     if run.model.takes_sampler and ec.straightness_steps:
         phase(f"straightness of {min(n, ec.straightness_samples)} paths, {ec.straightness_steps} RK4 steps")
         record["straightness"] = path_straightness(run.model, min(n, ec.straightness_samples),
