@@ -69,6 +69,10 @@ def main(argv: list[str] | None = None) -> None:
                     help="paths in each model's straightness estimate (25 RK4 steps, 100 network passes a path)")
     ap.add_argument("--seed", type=int, default=12345)
     ap.add_argument("--out", default=None, help="results JSON (default benchmarks/results/few_step_<data>.json)")
+    ap.add_argument("--train-only", action="store_true",
+                    help="train the missing runs and stop before scoring: two calls that train different runs "
+                         "(say --no-distill --no-rf3 and --meanflow-steps 0) can then share the two cores, and a "
+                         "third call scores them all")
     ap.add_argument("--grid", type=int, default=16, help="one-step samples per model in the figure")
     ap.add_argument("--figure", default=None,
                     help="the one-step samples' figure (default docs/few-step-<data>.png, but only with the "
@@ -94,12 +98,15 @@ def main(argv: list[str] | None = None) -> None:
     # wall-clock seconds of each training made here, pairs included, kept beside the runs so that a later call that
     # only scores them (or one resumed after a crash) still reports what they cost
     seconds_file = out / "seconds.json"
-    seconds = json.loads(seconds_file.read_text()) if seconds_file.is_file() else {}
+
+    def read_seconds() -> dict[str, float]:
+        return json.loads(seconds_file.read_text()) if seconds_file.is_file() else {}
 
     def record_seconds(name: str, t0: float) -> None:
-        seconds[name] = time.perf_counter() - t0
+        # re-read first: another call (--train-only) may have recorded its own run meanwhile
+        took = time.perf_counter() - t0
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(seconds_file, json.dumps(seconds, indent=1))
+        atomic_write_text(seconds_file, json.dumps({**read_seconds(), name: took}, indent=1))
 
     def trained(name: str, steps: int | None) -> bool:
         """Whether ``runs[name]`` exists; an existing run must have the step count asked for (the results would
@@ -146,6 +153,10 @@ def main(argv: list[str] | None = None) -> None:
             t0 = time.perf_counter()
             train(load_config(meanflow_config, [f"run.dir={runs['MeanFlow']}", *steps]))
             record_seconds("MeanFlow", t0)
+    if args.train_only:
+        print(f"trained: {', '.join(f'{name} ({path})' for name, path in runs.items())}; --train-only: not scored")
+        return
+    seconds = read_seconds()
     dataset = load_dataset(load_run(parent).config.data)
     gaussian = matched_gaussian(dataset.train, args.n, seed=args.seed)
     rows, one_step = [], {}
@@ -168,8 +179,8 @@ def main(argv: list[str] | None = None) -> None:
             print(json.dumps({"model": name, "sampler": sampler, "nfe": nfe, "fd": scores["model"]["fd"],
                               "floor": scores["noise_floor"]["fd"], "seconds": took}), flush=True)
         train_s = [r["seconds"] for r in read_metrics(run_dir) if "seconds" in r and "kind" not in r]
-        straight = path_straightness(run.model, args.straightness_n, 25, seed=1)["value"]
-        rows.append({"model": name, "straightness": straight,
+        straight = path_straightness(run.model, args.straightness_n, 25, seed=1)
+        rows.append({"model": name, "straightness": straight["value"], "straightness_stderr": straight["stderr"],
                      "steps": run.step, "train_seconds": train_s[-1] if train_s else None,
                      "total_seconds": seconds.get(name)})
         print(json.dumps(rows[-1]), flush=True)

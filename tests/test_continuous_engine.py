@@ -31,6 +31,7 @@ def test_continuous_models_train_evaluate_and_reload(tmp_path, tiny, extra):
     assert record["model"]["energy_distance"] < 0.85 * record["matched_gaussian"]["energy_distance"], record
     straight = record["straightness"]  # the probability-flow ODE's straightness, on 300 paths (eval.n_samples)
     assert straight["n"] == 300 and straight["steps"] == 25 and 0 < straight["value"] < 10
+    assert 0 < straight["stderr"] < straight["value"]
     lk = record["likelihood"]  # ODE likelihood, exact divergence in 2-D
     assert math.isfinite(lk["nll"]) and math.isfinite(lk["bits_per_dim"])
     model = load(tmp_path / "run")

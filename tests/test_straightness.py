@@ -73,3 +73,16 @@ def test_the_resolution_shift_scales_the_noise_level_on_every_path():
     linear = MixtureFlow(LinearPath(), means, 0.5)
     times = linear.time_grid(8, grid="uniform")
     assert torch.allclose(linear.resolution_shift(times, linear.path, 3.0), shift_times(times, 3.0))  # SD3 eq. 23
+
+
+def test_the_standard_error_matches_the_spread_over_independent_draws():
+    # mixture paths differ path to path (which mode a draw turns to), so the estimate has a real spread
+    field = PathField(MixtureFlow(LinearPath(), torch.tensor([[-2.0, 0.0], [2.0, 0.0]]), 0.3)).velocity
+    runs = [straightness(field, torch.randn(200, 2, generator=torch.Generator().manual_seed(k)), uniform_grid(20))
+            for k in range(30)]
+    spread = torch.tensor([r.value for r in runs]).std().item()
+    reported = sum(r.stderr for r in runs) / len(runs)
+    assert 0.7 * spread < reported < 1.4 * spread, (reported, spread)
+    assert straightness(lambda x, t: torch.ones_like(x), torch.zeros(4, 2), uniform_grid(4)).stderr == 0.0
+    single = straightness(field, torch.zeros(1, 2), uniform_grid(4))
+    assert single.stderr != single.stderr  # NaN: one path has no spread

@@ -226,7 +226,9 @@ class EvalConfig:
     n_likelihood: int = _bounded(0, 0)  # held-out examples scored by the likelihood (the first N); 0 = all
     repeats: int = _bounded(3, 1)  # independent reference draws (toy sets); scores are mean and std over them
     straightness_steps: int = _bounded(25, 0)  # continuous models: RK4 steps of the straightness estimate; 0 = off
-    straightness_samples: int = _bounded(1000, 1)  # paths averaged by the straightness estimate
+    # paths averaged by the straightness estimate (each costs 4 x straightness_steps + 1 network passes); None = 1000
+    # for vectors, 200 for images, where 1000 paths would cost twice the sampling (its standard error is reported)
+    straightness_samples: int | None = _bounded(None, 1)
     seed: int = _bounded(12345, 0, MAX_SEED)
 
 

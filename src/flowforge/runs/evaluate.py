@@ -13,7 +13,7 @@ from torch import Tensor
 
 from ..data import load_dataset
 from ..errors import UserError
-from ..metrics import heldout_likelihood, matched_gaussian, sample_distances
+from ..metrics import default_extractor, heldout_likelihood, matched_gaussian, sample_distances
 from ..models.field import PathField
 from ..paths import LinearPath
 from ..solvers import straightness
@@ -42,8 +42,8 @@ def path_straightness(model, n: int, steps: int, seed: int, labels: Tensor | Non
                                 generator=torch.Generator().manual_seed(seed)).to(device)
     t0 = time.perf_counter()
     result = straightness(field.velocity, x, times)
-    return {"value": result.value, "n": n, "steps": steps, "time": "linear path t", "nfe": result.nfe,
-            "seconds": time.perf_counter() - t0}
+    return {"value": result.value, "stderr": result.stderr, "n": n, "steps": steps, "time": "linear path t",
+            "nfe": result.nfe, "seconds": time.perf_counter() - t0}
 
 
 def raw_weight_samples(run_dir: str | Path, run, n: int, options: dict[str, Any]) -> Tensor | None:
@@ -147,11 +147,11 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
     phase(f"likelihood of {len(scored)} held-out examples")
     record["likelihood"] = heldout_likelihood(run.model, scored, seed=ec.seed)
     if run.model.takes_sampler and ec.straightness_steps:
-        phase(f"straightness of {min(n, ec.straightness_samples)} paths, {ec.straightness_steps} RK4 steps")
-        record["straightness"] = path_straightness(run.model, min(n, ec.straightness_samples),
-                                                   ec.straightness_steps, ec.seed + 4, options.get("labels"),
-                                                   options.get("guidance", 1.0))
-    if dataset.kind == "image":
+        paths = min(n, ec.straightness_samples or (200 if dataset.kind == "image" else 1000))
+        phase(f"straightness of {paths} paths, {ec.straightness_steps} RK4 steps")
+        record["straightness"] = path_straightness(run.model, paths, ec.straightness_steps, ec.seed + 4,
+                                                   options.get("labels"), options.get("guidance", 1.0))
+    if dataset.kind == "image" and default_extractor(dataset.name, dataset.shape) is not None:
         phase("image scores in the pinned feature extractor")
     images = image_scores(dataset, samples, baseline, labels=options.get("labels"), seed=ec.seed,
                           cache_dir=cfg.data.cache_dir)

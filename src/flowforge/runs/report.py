@@ -40,8 +40,10 @@ def eval_tables(ev: dict) -> list[str]:
                      f"| {m['sliced_w2']:.4f} ± {sd['sliced_w2']:.4f} | {m['w2']:.4f} ± {sd['w2']:.4f} |")
     if "straightness" in ev:
         st = ev["straightness"]
+        spread = f" ± {st['stderr']:.2g}" if "stderr" in st else ""  # evals before the standard error was kept
         lines += ["", f"Straightness of the ODE's paths (Liu et al., 2022; 0 = straight lines, one Euler step exact): "
-                      f"**{st['value']:.4g}** per dimension, in the linear path's time, {st['n']} paths, {st['steps']} RK4 steps."]
+                      f"**{st['value']:.4g}**{spread} per dimension, "
+                      f"in the linear path's time, {st['n']} paths, {st['steps']} RK4 steps."]
     if "image" in ev:
         lines += [""] + image_table(ev["image"])
     return lines

@@ -24,6 +24,7 @@ Velocity = Callable[[Tensor, Tensor], Tensor]
 @dataclass(frozen=True)
 class StraightnessResult:
     value: float  # S per dimension
+    stderr: float  # its standard error over the paths (NaN for a single path)
     x_end: Tensor  # (batch, ...) the state at the grid's last time (the samples, for a noise-to-data grid)
     nfe: int  # velocity evaluations
 
@@ -76,4 +77,6 @@ def straightness(velocity: Velocity, x: Tensor, times: Tensor) -> StraightnessRe
     span = grid[-1] - grid[0]
     chord = ((x - start) / span).double()  # the straight line's constant velocity
     integral = sq - 2 * (chord * weighted).flatten(1).mean(1) + chord.flatten(1).square().mean(1) * sum(weights)
-    return StraightnessResult(value=float(integral.mean() / abs(span)), x_end=x, nfe=4 * (len(grid) - 1) + 1)
+    per_path = integral / abs(span)
+    stderr = float(per_path.std() / len(per_path) ** 0.5) if len(per_path) > 1 else float("nan")
+    return StraightnessResult(value=float(per_path.mean()), stderr=stderr, x_end=x, nfe=4 * (len(grid) - 1) + 1)
