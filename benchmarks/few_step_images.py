@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import docs_figure, machine, write_results  # noqa: E402
+from common import RESULTS, docs_figure, machine, write_results  # noqa: E402
 
 from flowforge.config import load_config  # noqa: E402
 from flowforge.data import load_dataset  # noqa: E402
@@ -38,7 +38,7 @@ from flowforge.runs import (atomic_write_text, latest_checkpoint, load_run, read
                             read_state)
 from flowforge.runs.evaluate import path_straightness  # noqa: E402
 from flowforge.runs.image_eval import image_scores  # noqa: E402
-from flowforge.runs.pairs import reflow_config  # noqa: E402
+from flowforge.runs.pairs import reflow_config, weights_sha256  # noqa: E402
 from flowforge.train import train  # noqa: E402
 
 
@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="train the missing runs and stop before scoring: two calls that train different runs "
                          "(say --no-distill --no-rf3 and --meanflow-steps 0) can then share the two cores, and a "
                          "third call scores them all")
+    ap.add_argument("--rescore", action="store_true",
+                    help="score every model afresh; by default a model whose weights (sha256) were already scored in "
+                         "the results file with the same --n, --seed, --straightness-n and NFEs keeps those rows")
     ap.add_argument("--grid", type=int, default=16, help="one-step samples per model in the figure")
     ap.add_argument("--figure", default=None,
                     help="the one-step samples' figure (default docs/few-step-<data>.png, but only with the "
@@ -159,14 +162,32 @@ def main(argv: list[str] | None = None) -> None:
     seconds = read_seconds()
     dataset = load_dataset(load_run(parent).config.data)
     gaussian = matched_gaussian(dataset.train, args.n, seed=args.seed)
+    results = Path(args.out) if args.out else RESULTS / f"few_step_{data}.json"
+    protocol = {"data": dataset.name, "n": args.n, "seed": args.seed, "straightness_n": args.straightness_n}
+    previous = json.loads(results.read_text()) if results.is_file() and not args.rescore else {}
+    if any(previous.get(k) != v for k, v in protocol.items()):
+        previous = {}  # another protocol (or a record from before the seed was kept): nothing to reuse
     rows, one_step = [], {}
     for name, run_dir in runs.items():
         run = load_run(run_dir)
+        weights = weights_sha256(run)
         noise = torch.randn((args.n, *run.model.shape), generator=torch.Generator().manual_seed(args.seed))
         mean_flow = run.config.model.target == "mean-velocity"
         nfes = args.nfes if run_dir == parent else child_nfes
         grids = [("mean-flow", nfe) for nfe in nfes] + [("euler", max(nfes))] if mean_flow else \
             [("euler", nfe) for nfe in nfes]
+        kept = [r for r in previous.get("rows", []) if r["model"] == name and r.get("weights_sha256") == weights]
+        if {(r["sampler"], r["nfe"]) for r in kept if "nfe" in r} >= set(grids) and \
+                any("straightness" in r for r in kept):
+            # the same weights scored the same way: keep those rows (and when), redraw only the figure's samples
+            kept = [{**r, "scored": r.get("scored", previous["date"])} for r in kept
+                    if "nfe" not in r or (r["sampler"], r["nfe"]) in grids]
+            rows += kept
+            if any(nfe == 1 for _, nfe in grids):
+                one_step[name] = run.model.sample(args.grid, sampler=grids[0][0], steps=1, grid="uniform",
+                                                  noise=noise[:args.grid])
+            print(f"{name}: weights {weights[:12]} already scored ({kept[0]['scored']}); kept", flush=True)
+            continue
         for sampler, nfe in grids:
             t0 = time.perf_counter()
             x = run.model.sample(args.n, sampler=sampler, steps=nfe, grid="uniform", noise=noise)
@@ -174,18 +195,20 @@ def main(argv: list[str] | None = None) -> None:
             if nfe == 1:
                 one_step[name] = x[:args.grid]
             scores = image_scores(dataset, x, gaussian, labels=None, seed=args.seed)
-            rows.append({"model": name, "sampler": sampler, "nfe": nfe, "sample_seconds": took,
+            rows.append({"model": name, "weights_sha256": weights, "sampler": sampler, "nfe": nfe,
+                         "sample_seconds": took,
                          "scores": {k: scores[k] for k in ("model", "noise_floor", "matched_gaussian")}})
             print(json.dumps({"model": name, "sampler": sampler, "nfe": nfe, "fd": scores["model"]["fd"],
                               "floor": scores["noise_floor"]["fd"], "seconds": took}), flush=True)
         train_s = [r["seconds"] for r in read_metrics(run_dir) if "seconds" in r and "kind" not in r]
         straight = path_straightness(run.model, args.straightness_n, 25, seed=1)
-        rows.append({"model": name, "straightness": straight["value"], "straightness_stderr": straight["stderr"],
+        rows.append({"model": name, "weights_sha256": weights, "straightness": straight["value"],
+                     "straightness_stderr": straight["stderr"],
                      "steps": run.step, "train_seconds": train_s[-1] if train_s else None,
                      "total_seconds": seconds.get(name)})
         print(json.dumps(rows[-1]), flush=True)
-    record = {"data": dataset.name, "n": args.n, "straightness_n": args.straightness_n, "pairs": args.pairs,
-              "pair_sampler": args.pair_sampler, "pair_steps": args.pair_steps, "rows": rows,
+    record = {**protocol, "pairs": args.pairs, "pair_sampler": args.pair_sampler, "pair_steps": args.pair_steps,
+              "rows": rows,
               "cpu_capability": machine().get("cpu_capability")}
     print(f"wrote {write_results(f'few_step_{data}', record, args.out)}")
     if args.figure and not one_step:

@@ -1,0 +1,43 @@
+"""benchmarks/few_step_images.py on a tiny digits chain: a second call keeps the rows of weights it has scored."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+from flowforge import load_config
+from flowforge.train import train
+
+
+def test_a_second_call_rescores_only_changed_weights(tmp_path, capsys):
+    from conftest import tiny_overrides
+
+    spec = importlib.util.spec_from_file_location(
+        "few_step_images", Path(__file__).resolve().parent.parent / "benchmarks" / "few_step_images.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    net = {"data.name": "digits", "model.net.name": "unet", "model.net.channels": 8, "model.net.channel_mult": "[1,2]",
+           "model.net.attention_levels": "[1]", "model.net.num_res_blocks": 1, "train.steps": 4,
+           "train.batch_size": 16, "train.warmup_steps": 0, "train.ckpt_every": 4}
+    over = [o for o in tiny_overrides(tmp_path / "parent", **net)
+            if not o.startswith(("model.net.width", "model.net.depth"))]
+    train(load_config("configs/fm-digits.yaml", over), progress=False)
+    out = tmp_path / "few_step.json"
+    argv = ["--parent", str(tmp_path / "parent"), "--out-dir", str(tmp_path / "runs"), "--pairs", "32",
+            "--pair-sampler", "euler", "--pair-steps", "2", "--reflow-steps", "3", "--no-distill", "--no-rf3",
+            "--meanflow-steps", "0", "--nfes", "1", "2", "--n", "40", "--straightness-n", "4", "--out", str(out),
+            "--figure", ""]
+    script.main(argv)
+    first = json.loads(out.read_text())
+    assert {r["model"] for r in first["rows"]} == {"1-RF", "2-RF"} and len(first["rows"]) == 6
+    assert all(len(r["weights_sha256"]) == 64 for r in first["rows"])
+    assert "already scored" not in capsys.readouterr().out
+
+    script.main(argv)  # nothing changed: every row kept, with the date it was scored
+    second = json.loads(out.read_text())
+    assert "1-RF: weights" in capsys.readouterr().out
+    assert [{k: v for k, v in r.items() if k != "scored"} for r in second["rows"]] == first["rows"]
+    assert {r["scored"] for r in second["rows"]} == {first["date"]}
+
+    script.main([*argv, "--n", "30"])  # another protocol: scored afresh
+    assert all(r["scores"]["model"]["n_samples"] == 30 for r in json.loads(out.read_text())["rows"] if "nfe" in r)
+    assert "already scored" not in capsys.readouterr().out
