@@ -123,11 +123,16 @@ def reset_peak_rss() -> None:
         f.write("5")
 
 
+def now() -> str:
+    """The local time with its offset, to the second: the ``date`` of a results file."""
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
 def write_results(name: str, record: dict, path: str | Path | None = None) -> Path:
     """Write ``record`` to ``benchmarks/results/<name>.json`` (or ``path``) under a block of date, command,
     machine and flowforge source; a key of ``record`` with one of those names wins. Returns the path."""
     out = Path(path) if path is not None else RESULTS / f"{name}.json"
-    head = {"benchmark": name, "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    head = {"benchmark": name, "date": now(),
             "command": command_line(), "machine": machine(), "flowforge_source": flowforge_source()}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({**head, **record}, indent=1, default=float) + "\n")

@@ -21,6 +21,7 @@ training data's mean and covariance. Results go to ``benchmarks/results/few_step
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import sys
 import time
@@ -29,11 +30,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, docs_figure, machine, write_results  # noqa: E402
+from common import RESULTS, docs_figure, machine, now, write_results  # noqa: E402
 
 from flowforge.config import load_config  # noqa: E402
 from flowforge.data import load_dataset  # noqa: E402
-from flowforge.metrics import matched_gaussian  # noqa: E402
+from flowforge.metrics import EXTRACTORS, default_extractor, matched_gaussian  # noqa: E402
 from flowforge.runs import (atomic_write_text, latest_checkpoint, load_run, read_config, read_metrics,  # noqa: E402
                             read_state)
 from flowforge.runs.evaluate import path_straightness  # noqa: E402
@@ -70,9 +71,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=12345)
     ap.add_argument("--out", default=None, help="results JSON (default benchmarks/results/few_step_<data>.json)")
     ap.add_argument("--train-only", action="store_true",
-                    help="train the missing runs and stop before scoring: two calls that train different runs "
-                         "(say --no-distill --no-rf3 and --meanflow-steps 0) can then share the two cores, and a "
-                         "third call scores them all")
+                    help="train the missing runs and stop before scoring: once the 2-RF exists (every call starts "
+                         "with it), two calls that train different runs (say --no-distill --no-rf3 and "
+                         "--meanflow-steps 0) can share the two cores, and a third call scores them all")
     ap.add_argument("--rescore", action="store_true",
                     help="score every model afresh; by default a model whose weights (sha256) were already scored in "
                          "the results file with the same --n, --seed, --straightness-n and NFEs keeps those rows")
@@ -106,10 +107,12 @@ def main(argv: list[str] | None = None) -> None:
         return json.loads(seconds_file.read_text()) if seconds_file.is_file() else {}
 
     def record_seconds(name: str, t0: float) -> None:
-        # re-read first: another call (--train-only) may have recorded its own run meanwhile
         took = time.perf_counter() - t0
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(seconds_file, json.dumps({**read_seconds(), name: took}, indent=1))
+        # another call (--train-only) may record its own run meanwhile: read and write under a lock
+        with open(out / "seconds.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            atomic_write_text(seconds_file, json.dumps({**read_seconds(), name: took}, indent=1))
 
     def trained(name: str, steps: int | None) -> bool:
         """Whether ``runs[name]`` exists; an existing run must have the step count asked for (the results would
@@ -164,9 +167,15 @@ def main(argv: list[str] | None = None) -> None:
     gaussian = matched_gaussian(dataset.train, args.n, seed=args.seed)
     results = Path(args.out) if args.out else RESULTS / f"few_step_{data}.json"
     protocol = {"data": dataset.name, "n": args.n, "seed": args.seed, "straightness_n": args.straightness_n}
-    previous = json.loads(results.read_text()) if results.is_file() and not args.rescore else {}
+    try:
+        previous = json.loads(results.read_text()) if results.is_file() and not args.rescore else {}
+    except json.JSONDecodeError:
+        previous = {}  # a results file cut short: score afresh
     if any(previous.get(k) != v for k, v in protocol.items()):
         previous = {}  # another protocol (or a record from before the seed was kept): nothing to reuse
+    extractor = default_extractor(dataset.name, dataset.shape)
+    extractor_sha = EXTRACTORS[extractor].weights.sha256 if extractor else None
+    figure_n = min(args.grid, args.n)
     rows, one_step = [], {}
     for name, run_dir in runs.items():
         run = load_run(run_dir)
@@ -176,33 +185,36 @@ def main(argv: list[str] | None = None) -> None:
         nfes = args.nfes if run_dir == parent else child_nfes
         grids = [("mean-flow", nfe) for nfe in nfes] + [("euler", max(nfes))] if mean_flow else \
             [("euler", nfe) for nfe in nfes]
-        kept = [r for r in previous.get("rows", []) if r["model"] == name and r.get("weights_sha256") == weights]
+        # rows of the same weights scored the same way, in the same extractor
+        kept = [r for r in previous.get("rows", []) if r["model"] == name and r.get("weights_sha256") == weights
+                and ("nfe" not in r or r["scores"]["model"].get("weights_sha256") == extractor_sha)]
         if {(r["sampler"], r["nfe"]) for r in kept if "nfe" in r} >= set(grids) and \
                 any("straightness" in r for r in kept):
-            # the same weights scored the same way: keep those rows (and when), redraw only the figure's samples
-            kept = [{**r, "scored": r.get("scored", previous["date"])} for r in kept
-                    if "nfe" not in r or (r["sampler"], r["nfe"]) in grids]
+            # keep those rows (and when they were scored; the costs as now known), redraw only the figure's samples
+            kept = [{**r, "scored": r.get("scored", previous["date"]),
+                     **({"total_seconds": seconds.get(name, r["total_seconds"])} if "straightness" in r else {})}
+                    for r in kept if "nfe" not in r or (r["sampler"], r["nfe"]) in grids]
             rows += kept
             if any(nfe == 1 for _, nfe in grids):
-                one_step[name] = run.model.sample(args.grid, sampler=grids[0][0], steps=1, grid="uniform",
-                                                  noise=noise[:args.grid])
+                one_step[name] = run.model.sample(figure_n, sampler=grids[0][0], steps=1, grid="uniform",
+                                                  noise=noise[:figure_n])
             print(f"{name}: weights {weights[:12]} already scored ({kept[0]['scored']}); kept", flush=True)
             continue
         for sampler, nfe in grids:
             t0 = time.perf_counter()
             x = run.model.sample(args.n, sampler=sampler, steps=nfe, grid="uniform", noise=noise)
             took = time.perf_counter() - t0
-            if nfe == 1:
-                one_step[name] = x[:args.grid]
+            if nfe == 1 and name not in one_step:  # MeanFlow: its own one step, not the instantaneous field's
+                one_step[name] = x[:figure_n]
             scores = image_scores(dataset, x, gaussian, labels=None, seed=args.seed)
-            rows.append({"model": name, "weights_sha256": weights, "sampler": sampler, "nfe": nfe,
-                         "sample_seconds": took,
+            rows.append({"model": name, "weights_sha256": weights, "scored": now(), "sampler": sampler,
+                         "nfe": nfe, "sample_seconds": took,
                          "scores": {k: scores[k] for k in ("model", "noise_floor", "matched_gaussian")}})
             print(json.dumps({"model": name, "sampler": sampler, "nfe": nfe, "fd": scores["model"]["fd"],
                               "floor": scores["noise_floor"]["fd"], "seconds": took}), flush=True)
         train_s = [r["seconds"] for r in read_metrics(run_dir) if "seconds" in r and "kind" not in r]
         straight = path_straightness(run.model, args.straightness_n, 25, seed=1)
-        rows.append({"model": name, "weights_sha256": weights, "straightness": straight["value"],
+        rows.append({"model": name, "weights_sha256": weights, "scored": now(), "straightness": straight["value"],
                      "straightness_stderr": straight["stderr"],
                      "steps": run.step, "train_seconds": train_s[-1] if train_s else None,
                      "total_seconds": seconds.get(name)})

@@ -2,13 +2,14 @@
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 from flowforge import load_config
 from flowforge.train import train
 
 
-def test_a_second_call_rescores_only_changed_weights(tmp_path, capsys):
+def test_a_later_call_rescores_only_changed_weights(tmp_path, capsys):
     from conftest import tiny_overrides
 
     spec = importlib.util.spec_from_file_location(
@@ -32,12 +33,18 @@ def test_a_second_call_rescores_only_changed_weights(tmp_path, capsys):
     assert all(len(r["weights_sha256"]) == 64 for r in first["rows"])
     assert "already scored" not in capsys.readouterr().out
 
-    script.main(argv)  # nothing changed: every row kept, with the date it was scored
-    second = json.loads(out.read_text())
+    script.main(argv)  # nothing changed: every row kept, with the time it was scored
     assert "1-RF: weights" in capsys.readouterr().out
-    assert [{k: v for k, v in r.items() if k != "scored"} for r in second["rows"]] == first["rows"]
-    assert {r["scored"] for r in second["rows"]} == {first["date"]}
+    assert json.loads(out.read_text())["rows"] == first["rows"]
 
-    script.main([*argv, "--n", "30"])  # another protocol: scored afresh
+    shutil.rmtree(tmp_path / "runs" / "rf2")  # new 2-RF weights: its rows scored afresh, the 1-RF's kept
+    script.main([*argv[:argv.index("--reflow-steps") + 1], "4", *argv[argv.index("--reflow-steps") + 2:]])
+    third = json.loads(out.read_text())["rows"]
+    assert [r for r in third if r["model"] == "1-RF"] == [r for r in first["rows"] if r["model"] == "1-RF"]
+    rf2 = [r for r in third if r["model"] == "2-RF"]
+    assert len(rf2) == 3 and all(r["weights_sha256"] != first["rows"][-1]["weights_sha256"] for r in rf2)
+    assert "2-RF: weights" not in capsys.readouterr().out
+
+    script.main([*argv, "--n", "30", "--reflow-steps", "4"])  # another protocol: scored afresh
     assert all(r["scores"]["model"]["n_samples"] == 30 for r in json.loads(out.read_text())["rows"] if "nfe" in r)
     assert "already scored" not in capsys.readouterr().out
