@@ -75,8 +75,9 @@ def main(argv: list[str] | None = None) -> None:
                          "with it), two calls that train different runs (say --no-distill --no-rf3 and "
                          "--meanflow-steps 0) can share the two cores, and a third call scores them all")
     ap.add_argument("--rescore", action="store_true",
-                    help="score every model afresh; by default a model whose weights (sha256) were already scored in "
-                         "the results file with the same --n, --seed, --straightness-n and NFEs keeps those rows")
+                    help="score every model afresh; by default a row the results file already has for the same "
+                         "weights (sha256), --n and --seed (a straightness: --straightness-n) is kept, so a call "
+                         "with one more NFE scores only that NFE")
     ap.add_argument("--grid", type=int, default=16, help="one-step samples per model in the figure")
     ap.add_argument("--figure", default=None,
                     help="the one-step samples' figure (default docs/few-step-<data>.png, but only with the "
@@ -166,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     dataset = load_dataset(load_run(parent).config.data)
     gaussian = matched_gaussian(dataset.train, args.n, seed=args.seed)
     results = Path(args.out) if args.out else RESULTS / f"few_step_{data}.json"
-    protocol = {"data": dataset.name, "n": args.n, "seed": args.seed, "straightness_n": args.straightness_n}
+    protocol = {"data": dataset.name, "n": args.n, "seed": args.seed}  # what a kept FD row must share
     try:
         previous = json.loads(results.read_text()) if results.is_file() and not args.rescore else {}
     except json.JSONDecodeError:
@@ -185,22 +186,23 @@ def main(argv: list[str] | None = None) -> None:
         nfes = args.nfes if run_dir == parent else child_nfes
         grids = [("mean-flow", nfe) for nfe in nfes] + [("euler", max(nfes))] if mean_flow else \
             [("euler", nfe) for nfe in nfes]
-        # rows of the same weights scored the same way, in the same extractor
-        kept = [r for r in previous.get("rows", []) if r["model"] == name and r.get("weights_sha256") == weights
-                and ("nfe" not in r or r["scores"]["model"].get("weights_sha256") == extractor_sha)]
-        if {(r["sampler"], r["nfe"]) for r in kept if "nfe" in r} >= set(grids) and \
-                any("straightness" in r for r in kept):
-            # keep those rows (and when they were scored; the costs as now known), redraw only the figure's samples
-            kept = [{**r, "scored": r.get("scored", previous["date"]),
-                     **({"total_seconds": seconds.get(name, r["total_seconds"])} if "straightness" in r else {})}
-                    for r in kept if "nfe" not in r or (r["sampler"], r["nfe"]) in grids]
-            rows += kept
-            if any(nfe == 1 for _, nfe in grids):
-                one_step[name] = run.model.sample(figure_n, sampler=grids[0][0], steps=1, grid="uniform",
-                                                  noise=noise[:figure_n])
-            print(f"{name}: weights {weights[:12]} already scored ({kept[0]['scored']}); kept", flush=True)
-            continue
+        # rows these weights already have: an FD row scored in the same extractor, a straightness of as many paths
+        same = [{**r, "scored": r.get("scored", previous["date"])} for r in previous.get("rows", [])
+                if r["model"] == name and r.get("weights_sha256") == weights]
+        kept = {(r["sampler"], r["nfe"]): r for r in same
+                if "nfe" in r and r["scores"]["model"].get("weights_sha256") == extractor_sha}
+        kept_straight = next((r for r in same if "straightness" in r and
+                              r.get("straightness_n", previous.get("straightness_n")) == args.straightness_n), None)
+        if kept or kept_straight:
+            print(f"{name}: weights {weights[:12]} keep {len(set(kept) & set(grids))} of {len(grids)} scored "
+                  f"rows{' and the straightness' if kept_straight else ''}", flush=True)
         for sampler, nfe in grids:
+            if (sampler, nfe) in kept:
+                rows.append(kept[sampler, nfe])
+                if nfe == 1 and name not in one_step:  # redraw only the figure's samples
+                    one_step[name] = run.model.sample(figure_n, sampler=sampler, steps=1, grid="uniform",
+                                                      noise=noise[:figure_n])
+                continue
             t0 = time.perf_counter()
             x = run.model.sample(args.n, sampler=sampler, steps=nfe, grid="uniform", noise=noise)
             took = time.perf_counter() - t0
@@ -212,15 +214,18 @@ def main(argv: list[str] | None = None) -> None:
                          "scores": {k: scores[k] for k in ("model", "noise_floor", "matched_gaussian")}})
             print(json.dumps({"model": name, "sampler": sampler, "nfe": nfe, "fd": scores["model"]["fd"],
                               "floor": scores["noise_floor"]["fd"], "seconds": took}), flush=True)
+        if kept_straight:
+            rows.append({**kept_straight, "total_seconds": seconds.get(name, kept_straight["total_seconds"])})
+            continue  # the cost as now known
         train_s = [r["seconds"] for r in read_metrics(run_dir) if "seconds" in r and "kind" not in r]
         straight = path_straightness(run.model, args.straightness_n, 25, seed=1)
         rows.append({"model": name, "weights_sha256": weights, "scored": now(), "straightness": straight["value"],
-                     "straightness_stderr": straight["stderr"],
+                     "straightness_stderr": straight["stderr"], "straightness_n": args.straightness_n,
                      "steps": run.step, "train_seconds": train_s[-1] if train_s else None,
                      "total_seconds": seconds.get(name)})
         print(json.dumps(rows[-1]), flush=True)
-    record = {**protocol, "pairs": args.pairs, "pair_sampler": args.pair_sampler, "pair_steps": args.pair_steps,
-              "rows": rows,
+    record = {**protocol, "straightness_n": args.straightness_n, "pairs": args.pairs,
+              "pair_sampler": args.pair_sampler, "pair_steps": args.pair_steps, "rows": rows,
               "cpu_capability": machine().get("cpu_capability")}
     print(f"wrote {write_results(f'few_step_{data}', record, args.out)}")
     if args.figure and not one_step:

@@ -31,11 +31,16 @@ def test_a_later_call_rescores_only_changed_weights(tmp_path, capsys):
     first = json.loads(out.read_text())
     assert {r["model"] for r in first["rows"]} == {"1-RF", "2-RF"} and len(first["rows"]) == 6
     assert all(len(r["weights_sha256"]) == 64 for r in first["rows"])
-    assert "already scored" not in capsys.readouterr().out
+    assert " keep " not in capsys.readouterr().out
 
     script.main(argv)  # nothing changed: every row kept, with the time it was scored
-    assert "1-RF: weights" in capsys.readouterr().out
+    assert "keep 2 of 2 scored rows and the straightness" in capsys.readouterr().out
     assert json.loads(out.read_text())["rows"] == first["rows"]
+
+    script.main([*argv, "--nfes", "1", "2", "3"])  # one more NFE: only that one is sampled
+    assert capsys.readouterr().out.count("keep 2 of 3 scored rows and the straightness") == 2
+    more = json.loads(out.read_text())["rows"]
+    assert [r for r in more if r.get("nfe") != 3] == first["rows"] and sum(r.get("nfe") == 3 for r in more) == 2
 
     shutil.rmtree(tmp_path / "runs" / "rf2")  # new 2-RF weights: its rows scored afresh, the 1-RF's kept
     script.main([*argv[:argv.index("--reflow-steps") + 1], "4", *argv[argv.index("--reflow-steps") + 2:]])
@@ -43,8 +48,9 @@ def test_a_later_call_rescores_only_changed_weights(tmp_path, capsys):
     assert [r for r in third if r["model"] == "1-RF"] == [r for r in first["rows"] if r["model"] == "1-RF"]
     rf2 = [r for r in third if r["model"] == "2-RF"]
     assert len(rf2) == 3 and all(r["weights_sha256"] != first["rows"][-1]["weights_sha256"] for r in rf2)
-    assert "2-RF: weights" not in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "2-RF: weights" not in printed and "1-RF: weights" in printed
 
     script.main([*argv, "--n", "30", "--reflow-steps", "4"])  # another protocol: scored afresh
     assert all(r["scores"]["model"]["n_samples"] == 30 for r in json.loads(out.read_text())["rows"] if "nfe" in r)
-    assert "already scored" not in capsys.readouterr().out
+    assert " keep " not in capsys.readouterr().out
