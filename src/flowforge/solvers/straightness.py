@@ -24,7 +24,7 @@ Velocity = Callable[[Tensor, Tensor], Tensor]
 @dataclass(frozen=True)
 class StraightnessResult:
     value: float  # S per dimension
-    stderr: float  # its standard error over the paths (NaN for a single path)
+    stderr: float  # its standard error over the paths, the sampling spread only (NaN for a single path)
     x_end: Tensor  # (batch, ...) the state at the grid's last time (the samples, for a noise-to-data grid)
     nfe: int  # velocity evaluations
 
