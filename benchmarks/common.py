@@ -135,7 +135,9 @@ def write_results(name: str, record: dict, path: str | Path | None = None) -> Pa
     head = {"benchmark": name, "date": now(),
             "command": command_line(), "machine": machine(), "flowforge_source": flowforge_source()}
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({**head, **record}, indent=1, default=float) + "\n")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")  # whole or not at all, even when killed mid-write
+    tmp.write_text(json.dumps({**head, **record}, indent=1, default=float) + "\n")
+    os.replace(tmp, out)
     return out
 
 

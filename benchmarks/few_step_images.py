@@ -177,8 +177,15 @@ def main(argv: list[str] | None = None) -> None:
     extractor = default_extractor(dataset.name, dataset.shape)
     extractor_sha = EXTRACTORS[extractor].weights.sha256 if extractor else None
     figure_n = min(args.grid, args.n)
+    record = {**protocol, "straightness_n": args.straightness_n, "pairs": args.pairs,
+              "pair_sampler": args.pair_sampler, "pair_steps": args.pair_steps,
+              "cpu_capability": machine().get("cpu_capability")}
     rows, one_step = [], {}
-    for name, run_dir in runs.items():
+    for done, (name, run_dir) in enumerate(runs.items()):
+        if done:  # after each model, so that a crash or a kill loses at most one model's new rows
+            later = set(list(runs)[done:])
+            write_results(f"few_step_{data}", {**record, "rows": rows + [r for r in previous.get("rows", [])
+                                                                        if r["model"] in later]}, args.out)
         run = load_run(run_dir)
         weights = weights_sha256(run)
         noise = torch.randn((args.n, *run.model.shape), generator=torch.Generator().manual_seed(args.seed))
@@ -224,10 +231,7 @@ def main(argv: list[str] | None = None) -> None:
                      "steps": run.step, "train_seconds": train_s[-1] if train_s else None,
                      "total_seconds": seconds.get(name)})
         print(json.dumps(rows[-1]), flush=True)
-    record = {**protocol, "straightness_n": args.straightness_n, "pairs": args.pairs,
-              "pair_sampler": args.pair_sampler, "pair_steps": args.pair_steps, "rows": rows,
-              "cpu_capability": machine().get("cpu_capability")}
-    print(f"wrote {write_results(f'few_step_{data}', record, args.out)}")
+    print(f"wrote {write_results(f'few_step_{data}', {**record, 'rows': rows}, args.out)}")
     if args.figure and not one_step:
         print("no figure: it shows the one-step samples and neither --nfes nor --child-nfes has 1")
     elif args.figure:
