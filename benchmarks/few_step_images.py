@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
         if done:  # after each model, so that a crash or a kill loses at most one model's new rows
             later = set(list(runs)[done:])
             write_results(f"few_step_{data}", {**record, "rows": rows + [r for r in previous.get("rows", [])
-                                                                        if r["model"] in later]}, args.out)
+                                                                        if r["model"] in later]}, results)
         run = load_run(run_dir)
         weights = weights_sha256(run)
         noise = torch.randn((args.n, *run.model.shape), generator=torch.Generator().manual_seed(args.seed))
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
                      "steps": run.step, "train_seconds": train_s[-1] if train_s else None,
                      "total_seconds": seconds.get(name)})
         print(json.dumps(rows[-1]), flush=True)
-    print(f"wrote {write_results(f'few_step_{data}', {**record, 'rows': rows}, args.out)}")
+    print(f"wrote {write_results(f'few_step_{data}', {**record, 'rows': rows}, results)}")
     if args.figure and not one_step:
         print("no figure: it shows the one-step samples and neither --nfes nor --child-nfes has 1")
     elif args.figure:

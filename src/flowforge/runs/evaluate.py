@@ -13,12 +13,12 @@ from torch import Tensor
 
 from ..data import load_dataset
 from ..errors import UserError
-from ..metrics import default_extractor, heldout_likelihood, matched_gaussian, sample_distances
+from ..metrics import heldout_likelihood, matched_gaussian, sample_distances
 from ..models.field import PathField
 from ..paths import LinearPath
 from ..solvers import straightness
 from .checkpoint import atomic_write_text
-from .image_eval import image_scores
+from .image_eval import image_extractor, image_scores
 from .load import check_finite_samples, check_sample_memory, load_run
 from .metrics_log import MetricsLog
 from .pictures import write_samples_picture
@@ -151,7 +151,7 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
         phase(f"straightness of {paths} paths, {ec.straightness_steps} RK4 steps")
         record["straightness"] = path_straightness(run.model, paths, ec.straightness_steps, ec.seed + 4,
                                                    options.get("labels"), options.get("guidance", 1.0))
-    if dataset.kind == "image" and default_extractor(dataset.name, dataset.shape) is not None:
+    if image_extractor(dataset) is not None:
         phase("image scores in the pinned feature extractor")
     images = image_scores(dataset, samples, baseline, labels=options.get("labels"), seed=ec.seed,
                           cache_dir=cfg.data.cache_dir)

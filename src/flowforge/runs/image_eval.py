@@ -27,6 +27,11 @@ from ..metrics import ExtractorError, default_extractor, load_extractor, referen
 ROWS = ("model", "noise_floor", "matched_gaussian")
 
 
+def image_extractor(dataset: Dataset) -> str | None:
+    """The pinned extractor that scores ``dataset``'s images, or None (vectors, or images none serves)."""
+    return default_extractor(dataset.name, dataset.shape) if dataset.kind == "image" else None
+
+
 def image_scores(dataset: Dataset, samples: Tensor, gaussian: Tensor, *, labels: Tensor | None, seed: int,
                  cache_dir: str | None = None) -> dict[str, Any] | None:
     """Scores of ``samples`` (n, C, H, W) and of the two yardsticks, or None for data no extractor serves.
@@ -40,9 +45,7 @@ def image_scores(dataset: Dataset, samples: Tensor, gaussian: Tensor, *, labels:
     accuracy on the test split (``classifier_test_accuracy``), the fair yardstick of a model's label accuracy.
     When the extractor needs an optional package that is missing, the record says so instead of failing.
     """
-    if dataset.kind != "image":
-        return None
-    name = default_extractor(dataset.name, dataset.shape)
+    name = image_extractor(dataset)
     if name is None:
         return None
     t0 = time.perf_counter()
