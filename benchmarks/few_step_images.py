@@ -132,10 +132,13 @@ def main(argv: list[str] | None = None) -> None:
 
     def reflow(name: str, parent_dir: Path, steps: int, distill: int = 0) -> None:
         if trained(name, steps):
-            pairs = read_config(runs[name]).reflow.pairs
-            if pairs != args.pairs:
-                ap.error(f"{runs[name]} was trained on {pairs} pairs, not --pairs {args.pairs}: delete it or pass "
-                         f"another --out-dir")
+            had = read_config(runs[name]).reflow
+            asked = {"--pairs": (had.pairs, args.pairs), "--pair-sampler": (had.sampler, args.pair_sampler),
+                     "--pair-steps": (had.steps, args.pair_steps)}
+            for flag, (was, want) in asked.items():
+                if was != want:
+                    ap.error(f"{runs[name]} was trained on pairs with {flag[2:]} {was}, not {flag} {want}: delete it "
+                             f"or pass another --out-dir")
             return
         t0 = time.perf_counter()
         train(reflow_config(parent_dir, pairs=args.pairs, distill=distill,

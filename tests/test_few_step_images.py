@@ -5,6 +5,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from flowforge import load_config
 from flowforge.train import train
 
@@ -50,6 +52,13 @@ def test_a_later_call_rescores_only_changed_weights(tmp_path, capsys):
     assert len(rf2) == 3 and all(r["weights_sha256"] != first["rows"][-1]["weights_sha256"] for r in rf2)
     printed = capsys.readouterr().out
     assert "2-RF: weights" not in printed and "1-RF: weights" in printed
+
+    for flag, other in (("--pairs", "33"), ("--pair-sampler", "heun"), ("--pair-steps", "3")):  # other pairs: refused
+        changed = [*argv, "--reflow-steps", "4"]
+        changed[changed.index(flag) + 1] = other
+        with pytest.raises(SystemExit):
+            script.main(changed)
+        assert f"not {flag} {other}: delete it" in capsys.readouterr().err
 
     script.main([*argv, "--n", "30", "--reflow-steps", "4"])  # another protocol: scored afresh
     assert all(r["scores"]["model"]["n_samples"] == 30 for r in json.loads(out.read_text())["rows"] if "nfe" in r)
