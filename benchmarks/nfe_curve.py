@@ -89,6 +89,8 @@ def measure_run(run_dir: str, samplers: list[str], nfes: list[int], n: int, seed
             row = {"sampler": sampler, "target_nfe": target, "steps": steps, "nfe": nfe,
                    "grid": opts.get("grid") or "model default", "seconds": seconds,
                    "finite": bool(torch.isfinite(x).all())}
+            if "last_step" in opts:  # Heun's rule for its step to t = 0 (sample.last_step)
+                row["last_step"] = opts["last_step"]
             if row["finite"]:
                 row["energy_distance"] = energy_distance(x, test)
                 if discrete:
