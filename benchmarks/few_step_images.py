@@ -2,7 +2,7 @@ r"""Few-step generation on an image data set, scored in its pinned classifier's 
 (``--parent``, by default ``runs/fm-digits`` from ``configs/fm-digits.yaml``), its reflow (2-RF), the one-step
 distillation of the 2-RF, the reflow of the 2-RF (3-RF), at 1, 2, 4 and 100 Euler steps; and MeanFlow
 (``configs/meanflow-<data>.yaml``: the same U-Net trained from scratch on the average velocity), at 1, 2, 4 and 100
-of its own average-velocity steps (``mean-flow``) and at 100 Euler steps of its instantaneous field (r = t).
+of its own average-velocity steps (``mean-flow``) and at as many Euler steps of its instantaneous field (r = t).
 
 The runs are made as ``flowforge reflow`` makes them (:func:`flowforge.runs.pairs.reflow_config`); the pairs are
 drawn with ``--pair-sampler`` / ``--pair-steps`` (default Heun, 25 steps: dopri5 took 134 s per 500 digits on an
@@ -14,8 +14,8 @@ training data's mean and covariance. Results go to ``benchmarks/results/few_step
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/few_step_images.py --meanflow-steps 1500
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/few_step_images.py --parent runs/fm-mnist-cpu --pairs 3000 \
-        --pair-sampler dpm++2m --pair-steps 16 --reflow-steps 1200 --distill-steps 600 --no-rf3 \
-        --meanflow-steps 2000 --n 500 --child-nfes 1 2 4 --straightness-n 100
+        --pair-sampler dpm++2m --pair-steps 16 --reflow-steps 1200 --distill-steps 600 \
+        --meanflow-steps 1200 --n 500 --child-nfes 1 2 4 100 --straightness-n 100
 """
 
 from __future__ import annotations
@@ -194,8 +194,8 @@ def main(argv: list[str] | None = None) -> None:
         noise = torch.randn((args.n, *run.model.shape), generator=torch.Generator().manual_seed(args.seed))
         mean_flow = run.config.model.target == "mean-velocity"
         nfes = args.nfes if run_dir == parent else child_nfes
-        grids = [("mean-flow", nfe) for nfe in nfes] + [("euler", max(nfes))] if mean_flow else \
-            [("euler", nfe) for nfe in nfes]
+        # MeanFlow: its own average-velocity steps, and Euler on its instantaneous field (r = t) beside them
+        grids = [(sampler, nfe) for sampler in (["mean-flow", "euler"] if mean_flow else ["euler"]) for nfe in nfes]
         # rows these weights already have: an FD row scored in the same extractor, a straightness of as many paths
         same = [{**r, "scored": r.get("scored", previous["date"])} for r in previous.get("rows", [])
                 if r["model"] == name and r.get("weights_sha256") == weights]

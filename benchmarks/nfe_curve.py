@@ -107,7 +107,8 @@ def measure_run(run_dir: str, samplers: list[str], nfes: list[int], n: int, seed
     default_grid = cfg.sample.grid or ("karras" if math.isfinite(model.path.sigma_range()[1]) else "uniform")
     return {"run": str(run_dir), "name": cfg.run.name, "step": run.step, "weights": run.weights,
             "path": cfg.model.path, "grid": default_grid, "data": cfg.data.name,
-            "shape": list(run.data["shape"]), "levels": run.data.get("levels"), "n": n, "n_test": len(test), "seed": seed,
+            "shape": list(run.data["shape"]), "levels": run.data.get("levels"), "n": n, "n_test": len(test),
+            "seed": seed,
             "noise_floor": spread(floor), "matched_gaussian": spread(gauss), "rows": rows}
 
 
