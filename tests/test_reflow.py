@@ -89,6 +89,30 @@ def test_a_killed_drawing_resumes_at_the_next_missing_shard(parent, monkeypatch)
     assert len(load_pairs(pairs_dir(run, settings), settings, weights_sha256(run)).x) == 300
 
 
+def test_more_pairs_later_draws_only_the_new_shards(parent, monkeypatch):
+    import flowforge.runs.pairs as pairs_module
+
+    run = load_run(parent)
+    sha = weights_sha256(run)
+    real, drawn = pairs_module.draw_shard, []
+    monkeypatch.setattr(pairs_module, "draw_shard",
+                        lambda r, s, index, n: drawn.append((index, n)) or real(r, s, index, n))
+    small = PairSettings(pairs=250, shard_size=100, sampler="euler", steps=4, seed=11)
+    first = load_pairs(make_pairs(run, small), small, sha)
+    big = PairSettings(pairs=420, shard_size=100, sampler="euler", steps=4, seed=11)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the resized last shard is drawn again without a checksum warning
+        directory = make_pairs(run, big)
+    assert directory == pairs_dir(run, small) and drawn == [(0, 100), (1, 100), (2, 50), (2, 100), (3, 100), (4, 20)]
+    more = load_pairs(directory, big, sha)
+    assert torch.equal(more.x[:200], first.x[:200]) and torch.equal(more.noise[:200], first.noise[:200])
+    fewer = PairSettings(pairs=300, shard_size=100, sampler="euler", steps=4, seed=11)
+    make_pairs(run, fewer)  # three full shards already there: nothing drawn
+    assert len(drawn) == 6 and torch.equal(load_pairs(directory, fewer, sha).x, more.x[:300])
+    with pytest.raises(RunError, match="missing or does not match"):  # a shard of another size is never cut down
+        load_pairs(directory, small, sha)
+
+
 def test_reflow_config_and_cli(parent, tmp_path, tiny):
     config = reflow_config(parent, pairs=200, distill=1, loss="pseudo-huber",
                            overrides=[f"run.dir={tmp_path / 'child'}", "train.steps=10"])

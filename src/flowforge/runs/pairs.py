@@ -9,6 +9,10 @@ The pairs of one parent and one set of settings live under ``PARENT/pairs/<key>/
     pairs.json               the settings, and for each finished shard its file, size and sha256
     shard-00000.safetensors  noise (n, *shape), x (n, *shape) in model space, labels (n,) if conditional
 
+The key leaves out the pair count: shard ``i`` is the same draw (its own seed, its labels' offset) for every count
+that reaches it, so asking for more pairs later draws only the shards not drawn yet (and the last one again if its
+size changes), and asking for fewer uses the first shards.
+
 Shards are written under a temporary name and renamed; ``pairs.json`` is rewritten after each one. A run that
 is killed resumes at the first missing shard; a shard whose bytes do not match its checksum (or that no manifest
 entry vouches for) is drawn again, never used.
@@ -35,7 +39,7 @@ from ..solvers import SOLVERS
 from .checkpoint import atomic_write_text
 from .load import Run, read_config
 
-FORMAT = 1
+FORMAT = 2  # 2: the directory and the manifest are keyed on the settings without the pair count
 
 
 @dataclass(frozen=True)
@@ -75,11 +79,17 @@ def weights_sha256(run: Run) -> str:
     return sha256_file(run.checkpoint / ("ema.safetensors" if run.weights == "ema" else "model.safetensors"))
 
 
+def _draw_settings(settings: PairSettings) -> dict[str, Any]:
+    """The settings that decide what each shard holds: all but the pair count, which only decides how many
+    shards there are and the size of the last."""
+    return {k: v for k, v in asdict(settings).items() if k != "pairs"}
+
+
 def pairs_dir(run: Run, settings: PairSettings, weights: str | None = None) -> Path:
-    """Where ``run``'s pairs for ``settings`` live: keyed by the settings and the weights they integrate
+    """Where ``run``'s pairs for ``settings`` live: keyed by :func:`_draw_settings` and the weights they integrate
     (``weights``: their :func:`weights_sha256`, computed here if not given)."""
-    key = json.dumps({"settings": asdict(settings), "weights": weights or weights_sha256(run), "format": FORMAT},
-                     sort_keys=True)
+    key = json.dumps({"settings": _draw_settings(settings), "weights": weights or weights_sha256(run),
+                      "format": FORMAT}, sort_keys=True)
     return run.dir / "pairs" / hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -126,7 +136,7 @@ def draw_shard(run: Run, settings: PairSettings, index: int, n: int) -> dict[str
 
 def _read_manifest(directory: Path, settings: PairSettings, weights: str) -> dict[str, Any]:
     path = directory / "pairs.json"
-    fresh = {"format": FORMAT, "settings": asdict(settings), "weights": weights, "shards": {}}
+    fresh = {"format": FORMAT, "settings": _draw_settings(settings), "weights": weights, "shards": {}}
     if not path.is_file():
         return fresh
     try:
@@ -135,7 +145,7 @@ def _read_manifest(directory: Path, settings: PairSettings, weights: str) -> dic
         warnings.warn(f"{path} is unreadable; every shard in {directory} is checked against a new manifest, "
                       f"i.e. drawn again", stacklevel=3)
         return fresh
-    if manifest.get("settings") != asdict(settings) or manifest.get("format") != FORMAT:
+    if manifest.get("settings") != _draw_settings(settings) or manifest.get("format") != FORMAT:
         return fresh
     if manifest.get("weights") != weights:
         raise RunError(f"{directory} holds pairs drawn from other weights (sha256 {manifest.get('weights')}) than "
@@ -164,7 +174,7 @@ def make_pairs(run: Run, settings: PairSettings, progress: bool = False, weights
         entry = manifest["shards"].get(str(index))
         if path.is_file() and entry is not None and entry["n"] == n and sha256_file(path) == entry["sha256"]:
             continue
-        if path.is_file():
+        if path.is_file() and (entry is None or entry["n"] == n):  # another size: the last shard of another count
             warnings.warn(f"pairs shard {path} does not match its checksum (or has none): drawing it again",
                           stacklevel=2)
         if progress:
@@ -198,8 +208,8 @@ def load_pairs(directory: Path, settings: PairSettings, weights: str) -> Pairs:
     return Pairs(noise=torch.cat(parts["noise"]), x=torch.cat(parts["x"]), labels=labels, directory=directory)
 
 
-__all__ = ["PairSettings", "Pairs", "draw_shard", "weights_sha256", "load_pairs", "make_pairs", "pairs_dir", "sha256_file",
-           "reflow_config", "reflow_pairs_of", "shard_sizes"]
+__all__ = ["PairSettings", "Pairs", "draw_shard", "weights_sha256", "load_pairs", "make_pairs", "pairs_dir",
+           "sha256_file", "reflow_config", "reflow_pairs_of", "shard_sizes"]
 
 
 def reflow_pairs_of(run: Run, settings: PairSettings, progress: bool = False) -> Pairs:
