@@ -11,7 +11,7 @@ The pairs of one parent and one set of settings live under ``PARENT/pairs/<key>/
 
 The key leaves out the pair count: shard ``i`` is the same draw (its own seed, its labels' offset) for every count
 that reaches it, so asking for more pairs later draws only the shards not drawn yet (and the last one again if its
-size changes), and asking for fewer uses the first shards.
+size changes), and asking for fewer uses the first shards (drawing the last again where the count cuts one).
 
 Shards are written under a temporary name and renamed; ``pairs.json`` is rewritten after each one. A run that
 is killed resumes at the first missing shard; a shard whose bytes do not match its checksum (or that no manifest
