@@ -5,7 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 
-.PHONY: demo app docs test test-slow install install-metrics install-app install-docs clean
+.PHONY: demo app docs test test-slow install install-metrics install-app install-docs clean library-data \
+	docs-figures install-bench-peers mutate
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +30,11 @@ install-app: $(BIN)/.installed
 	command -v chromium >/dev/null || (test "$$(id -u)" = 0 && apt-get install -y -qq chromium >/dev/null) \
 		|| echo "chromium not installed (apt-get install chromium as root): the browser test skips"
 
+# the benchmark peers of tests/test_bench_fm.py (make test-slow): without their pins' dependencies, so the CPU
+# torch stays; what they import besides torch (numpy, POT, torchdiffeq) is in the project's own dependencies
+install-bench-peers: $(BIN)/.installed
+	$(BIN)/python -m pip install -q --no-deps torchcfm==1.0.7 flow_matching==1.0.10
+
 # the documentation site into site/ (mkdocs.yml; API reference from the docstrings); warnings fail the build
 install-docs: $(BIN)/.installed
 	$(BIN)/python -m pip install -q -e ".[docs]"
@@ -49,11 +55,32 @@ demo: $(BIN)/.installed
 
 # the default run: every test but the minutes-long ones (pytest exits non-zero, 5, if it collects nothing)
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q tests src
+	$(BIN)/lint-imports --no-cache --no-logo  # the layer contracts of pyproject.toml [tool.importlinter]: imports go one way
+	$(BIN)/python -m pytest -q -rs tests src
 
 # the minutes-long checks (2-process training, longer training, benchmark smoke runs): pytest -m slow
 test-slow: $(BIN)/.installed
-	$(BIN)/python -m pytest -q -m slow tests
+	$(BIN)/python -m pytest -q -rs -m slow tests
+
+# data the library ships, built by tools/ (benchmarks only measure and never write into src/ or docs/):
+# the feature extractors' weights (trained on Fashion-MNIST and digits, ~3 min; pin their sha256 in
+# flowforge.metrics.extractors afterwards) and the bf16 speed table, from benchmarks/results/train_speed.json
+library-data: $(BIN)/.installed
+	OMP_NUM_THREADS=1 $(BIN)/python -m tools.train_feature_nets
+	$(BIN)/python -m tools.bf16_speed_table
+
+# the benchmark figures the docs show, copied from benchmarks/results/ (where the benchmarks write them)
+docs-figures:
+	$(BIN)/python -m tools.publish_figures
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache site
+
+# mutation testing of the core (minutes to hours; not in `make test`): each module's mutants against its own
+# tests, in a copy of the tree (cosmic-ray edits files in place). MUTATE=paths,frechet picks groups (tools/mutate.py)
+MUTATE ?=
+mutate: $(BIN)/.installed
+	# cosmic-ray in a venv of its own inside .venv (its dependencies stay out of the project's)
+	test -x $(VENV)/cosmic-ray/bin/cosmic-ray || ($(PYTHON) -m venv $(VENV)/cosmic-ray \
+		&& $(VENV)/cosmic-ray/bin/pip install -q cosmic-ray==8.7.0)
+	$(BIN)/python tools/mutate.py --cosmic-ray $(VENV)/cosmic-ray/bin/cosmic-ray $(if $(MUTATE),--only $(MUTATE))

@@ -7,7 +7,7 @@ process (``VmHWM`` growth after ``reset_peak_rss``, Linux; CPU torch keeps no al
 runs in a fresh worker process so that one length's peak does not hide the next's. The naive path is skipped above
 ``--naive-max`` tokens (default 8192; its scores alone take ``4 heads L^2`` bytes, 4 GB at 16k tokens and 4 heads).
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/attention_memory.py
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.attention_memory
 """
 
 from __future__ import annotations
@@ -17,10 +17,8 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import peak_rss_mb, reset_peak_rss, rss_mb, write_results  # noqa: E402
+from benchmarks.harness import ROOT, peak_rss_mb, reset_peak_rss, rss_mb, write_results
 
 
 def naive(q, k, v):
@@ -33,7 +31,7 @@ def worker(length: int, heads: int, head_dim: int, repeats: int, path: str) -> d
     else ran (a warm-up would leave freed memory resident and hide the growth), then the median of timed steps."""
     import torch
 
-    from flowforge.nets.attention import attend
+    from flowforge.nets import attend
 
     fn = attend if path == "sdpa" else naive
     gen = torch.Generator().manual_seed(0)
@@ -70,9 +68,9 @@ def main(argv: list[str] | None = None) -> None:
     for length in args.lengths:
         row = {"length": length}
         for path in ("sdpa", "naive") if length <= args.naive_max else ("sdpa",):
-            cmd = [sys.executable, __file__, "--worker", str(length), "--path", path, "--heads", str(args.heads),
-                   "--head-dim", str(args.head_dim), "--repeats", str(args.repeats)]
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            cmd = [sys.executable, "-m", __spec__.name, "--worker", str(length), "--path", path,
+                   "--heads", str(args.heads), "--head-dim", str(args.head_dim), "--repeats", str(args.repeats)]
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
             row[path] = json.loads(proc.stdout.strip().splitlines()[-1])
         rows.append(row)
         print(json.dumps(row), flush=True)

@@ -8,8 +8,8 @@ logit-normal t) at its batch of 64 MNIST-shaped images (28 px, patch 2: 196 toke
 machine hits both alike; each precision first takes one warm-up step. The figure is the ratio of median step
 times, with the CPU capability it ran on: bf16 is native on AVX512-BF16 / AMX and emulated on AVX2.
 
-    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/bf16_dit.py            # ~4 minutes on AVX2
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bf16_dit.py --quick --out /tmp/x.json   # a smoke run
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python -m benchmarks.bf16_dit            # ~4 minutes on AVX2
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.bf16_dit --quick --out /tmp/x.json   # a smoke run
 """
 
 from __future__ import annotations
@@ -19,12 +19,13 @@ import statistics
 import time
 
 import torch
-from common import RESULTS, write_results
 
 from flowforge.config import load_config
 from flowforge.models import build_model
 from flowforge.rng import BatchRandom
 from flowforge.train.precision import native_bf16
+
+from benchmarks.harness import RESULTS, write_results
 
 NAME = "bf16_dit"
 PRESET = "configs/dit-mnist.yaml"

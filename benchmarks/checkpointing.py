@@ -7,8 +7,8 @@ of interleaved repeats in one process; peak memory is the growth of the peak res
 step in a fresh process per setting, after a warm-up step on a one-image batch (CPU torch keeps no allocator
 statistics), minus the gradients' size, which both settings allocate: what is left is the activation memory.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/checkpointing.py           # ~2 minutes
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/checkpointing.py --quick   # a smoke run
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.checkpointing           # ~2 minutes
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.checkpointing --quick   # a smoke run
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ import sys
 import time
 
 import torch
-from common import peak_rss_mb, reset_peak_rss, rss_mb, write_results
 
-from flowforge.nets.dit import DiT, DiTSize
+from flowforge.nets import DiT, DiTSize
+
+from benchmarks.harness import ROOT, peak_rss_mb, reset_peak_rss, rss_mb, write_results
 
 NAME = "checkpointing"
 SETTINGS = {
@@ -63,8 +64,8 @@ def worker(setting: dict, checkpoint: bool) -> dict:
 
 
 def memory(name: str, checkpoint: bool) -> dict:
-    cmd = [sys.executable, __file__, "--setting", name, "--worker", str(int(checkpoint))]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    cmd = [sys.executable, "-m", __spec__.name, "--setting", name, "--worker", str(int(checkpoint))]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 

@@ -8,8 +8,8 @@ sampling separately), and the steady-state time per step / per sampling run as t
 whose first contender rotates; the ratio is the median of the rounds' ratios, so load on this shared machine
 hits both alike. Writes ``benchmarks/results/compile_speed.json``.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/compile_speed.py                      # MNIST and digits U-Nets
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/compile_speed.py --models demo-mlp --rounds 3
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.compile_speed                      # MNIST and digits U-Nets
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.compile_speed --models demo-mlp --rounds 3
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import statistics
 import time
 
 import torch
-from common import machine, write_results
-from engine_overhead import Bare
+from benchmarks.harness import machine, write_results
+from benchmarks.engine_overhead import Bare
 
 MODELS = {  # key: (preset, label)
     "mnist-unet": ("fm-mnist-cpu", "MNIST U-Net (fm-mnist-cpu), batch 64"),

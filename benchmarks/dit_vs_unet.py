@@ -13,7 +13,7 @@ label accuracy in the pinned MNIST classifier's features; bits/dim of the uncond
 the first ``--n-likelihood`` test images), and ``flowforge compare`` writes the table and figure to
 ``benchmarks/results/dit_vs_unet_mnist.{md,csv,json,png}``.
 
-    .venv/bin/python benchmarks/dit_vs_unet.py --minutes 25          # ~25 min of training + ~15 min of scoring
+    .venv/bin/python -m benchmarks.dit_vs_unet --minutes 25          # ~25 min of training + ~15 min of scoring
 """
 
 from __future__ import annotations
@@ -23,16 +23,15 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
-from common import RESULTS
 
 from flowforge.config import load_config
 from flowforge.data import load_dataset
 from flowforge.models import build_model
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks.harness import RESULTS, ROOT
+
 PRESETS = ("fm-mnist-class-cpu", "dit-mnist")
 FLOWFORGE = [sys.executable, "-m", "flowforge.cli"]
 

@@ -1,8 +1,8 @@
 """EMA schedules against run length: the sample quality of the averaged weights after short and long runs.
 
 The EMA never feeds back into training, so each case trains **once** with the engine (``flowforge.train.train``,
-the preset's settings and ``train.steps``) while several :class:`flowforge.train.ema.EMA` copies follow the same
-trajectory, one per schedule:
+the preset's settings and ``train.steps``) while several :class:`flowforge.train.EMA` copies follow the same
+trajectory through the engine's ``on_step`` hook, one per schedule:
 
 - ``constant 0.999``: ``beta = 0.999`` from the first step (flowforge's rule before this benchmark);
 - ``warmup 0.999``: ``beta_t = min(0.999, (1 + t) / (10 + t))`` (diffusers' EMA warm-up);
@@ -12,8 +12,8 @@ Each one and the raw weights are sampled with the preset's sampler from the same
 energy distance against ``--repeats`` fresh reference draws of ``--n`` points (mean and std), beside the noise
 floor and the matched Gaussian. Writes ``benchmarks/results/ema_run_length.json``.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ema_run_length.py                       # every case, ~12 min
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ema_run_length.py --cases rf-moons:500  # one case
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.ema_run_length                       # every case, ~12 min
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.ema_run_length --cases rf-moons:500  # one case
 """
 
 from __future__ import annotations
@@ -25,45 +25,34 @@ import time
 from pathlib import Path
 
 import torch
-from common import RESULTS, mean_std, write_results
 from torch import nn
 
-import flowforge.train.setup as engine_setup
 from flowforge.config import load_config
 from flowforge.data import load_dataset
 from flowforge.metrics import energy_distance, matched_gaussian
-from flowforge.train import train
-from flowforge.train.ema import EMA, make_ema
+from flowforge.train import EMA, make_ema, train
+
+from benchmarks.harness import RESULTS, ROOT, mean_std, write_results
 
 NAME = "ema_run_length"
-ROOT = Path(__file__).resolve().parent.parent
 CASES = ("rf-checkerboard:400", "rf-moons:500", "rf-moons:2000", "rf-checkerboard:5000", "fm-digits:3000")
 VARIANTS = {"constant 0.999": ("constant", 0.999, 0.05), "warmup 0.999": ("warmup", 0.999, 0.05),
             "power 0.05": ("power", 0.999, 0.05), "power 0.10": ("power", 0.999, 0.10)}
 
 
-class SeveralEMAs(nn.Module):
-    """Stands in for the engine's EMA: updates one :class:`EMA` per schedule; the first one is checkpointed."""
+class SeveralEMAs:
+    """One :class:`EMA` per schedule, following a training through the engine's ``on_step`` hook: the EMA never
+    feeds back into training, so one training serves every schedule. Each average is made at the first step and
+    copies the weights then, as the engine's own does."""
 
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.emas = nn.ModuleDict({name.replace(" ", "_").replace(".", "p"): make_ema(model, *args)
-                                   for name, args in VARIANTS.items()})
+    def __init__(self):
+        self.emas: dict[str, EMA] = {}
 
-    @property
-    def module(self) -> nn.Module:
-        return next(iter(self.emas.values())).module
-
-    @property
-    def n_averaged(self) -> int:
-        return next(iter(self.emas.values())).n_averaged
-
-    def update(self, model: nn.Module, step: int) -> None:
+    def __call__(self, model: nn.Module, step: int) -> None:
+        if not self.emas:
+            self.emas = {name: make_ema(model, *args) for name, args in VARIANTS.items()}
         for ema in self.emas.values():
             ema.update(model, step)
-
-    def by_name(self) -> dict[str, EMA]:
-        return dict(zip(VARIANTS, self.emas.values()))
 
 
 def scores(samples: torch.Tensor, references: list[torch.Tensor]) -> dict:
@@ -74,23 +63,14 @@ def scores(samples: torch.Tensor, references: list[torch.Tensor]) -> dict:
 
 def run_case(case: str, n: int, repeats: int, seed: int) -> dict:
     preset, steps = case.split(":")
-    holder: dict[str, SeveralEMAs] = {}
-
-    def several(model, *_args):
-        holder["emas"] = SeveralEMAs(model)
-        return holder["emas"]
-
-    engine_setup.make_ema = several
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            cfg = load_config(ROOT / "configs" / f"{preset}.yaml",
-                              [f"run.dir={tmp}/run", f"train.steps={steps}", "train.sample_every=0",
-                               "train.tensorboard=false", f"train.ckpt_every={steps}"])
-            t0 = time.perf_counter()
-            result = train(cfg, progress=False)
-            seconds = time.perf_counter() - t0
-    finally:
-        engine_setup.make_ema = make_ema
+    emas = SeveralEMAs()
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = load_config(ROOT / "configs" / f"{preset}.yaml",
+                          [f"run.dir={tmp}/run", f"train.steps={steps}", "train.sample_every=0",
+                           "train.tensorboard=false", f"train.ckpt_every={steps}"])
+        t0 = time.perf_counter()
+        result = train(cfg, progress=False, on_step=emas)
+        seconds = time.perf_counter() - t0
     dataset = load_dataset(cfg.data)
     if dataset.fresh is not None:  # toy sets: fresh reference draws and a fresh draw as the floor
         references = [dataset.reference(n, seed=seed + 1 + 10 * k) for k in range(repeats)]
@@ -104,7 +84,7 @@ def run_case(case: str, n: int, repeats: int, seed: int) -> dict:
     rows = {"noise floor": {"energy_distance": mean_std([energy_distance(f, r) for f, r in zip(floor, references)])[0]},
             "matched Gaussian": scores(matched_gaussian(dataset.train, n, seed=seed + 3).flatten(1), references)}
     options = {"sampler": cfg.sample.sampler, "steps": cfg.sample.steps}
-    weights = {"raw weights": result.model, **{name: ema.module for name, ema in holder["emas"].by_name().items()}}
+    weights = {"raw weights": result.model, **{name: ema.module for name, ema in emas.emas.items()}}
     for name, model in weights.items():
         model.eval()
         with torch.no_grad():

@@ -20,8 +20,8 @@ median over rounds of that round's ratio: within a round the contenders run mome
 shared machine cancels. Each round's figure is a mean over steps, like the engine's logged rate. Writes
 ``benchmarks/results/engine_overhead.json`` (one entry per model key, so runs of one model keep the others).
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/engine_overhead.py                          # demo MLP, ~3 min
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/engine_overhead.py --models digits-unet --steps 40
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.engine_overhead                          # demo MLP, ~3 min
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.engine_overhead --models digits-unet --steps 40
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ import time
 from pathlib import Path
 
 import torch
-from common import RESULTS, write_results
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -43,8 +42,9 @@ from flowforge.data import load_dataset
 from flowforge.models import build_model
 from flowforge.train import train
 
+from benchmarks.harness import RESULTS, ROOT, write_results
+
 NAME = "engine_overhead"
-ROOT = Path(__file__).resolve().parent.parent
 MODELS = {  # key: (preset, label, overrides)
     "demo-mlp": ("rf-checkerboard", "demo MLP 4x256 (rf-checkerboard), batch 512", []),
     # rf-moons' network until 9fdc807 (it is 3x128 since), kept so the table's row can be rerun

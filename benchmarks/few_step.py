@@ -5,7 +5,7 @@ The chain, each step through the library as a user runs it:
 
 1. the parent: a trained 1-rectified flow (``--parent``, default ``runs/demo``, which ``make demo`` trains:
    ``configs/rf-checkerboard.yaml``);
-2. ``2-RF``: :func:`flowforge.runs.pairs.reflow_config` (what ``flowforge reflow PARENT --pairs P`` trains):
+2. ``2-RF``: :func:`flowforge.jobs.reflow_config` (what ``flowforge reflow PARENT --pairs P`` trains):
    ``--pairs`` (noise, sample) pairs from the parent's ODE (dopri5, rtol = atol = 1e-5), then ``--reflow-steps``
    steps on them from the parent's weights;
 3. ``2-RF distilled``: the same on the 2-RF's pairs with ``--distill 1`` (trained only at t = 1);
@@ -19,36 +19,38 @@ fresh draws: what a perfect model scores) — Euler on the uniform grid for ever
 (``mean-flow``) for MeanFlow; and the straightness of each model's ODE (``flowforge eval``'s measure: 1000 paths,
 25 RK4 steps). Training time is each run's own (its ``metrics.jsonl``), on the machine below.
 
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/few_step.py --parent runs/demo
+    OMP_NUM_THREADS=2 .venv/bin/python -m benchmarks.few_step --parent runs/demo
     # another set: a parent trained on it, the runs and the results file named after it
     .venv/bin/flowforge train configs/rf-moons.yaml run.dir=runs/rf-moons-parent
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/few_step.py --parent runs/rf-moons-parent \
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.few_step --parent runs/rf-moons-parent \
         --out-dir runs/few-step-moons --out benchmarks/results/few_step_moons.json \
         --meanflow-overrides model.net.width=128 model.net.depth=3 train.batch_size=256
+    # only MeanFlow again (new settings): the other rows stay from the results file; without the parent run on
+    # disk, its config names the data
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.few_step --only MeanFlow --parent runs/rf-moons-parent \
+        --parent-config configs/rf-moons.yaml --out-dir runs/few-step-moons-mf \
+        --out benchmarks/results/few_step_moons.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, mean_std, write_results  # noqa: E402
 
-from flowforge.config import load_config  # noqa: E402
-from flowforge.data import load_dataset  # noqa: E402
-from flowforge.metrics import energy_distance  # noqa: E402
-from flowforge.runs import load_run, read_metrics  # noqa: E402
-from flowforge.runs.evaluate import path_straightness  # noqa: E402
-from flowforge.runs.pairs import reflow_config  # noqa: E402
-from flowforge.train import train  # noqa: E402
+from flowforge.config import load_config
+from flowforge.data import load_dataset
+from flowforge.jobs import reflow_config
+from flowforge.jobs.evaluate import path_straightness
+from flowforge.metrics import energy_distance
+from flowforge.runs import load_run, read_metrics
+from flowforge.train import train
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.harness import RESULTS, ROOT, machine, mean_std, write_results
 
 
 def train_seconds(run_dir: Path) -> float:
@@ -73,9 +75,14 @@ def sample_seconds(model, sampler: str, nfe: int, n: int) -> float:
     return time.perf_counter() - t0
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--parent", default="runs/demo", help="a trained 1-rectified flow on a 2-D set")
+    ap.add_argument("--parent-config", default=None,
+                    help="with --only and no parent run on disk: the parent's config, for its data settings")
+    ap.add_argument("--parent-overrides", nargs="*", default=[], help="config overrides of --parent-config")
+    ap.add_argument("--only", nargs="+", default=None, metavar="MODEL",
+                    help="re-measure only these models (e.g. MeanFlow); the other rows stay from --out's file")
     ap.add_argument("--out-dir", default="runs/few-step", help="where the new runs go")
     ap.add_argument("--pairs", type=int, default=20000)
     ap.add_argument("--reflow-steps", type=int, default=3000)
@@ -89,66 +96,94 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=12345)
     ap.add_argument("--out", default=None, help="results JSON (default benchmarks/results/few_step.json)")
-    args = ap.parse_args(argv)
-    out_dir = Path(args.out_dir)
-    parent = Path(args.parent)
-    started = time.perf_counter()
-    data_config = load_run(parent).config.data
-    dataset = load_dataset(data_config)
-    same_data = [f"data.{k}={'null' if v is None else v}" for k, v in
-                 (("name", data_config.name), ("n_train", data_config.n_train), ("noise", data_config.noise),
-                  ("seed", data_config.seed))]
-    refs = [dataset.reference(args.n, args.seed + i) for i in range(args.repeats)]
-    floor = [float(energy_distance(dataset.reference(args.n, args.seed + 100 + i), refs[i]))
-             for i in range(args.repeats)]
-    floor_mean, floor_std = mean_std(floor)
-    rows: list[dict] = []
+    return ap.parse_args(argv)
 
-    def build(name: str, run_dir: Path, make) -> None:
+
+def parent_data(args: argparse.Namespace):
+    """The parent's data settings: from its run directory, else (``--only``) from ``--parent-config``."""
+    if (Path(args.parent) / "config.yaml").exists() or args.parent_config is None:
+        return load_run(Path(args.parent)).config.data
+    return load_config(args.parent_config, args.parent_overrides).data
+
+
+class Chain:
+    """The runs of one set, their rows and the results file, written after each model (see the module)."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args, self.started = args, time.perf_counter()
+        data_config = parent_data(args)
+        self.dataset = load_dataset(data_config)
+        self.same_data = [f"data.{k}={'null' if v is None else v}" for k, v in
+                          (("name", data_config.name), ("n_train", data_config.n_train), ("noise", data_config.noise),
+                           ("seed", data_config.seed))]
+        self.refs = [self.dataset.reference(args.n, args.seed + i) for i in range(args.repeats)]
+        floor = [float(energy_distance(self.dataset.reference(args.n, args.seed + 100 + i), self.refs[i]))
+                 for i in range(args.repeats)]
+        self.floor = mean_std(floor)
+        out = Path(args.out) if args.out else RESULTS / "few_step.json"
+        kept = json.loads(out.read_text())["rows"] if args.only and out.exists() else []
+        self.rows: list[dict] = [r for r in kept if r["model"] not in args.only]
+
+    def build(self, name: str, run_dir: Path, make) -> None:
         """Train ``run_dir`` with ``make()`` unless it exists (its total time includes drawing the pairs), score it
-        and write the results so far."""
+        and write the results so far; with ``--only``, a model not named keeps its earlier rows."""
+        args = self.args
+        if args.only and name not in args.only:
+            return
         total = None
         if not (run_dir / "checkpoints").is_dir():
             t0 = time.perf_counter()
             make()
             total = time.perf_counter() - t0
         run = load_run(run_dir)
-        samplers = ["euler"] + (["mean-flow"] if run.model.mean_flow is not None else [])
+        samplers = ["euler"] + (["mean-flow"] if run.model.objective.trains_interval else [])
         for sampler in samplers:
             for nfe in args.nfes:
-                row = {"model": name, "run": str(run_dir), **score(run.model, sampler, nfe, refs, args.n,
+                row = {"model": name, "run": str(run_dir), **score(run.model, sampler, nfe, self.refs, args.n,
                                                                      args.seed + 7)}
                 row["seconds_10k"] = sample_seconds(run.model, sampler, nfe, args.timing_n)
-                rows.append(row)
+                self.rows.append(row)
                 print(json.dumps(row), flush=True)
         straight = path_straightness(run.model, 1000, 25, seed=args.seed + 3)
         train_s = train_seconds(run_dir)
-        rows.append({"model": name, "run": str(run_dir), "straightness": straight["value"],
-                     "train_seconds": train_s, "total_seconds": total, "steps": run.step,
-                     "pairs_seconds": (total - train_s) if total is not None and run.config.reflow.parent else None,
-                     "parameters": sum(p.numel() for p in run.model.parameters())})
-        print(json.dumps(rows[-1]), flush=True)
-        record = {"data": dataset.name, "n": args.n, "repeats": args.repeats, "pairs": args.pairs,
+        self.rows.append({"model": name, "run": str(run_dir), "straightness": straight["value"],
+                          "train_seconds": train_s, "total_seconds": total, "steps": run.step,
+                          "pairs_seconds": (total - train_s) if total is not None and run.config.reflow.parent
+                          else None, "parameters": sum(p.numel() for p in run.model.parameters())})
+        print(json.dumps(self.rows[-1]), flush=True)
+        self.write()
+
+    def write(self) -> None:
+        order = ["1-RF", "2-RF", "2-RF distilled", "MeanFlow", "3-RF"]
+        self.rows.sort(key=lambda r: order.index(r["model"]) if r["model"] in order else len(order))
+        args = self.args
+        record = {"data": self.dataset.name, "n": args.n, "repeats": args.repeats, "pairs": args.pairs,
                   "timing_n": args.timing_n,
-                  "noise_floor": {"energy_distance": floor_mean, "energy_distance_std": floor_std},
-                  "rows": rows, "seconds": time.perf_counter() - started,
+                  "noise_floor": {"energy_distance": self.floor[0], "energy_distance_std": self.floor[1]},
+                  "rows": self.rows, "seconds": time.perf_counter() - self.started,
                   "cpu_capability": machine().get("cpu_capability")}
         print(f"wrote {write_results('few_step', record, args.out)}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    out_dir, parent = Path(args.out_dir), Path(args.parent)
+    chain = Chain(args)
 
     def reflow(source: Path, run_dir: Path, steps: int, distill: int = 0):
         return lambda: train(reflow_config(source, pairs=args.pairs, distill=distill,
                                            overrides=[f"run.dir={run_dir}", f"train.steps={steps}"]))
 
-    build("1-RF", parent, lambda: None)
-    build("2-RF", out_dir / "rf2", reflow(parent, out_dir / "rf2", args.reflow_steps))
-    build("2-RF distilled", out_dir / "rf2-distill1",
-          reflow(out_dir / "rf2", out_dir / "rf2-distill1", args.distill_steps, distill=1))
-    build("MeanFlow", out_dir / "meanflow", lambda: train(load_config(
+    chain.build("1-RF", parent, lambda: None)
+    chain.build("2-RF", out_dir / "rf2", reflow(parent, out_dir / "rf2", args.reflow_steps))
+    chain.build("2-RF distilled", out_dir / "rf2-distill1",
+                reflow(out_dir / "rf2", out_dir / "rf2-distill1", args.distill_steps, distill=1))
+    chain.build("MeanFlow", out_dir / "meanflow", lambda: train(load_config(
         ROOT / "configs/meanflow-checkerboard.yaml",
-        [*same_data, f"run.dir={out_dir / 'meanflow'}", f"train.steps={args.meanflow_steps}",
+        [*chain.same_data, f"run.dir={out_dir / 'meanflow'}", f"train.steps={args.meanflow_steps}",
          *args.meanflow_overrides])))
     if not args.no_3rf:
-        build("3-RF", out_dir / "rf3", reflow(out_dir / "rf2", out_dir / "rf3", args.reflow_steps))
+        chain.build("3-RF", out_dir / "rf3", reflow(out_dir / "rf2", out_dir / "rf3", args.reflow_steps))
 
 
 if __name__ == "__main__":

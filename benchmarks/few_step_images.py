@@ -4,16 +4,16 @@ distillation of the 2-RF, the reflow of the 2-RF (3-RF), at 1, 2, 4 and 100 Eule
 (``configs/meanflow-<data>.yaml``: the same U-Net trained from scratch on the average velocity), at 1, 2, 4 and 100
 of its own average-velocity steps (``mean-flow``) and at as many Euler steps of its instantaneous field (r = t).
 
-The runs are made as ``flowforge reflow`` makes them (:func:`flowforge.runs.pairs.reflow_config`); the pairs are
+The runs are made as ``flowforge reflow`` makes them (:func:`flowforge.jobs.reflow_config`); the pairs are
 drawn with ``--pair-sampler`` / ``--pair-steps`` (default Heun, 25 steps: dopri5 took 134 s per 500 digits on an
 AVX2 CPU). Each model draws ``--n`` samples per NFE from the same noise;
-:func:`flowforge.runs.image_eval.image_scores` scores them against the test split (Fréchet distance ``fd`` in the
+:func:`flowforge.jobs.image_eval.image_scores` scores them against the test split (Fréchet distance ``fd`` in the
 data set's CNN features, precision, recall) beside the floor (``--n`` training images) and a Gaussian with the
-training data's mean and covariance. Results go to ``benchmarks/results/few_step_<data>.json``, the one-step grid to
-``docs/few-step-<data>.png``.
+training data's mean and covariance. Results go to ``benchmarks/results/few_step_<data>.json``, the one-step grid
+beside them (``benchmarks/results/few-step-<data>.png``; ``make docs-figures`` copies it into ``docs/``).
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/few_step_images.py --meanflow-steps 1500
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/few_step_images.py --parent runs/fm-mnist-cpu --pairs 3000 \
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.few_step_images --meanflow-steps 1500
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.few_step_images --parent runs/fm-mnist-cpu --pairs 3000 \
         --pair-sampler dpm++2m --pair-steps 16 --reflow-steps 1200 --distill-steps 600 \
         --meanflow-steps 1200 --n 500 --child-nfes 1 2 4 100 --straightness-n 100
 """
@@ -21,32 +21,27 @@ training data's mean and covariance. Results go to ``benchmarks/results/few_step
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, docs_figure, machine, now, write_results  # noqa: E402
 
-from flowforge.config import load_config  # noqa: E402
-from flowforge.data import load_dataset  # noqa: E402
-from flowforge.metrics import EXTRACTORS, default_extractor, matched_gaussian  # noqa: E402
-from flowforge.runs import (atomic_write_text, latest_checkpoint, load_run, read_config, read_metrics,  # noqa: E402
-                            read_state)
-from flowforge.runs.evaluate import path_straightness  # noqa: E402
-from flowforge.runs.image_eval import image_scores  # noqa: E402
-from flowforge.runs.pairs import reflow_config, weights_sha256  # noqa: E402
-from flowforge.train import train  # noqa: E402
+from flowforge.config import load_config
+from flowforge.data import load_dataset
+from flowforge.jobs import reflow_config
+from flowforge.jobs.evaluate import path_straightness
+from flowforge.jobs.image_eval import image_scores
+from flowforge.metrics import EXTRACTORS, default_extractor, matched_gaussian
+from flowforge.runs import latest_checkpoint, load_run, read_config, read_metrics, read_state
+from flowforge.runs.pairs import weights_sha256
+from flowforge.train import train
 
-
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks.harness import RESULTS, ROOT, KeyedRows, SecondsLedger, figure_path, machine, now, write_results
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--parent", default="runs/fm-digits")
     ap.add_argument("--out-dir", default=None, help="where the runs trained here go (default runs/few-step-<data>)")
@@ -80,165 +75,181 @@ def main(argv: list[str] | None = None) -> None:
                          "with one more NFE scores only that NFE")
     ap.add_argument("--grid", type=int, default=16, help="one-step samples per model in the figure")
     ap.add_argument("--figure", default=None,
-                    help="the one-step samples' figure (default docs/few-step-<data>.png, but only with the "
-                         "default --out, so a trial run never replaces the docs' figure; '' for none)")
+                    help="the one-step samples' figure (default few-step-<data>.png beside --out; '' for none; "
+                         "`make docs-figures` copies the default one into docs/)")
     args = ap.parse_args(argv)
-    child_nfes = args.child_nfes or args.nfes
-    if min(args.nfes + child_nfes) < 1:
-        ap.error(f"--nfes {args.nfes} --child-nfes {child_nfes}: every NFE must be at least 1")
+    args.child_nfes = args.child_nfes or args.nfes
+    if min(args.nfes + args.child_nfes) < 1:
+        ap.error(f"--nfes {args.nfes} --child-nfes {args.child_nfes}: every NFE must be at least 1")
     if args.meanflow_steps is not None and args.meanflow_steps < 0:
         ap.error(f"--meanflow-steps {args.meanflow_steps}: give a step count, or 0 to skip MeanFlow")
-    if 1 in args.nfes + child_nfes and args.grid < 1:
+    if 1 in args.nfes + args.child_nfes and args.grid < 1:
         ap.error(f"--grid {args.grid}: the figure needs at least one sample per model")
+    return ap, args
+
+
+class Chain:
+    """The runs this benchmark trains from ``--parent`` (2-RF, its distillation, 3-RF, MeanFlow), each trained only
+    when missing; the seconds each training took (pairs included) go to the ledger ``<out-dir>/seconds.json``."""
+
+    def __init__(self, ap: argparse.ArgumentParser, args: argparse.Namespace, parent: Path, out: Path):
+        self.ap, self.args, self.out = ap, args, out
+        self.runs = {"1-RF": parent, "2-RF": out / "rf2", "2-RF distilled": out / "rf2-distill1"}
+        self.ledger = SecondsLedger(out / "seconds.json")
+
+    def trained(self, name: str, steps: int | None) -> bool:
+        """Whether ``runs[name]`` exists; an existing run must have the step count asked for (the results would
+        otherwise describe another budget)."""
+        run_dir = self.runs[name]
+        if not (run_dir / "checkpoints").is_dir():
+            return False
+        had = read_config(run_dir).train.steps
+        if steps is not None and had != steps:
+            self.ap.error(f"{run_dir} was trained for {had} steps, not {steps}: delete it or pass another --out-dir")
+        newest = latest_checkpoint(run_dir)
+        reached = read_state(newest)["step"] if newest else 0
+        if reached < had:
+            self.ap.error(f"{run_dir} is unfinished (its last checkpoint is step {reached} of {had}): let its "
+                          f"training finish (`flowforge train --resume {run_dir}/config.yaml`) or delete it")
+        return True
+
+    def reflow(self, name: str, parent_dir: Path, steps: int, distill: int = 0) -> None:
+        args = self.args
+        if self.trained(name, steps):
+            had = read_config(self.runs[name]).reflow
+            asked = {"--pairs": (had.pairs, args.pairs), "--pair-sampler": (had.sampler, args.pair_sampler),
+                     "--pair-steps": (had.steps, args.pair_steps)}
+            for flag, (was, want) in asked.items():
+                if was != want:
+                    self.ap.error(f"{self.runs[name]} was trained on pairs with {flag[2:]} {was}, not {flag} {want}: "
+                                  f"delete it or pass another --out-dir")
+            return
+        overrides = [f"run.dir={self.runs[name]}", f"train.steps={steps}", f"reflow.sampler={args.pair_sampler}",
+                     f"reflow.steps={args.pair_steps}"]
+        self.ledger.timed(name, lambda: train(reflow_config(parent_dir, pairs=args.pairs, distill=distill,
+                                                            overrides=overrides)))  # pairs and training
+
+    def meanflow(self, config: Path) -> None:
+        args = self.args
+        self.runs["MeanFlow"] = self.out / "meanflow"
+        if not config.is_file():
+            self.ap.error(f"no MeanFlow preset {config}: pass --meanflow-config, or --meanflow-steps 0 to skip it")
+        if not self.trained("MeanFlow", args.meanflow_steps or load_config(config).train.steps):
+            steps = [] if args.meanflow_steps is None else [f"train.steps={args.meanflow_steps}"]
+            self.ledger.timed("MeanFlow", lambda: train(load_config(config, [f"run.dir={self.runs['MeanFlow']}",
+                                                                             *steps])))
+
+    def train_all(self, meanflow_config: Path) -> dict[str, Path]:
+        args = self.args
+        self.reflow("2-RF", self.runs["1-RF"], args.reflow_steps)
+        if args.no_distill:
+            del self.runs["2-RF distilled"]
+        else:
+            self.reflow("2-RF distilled", self.runs["2-RF"], args.distill_steps, distill=1)
+        if not args.no_rf3:
+            self.runs["3-RF"] = self.out / "rf3"
+            self.reflow("3-RF", self.runs["2-RF"], args.reflow_steps)
+        if args.meanflow_steps != 0:
+            self.meanflow(meanflow_config)
+        return self.runs
+
+
+def legacy_row(file: dict, row: dict) -> dict:
+    """A row of a file written before rows kept their own ``scored`` time and straightness sample count."""
+    row = {**row, "scored": row.get("scored", file.get("date"))}
+    if "straightness" in row:
+        row["straightness_n"] = row.get("straightness_n", file.get("straightness_n"))
+    return row
+
+
+def score_samples(ctx: dict, name: str, run, weights: str, sampler: str, nfe: int, noise: torch.Tensor) -> dict:
+    """Draw ``--n`` samples of ``run`` at ``nfe`` and score them against the test split: one FD row."""
+    t0 = time.perf_counter()
+    x = run.model.sample(ctx["n"], sampler=sampler, steps=nfe, grid="uniform", noise=noise)
+    took = time.perf_counter() - t0
+    if nfe == 1 and name not in ctx["one_step"]:  # MeanFlow: its own one step, not the instantaneous field's
+        ctx["one_step"][name] = x[:ctx["figure_n"]]
+    scores = image_scores(ctx["dataset"], x, ctx["gaussian"], labels=None, seed=ctx["seed"])
+    print(json.dumps({"model": name, "sampler": sampler, "nfe": nfe, "fd": scores["model"]["fd"],
+                      "floor": scores["noise_floor"]["fd"], "seconds": took}), flush=True)
+    return {"model": name, "weights_sha256": weights, "scored": now(), "sampler": sampler, "nfe": nfe,
+            "sample_seconds": took, "scores": {k: scores[k] for k in ("model", "noise_floor", "matched_gaussian")}}
+
+
+def straightness_row(ctx: dict, name: str, run, run_dir: Path, weights: str) -> dict:
+    """The straightness of ``run``'s paths, its training steps and what it cost (the ledger's seconds)."""
+    train_s = [r["seconds"] for r in read_metrics(run_dir) if "seconds" in r and "kind" not in r]
+    straight = path_straightness(run.model, ctx["straightness_n"], 25, seed=1)
+    row = {"model": name, "weights_sha256": weights, "scored": now(), "straightness": straight["value"],
+           "straightness_stderr": straight["stderr"], "straightness_n": ctx["straightness_n"], "steps": run.step,
+           "train_seconds": train_s[-1] if train_s else None, "total_seconds": ctx["seconds"].get(name)}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def score_model(ctx: dict, rows: KeyedRows, name: str, run_dir: Path, nfes: list[int]) -> None:
+    """Every (sampler, NFE) row and the straightness of one model: the rows the results file holds for the same
+    weights (and extractor, sample count, seed) are kept, the others computed."""
+    run = load_run(run_dir)
+    weights = weights_sha256(run)
+    noise = torch.randn((ctx["n"], *run.model.shape), generator=torch.Generator().manual_seed(ctx["seed"]))
+    # MeanFlow: its own average-velocity steps, and Euler on its instantaneous field (r = t) beside them
+    samplers = ["mean-flow", "euler"] if run.config.model.objective == "mean-flow" else ["euler"]
+    grids = [(sampler, nfe) for sampler in samplers for nfe in nfes]
+    fd_key = {"model": name, "weights_sha256": weights, "scores.model.weights_sha256": ctx["extractor_sha"]}
+    straight_key = {"model": name, "weights_sha256": weights, "straightness_n": ctx["straightness_n"]}
+    kept_straight = rows.find(straight_key)
+    if [r for r in rows.find_all(fd_key) if "nfe" in r] or kept_straight:
+        kept = sum(rows.find({**fd_key, "sampler": s, "nfe": k}) is not None for s, k in grids)
+        print(f"{name}: weights {weights[:12]} keep {kept} of {len(grids)} scored "
+              f"rows{' and the straightness' if kept_straight else ''}", flush=True)
+    for sampler, nfe in grids:
+        key = {**fd_key, "sampler": sampler, "nfe": nfe}
+        if rows.find(key) is not None and nfe == 1 and name not in ctx["one_step"]:  # redraw the figure's samples
+            ctx["one_step"][name] = run.model.sample(ctx["figure_n"], sampler=sampler, steps=1, grid="uniform",
+                                                     noise=noise[:ctx["figure_n"]])
+        rows.get_or_compute(key, lambda s=sampler, k=nfe: score_samples(ctx, name, run, weights, s, k, noise))
+    if kept_straight:  # the cost as now known
+        rows.rows.append({**kept_straight, "total_seconds": ctx["seconds"].get(name, kept_straight["total_seconds"])})
+    else:
+        rows.rows.append(straightness_row(ctx, name, run, run_dir, weights))
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap, args = parse_args(argv)
     parent = ROOT / args.parent  # relative paths from the repository root
     if not (parent / "checkpoints").is_dir():
         ap.error(f"--parent {parent}: no trained run there; train it first (`flowforge train configs/fm-digits.yaml` "
                  f"for the default) from the repository root")
     data = read_config(parent).data.name
-    args.figure = docs_figure(args.figure, args.out, f"few-step-{data}.png")
-    out = ROOT / (args.out_dir or f"runs/few-step-{data}")
-    meanflow_config = ROOT / (args.meanflow_config or f"configs/meanflow-{data}.yaml")
-    pair_settings = [f"reflow.sampler={args.pair_sampler}", f"reflow.steps={args.pair_steps}"]
-    runs = {"1-RF": parent, "2-RF": out / "rf2", "2-RF distilled": out / "rf2-distill1"}
-    # wall-clock seconds of each training made here, pairs included, kept beside the runs so that a later call that
-    # only scores them (or one resumed after a crash) still reports what they cost
-    seconds_file = out / "seconds.json"
-
-    def read_seconds() -> dict[str, float]:
-        return json.loads(seconds_file.read_text()) if seconds_file.is_file() else {}
-
-    def record_seconds(name: str, t0: float) -> None:
-        took = time.perf_counter() - t0
-        out.mkdir(parents=True, exist_ok=True)
-        # another call (--train-only) may record its own run meanwhile: read and write under a lock
-        with open(out / "seconds.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            atomic_write_text(seconds_file, json.dumps({**read_seconds(), name: took}, indent=1))
-
-    def trained(name: str, steps: int | None) -> bool:
-        """Whether ``runs[name]`` exists; an existing run must have the step count asked for (the results would
-        otherwise describe another budget)."""
-        if not (runs[name] / "checkpoints").is_dir():
-            return False
-        had = read_config(runs[name]).train.steps
-        if steps is not None and had != steps:
-            ap.error(f"{runs[name]} was trained for {had} steps, not {steps}: delete it or pass another --out-dir")
-        newest = latest_checkpoint(runs[name])
-        reached = read_state(newest)["step"] if newest else 0
-        if reached < had:
-            ap.error(f"{runs[name]} is unfinished (its last checkpoint is step {reached} of {had}): let its training "
-                     f"finish (`flowforge train --resume {runs[name]}/config.yaml`) or delete it")
-        return True
-
-    def reflow(name: str, parent_dir: Path, steps: int, distill: int = 0) -> None:
-        if trained(name, steps):
-            had = read_config(runs[name]).reflow
-            asked = {"--pairs": (had.pairs, args.pairs), "--pair-sampler": (had.sampler, args.pair_sampler),
-                     "--pair-steps": (had.steps, args.pair_steps)}
-            for flag, (was, want) in asked.items():
-                if was != want:
-                    ap.error(f"{runs[name]} was trained on pairs with {flag[2:]} {was}, not {flag} {want}: delete it "
-                             f"or pass another --out-dir")
-            return
-        t0 = time.perf_counter()
-        train(reflow_config(parent_dir, pairs=args.pairs, distill=distill,
-                            overrides=[f"run.dir={runs[name]}", f"train.steps={steps}", *pair_settings]))
-        record_seconds(name, t0)  # pairs and training
-
-    reflow("2-RF", parent, args.reflow_steps)
-    if args.no_distill:
-        del runs["2-RF distilled"]
-    else:
-        reflow("2-RF distilled", runs["2-RF"], args.distill_steps, distill=1)
-    if not args.no_rf3:
-        runs["3-RF"] = out / "rf3"
-        reflow("3-RF", runs["2-RF"], args.reflow_steps)
-    if args.meanflow_steps != 0:
-        runs["MeanFlow"] = out / "meanflow"
-        if not meanflow_config.is_file():
-            ap.error(f"no MeanFlow preset {meanflow_config}: pass --meanflow-config, or --meanflow-steps 0 to skip it")
-        preset_steps = load_config(meanflow_config).train.steps
-        if not trained("MeanFlow", args.meanflow_steps or preset_steps):
-            steps = [] if args.meanflow_steps is None else [f"train.steps={args.meanflow_steps}"]
-            t0 = time.perf_counter()
-            train(load_config(meanflow_config, [f"run.dir={runs['MeanFlow']}", *steps]))
-            record_seconds("MeanFlow", t0)
+    args.figure = figure_path(args.figure, args.out, f"few-step-{data}.png")
+    chain = Chain(ap, args, parent, ROOT / (args.out_dir or f"runs/few-step-{data}"))
+    runs = chain.train_all(ROOT / (args.meanflow_config or f"configs/meanflow-{data}.yaml"))
     if args.train_only:
         print(f"trained: {', '.join(f'{name} ({path})' for name, path in runs.items())}; --train-only: not scored")
         return
-    seconds = read_seconds()
     dataset = load_dataset(load_run(parent).config.data)
-    gaussian = matched_gaussian(dataset.train, args.n, seed=args.seed)
     results = Path(args.out) if args.out else RESULTS / f"few_step_{data}.json"
     protocol = {"data": dataset.name, "n": args.n, "seed": args.seed}  # what a kept FD row must share
-    try:
-        previous = json.loads(results.read_text()) if results.is_file() and not args.rescore else {}
-    except json.JSONDecodeError:
-        previous = {}  # a results file cut short: score afresh
-    if any(previous.get(k) != v for k, v in protocol.items()):
-        previous = {}  # another protocol (or a record from before the seed was kept): nothing to reuse
+    rows = KeyedRows(results, protocol, fresh=args.rescore, fill=legacy_row)
     extractor = default_extractor(dataset.name, dataset.shape)
-    extractor_sha = EXTRACTORS[extractor].weights.sha256 if extractor else None
-    figure_n = min(args.grid, args.n)
+    ctx = {"dataset": dataset, "gaussian": matched_gaussian(dataset.train, args.n, seed=args.seed), "n": args.n,
+           "seed": args.seed, "straightness_n": args.straightness_n, "seconds": chain.ledger.read(),
+           "extractor_sha": EXTRACTORS[extractor].weights.sha256 if extractor else None,
+           "figure_n": min(args.grid, args.n), "one_step": {}}
     record = {**protocol, "straightness_n": args.straightness_n, "pairs": args.pairs,
               "pair_sampler": args.pair_sampler, "pair_steps": args.pair_steps,
               "cpu_capability": machine().get("cpu_capability")}
-    rows, one_step = [], {}
     for done, (name, run_dir) in enumerate(runs.items()):
         if done:  # after each model, so that a crash or a kill loses at most one model's new rows
-            later = set(list(runs)[done:])
-            write_results(f"few_step_{data}", {**record, "rows": rows + [r for r in previous.get("rows", [])
-                                                                        if r["model"] in later]}, results)
-        run = load_run(run_dir)
-        weights = weights_sha256(run)
-        noise = torch.randn((args.n, *run.model.shape), generator=torch.Generator().manual_seed(args.seed))
-        mean_flow = run.config.model.target == "mean-velocity"
-        nfes = args.nfes if run_dir == parent else child_nfes
-        # MeanFlow: its own average-velocity steps, and Euler on its instantaneous field (r = t) beside them
-        grids = [(sampler, nfe) for sampler in (["mean-flow", "euler"] if mean_flow else ["euler"]) for nfe in nfes]
-        # rows these weights already have: an FD row scored in the same extractor, a straightness of as many paths
-        same = [{**r, "scored": r.get("scored", previous["date"])} for r in previous.get("rows", [])
-                if r["model"] == name and r.get("weights_sha256") == weights]
-        kept = {(r["sampler"], r["nfe"]): r for r in same
-                if "nfe" in r and r["scores"]["model"].get("weights_sha256") == extractor_sha}
-        kept_straight = next((r for r in same if "straightness" in r and
-                              r.get("straightness_n", previous.get("straightness_n")) == args.straightness_n), None)
-        if kept or kept_straight:
-            print(f"{name}: weights {weights[:12]} keep {len(set(kept) & set(grids))} of {len(grids)} scored "
-                  f"rows{' and the straightness' if kept_straight else ''}", flush=True)
-        for sampler, nfe in grids:
-            if (sampler, nfe) in kept:
-                rows.append(kept[sampler, nfe])
-                if nfe == 1 and name not in one_step:  # redraw only the figure's samples
-                    one_step[name] = run.model.sample(figure_n, sampler=sampler, steps=1, grid="uniform",
-                                                      noise=noise[:figure_n])
-                continue
-            t0 = time.perf_counter()
-            x = run.model.sample(args.n, sampler=sampler, steps=nfe, grid="uniform", noise=noise)
-            took = time.perf_counter() - t0
-            if nfe == 1 and name not in one_step:  # MeanFlow: its own one step, not the instantaneous field's
-                one_step[name] = x[:figure_n]
-            scores = image_scores(dataset, x, gaussian, labels=None, seed=args.seed)
-            rows.append({"model": name, "weights_sha256": weights, "scored": now(), "sampler": sampler,
-                         "nfe": nfe, "sample_seconds": took,
-                         "scores": {k: scores[k] for k in ("model", "noise_floor", "matched_gaussian")}})
-            print(json.dumps({"model": name, "sampler": sampler, "nfe": nfe, "fd": scores["model"]["fd"],
-                              "floor": scores["noise_floor"]["fd"], "seconds": took}), flush=True)
-        if kept_straight:
-            rows.append({**kept_straight, "total_seconds": seconds.get(name, kept_straight["total_seconds"])})
-            continue  # the cost as now known
-        train_s = [r["seconds"] for r in read_metrics(run_dir) if "seconds" in r and "kind" not in r]
-        straight = path_straightness(run.model, args.straightness_n, 25, seed=1)
-        rows.append({"model": name, "weights_sha256": weights, "scored": now(), "straightness": straight["value"],
-                     "straightness_stderr": straight["stderr"], "straightness_n": args.straightness_n,
-                     "steps": run.step, "train_seconds": train_s[-1] if train_s else None,
-                     "total_seconds": seconds.get(name)})
-        print(json.dumps(rows[-1]), flush=True)
-    print(f"wrote {write_results(f'few_step_{data}', {**record, 'rows': rows}, results)}")
-    if args.figure and not one_step:
+            later = [{"model": m} for m in list(runs)[done:]]
+            write_results(f"few_step_{data}", {**record, "rows": rows.pending(later)}, results)
+        score_model(ctx, rows, name, run_dir, args.nfes if run_dir == parent else args.child_nfes)
+    print(f"wrote {write_results(f'few_step_{data}', {**record, 'rows': rows.rows}, results)}")
+    if args.figure and not ctx["one_step"]:
         print("no figure: it shows the one-step samples and neither --nfes nor --child-nfes has 1")
     elif args.figure:
-        grid_figure(one_step, dataset.value_range, Path(args.figure), dataset.name)
+        grid_figure(ctx["one_step"], dataset.value_range, Path(args.figure), dataset.name)
         print(f"wrote {args.figure}")
 
 

@@ -16,7 +16,7 @@ Next to it: a Gaussian with the training data's mean and covariance (trivial bas
 NLL of the true moons density (noise floor: make_moons places points uniformly in the angle on two
 half circles, then adds N(0, noise^2) noise, so its density is a 1-D integral done on a fine grid).
 
-    .venv/bin/python benchmarks/flows_vs_peers.py --steps 2000 --batch 256 --threads 1 --repeats 3
+    .venv/bin/python -m benchmarks.flows_vs_peers --steps 2000 --batch 256 --threads 1 --repeats 3
 
 Results also go to benchmarks/results/flows_vs_peers.json.
 """
@@ -32,8 +32,9 @@ from typing import Callable
 
 import numpy as np
 import torch
-from common import RESULTS, write_results
 from sklearn.datasets import make_moons
+
+from benchmarks.harness import RESULTS, write_results
 
 LIBS = ("flowforge", "normflows", "zuko")
 COUPLINGS, HIDDEN = 8, 128

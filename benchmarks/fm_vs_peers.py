@@ -38,8 +38,8 @@ Tables show mean +- std over repeats; every raw number (per-step times, losses, 
 seconds, the checks, flowforge's git commit and uncommitted files) goes to benchmarks/results/fm_vs_peers.json,
 and ``--render FILE`` prints the tables of such a file again.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fm_vs_peers.py               # 2000 steps, 3 repeats: ~15 min
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fm_vs_peers.py --quick       # smoke run, ~10 s
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.fm_vs_peers               # 2000 steps, 3 repeats: ~15 min
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.fm_vs_peers --quick       # smoke run, ~10 s
 """
 
 from __future__ import annotations
@@ -55,7 +55,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from common import RESULTS, command_line, mean_std, write_results
 from torch import Tensor, nn
 
 from flowforge.config import DataConfig
@@ -67,6 +66,8 @@ from flowforge.nets import MLP
 from flowforge.paths import LinearPath
 from flowforge.rng import BatchRandom
 from flowforge.train.batches import BatchOrder, step_seed
+
+from benchmarks.harness import RESULTS, command_line, mean_std, write_results
 
 LIBS = ("flowforge", "torchcfm", "flow_matching")
 WIDTH, DEPTH = 256, 3
@@ -447,7 +448,7 @@ def main(argv: list[str] | None = None) -> dict:
     wall = time.perf_counter() - wall
 
     record = {
-        "command": command_line(["benchmarks/fm_vs_peers.py", *argv]), "args": vars(args), "versions": versions,
+        "command": command_line(["-m", "benchmarks.fm_vs_peers", *argv]), "args": vars(args), "versions": versions,
         "threads": torch.get_num_threads(), "wall_s": wall,
         "library_notes": {name: BUILDERS[name](MLP(shape=(2,), width=4, depth=1)).note for name in LIBS},
         "results": results,

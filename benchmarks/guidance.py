@@ -22,24 +22,24 @@ training images against the same test images (the floor a perfect sampler would 
 Prints a markdown table, writes the numbers to ``--out`` (JSON) and a picture of the samples (one row per
 digit, one panel per weight in ``--picture-weights``) to ``--figure``.
 
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/guidance.py runs/fm-mnist-class-cpu
+    OMP_NUM_THREADS=2 .venv/bin/python -m benchmarks.guidance runs/fm-mnist-class-cpu
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import torch
-from common import RESULTS, write_results
 
 from flowforge.data import load_dataset
 from flowforge.metrics import load_extractor, reference_features, score_images
 from flowforge.runs import load_run, sample_options
 
+from benchmarks.harness import RESULTS, pyplot, save_figure, write_results
 
-def main() -> None:
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", nargs="?", default="runs/fm-mnist-class-cpu")
     parser.add_argument("--weights", type=float, nargs="+", default=[0.0, 1.0, 1.5, 2.0, 3.0, 5.0])
@@ -48,10 +48,39 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="default: the run's sample.steps")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(RESULTS / "guidance_mnist.json"))
-    parser.add_argument("--figure", default="docs/guidance-mnist.png")
+    parser.add_argument("--figure", default=str(RESULTS / "guidance-mnist.png"),
+                        help="the figure (the docs show it: `make docs-figures` copies it there)")
     parser.add_argument("--picture-weights", type=float, nargs="+", default=[0.0, 1.0, 2.0, 5.0])
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def print_table(result: dict, rows: list[dict], n: int, floor: float) -> None:
+    """The rows as a markdown table, under the sampler, sample count and run."""
+    print(f"\n{result['sampler']}, {result['steps']} steps, {n} samples ({result['per_class']} per digit), "
+          f"run {result['run']} step {result['step']}\n")
+    print("| guidance w | accuracy | confidence | FD (floor {:.2f}) | largest class share | NFE |".format(floor))
+    print("|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
+        label = "0 (unconditional)" if r["weight"] == 0 else f"{r['weight']:g}"
+        print(f"| {label} | {acc} | {r['confidence']:.3f} | {r['frechet_distance']:.2f} | "
+              f"{r['class_spread']:.3f} | {r['nfe']} |")
+
+
+def draw_figure(pictures: dict[float, torch.Tensor], title: str, path: str) -> None:
+    """One panel per guidance weight: a row of samples per label."""
+    fig, axes = pyplot().subplots(1, len(pictures), figsize=(2.6 * len(pictures), 3.4), squeeze=False)
+    for ax, (w, imgs) in zip(axes[0], pictures.items()):
+        tiles = imgs.permute(0, 2, 1, 3).reshape(10 * 28, imgs.shape[1] * 28)  # rows: digits 0-9
+        ax.imshow(tiles.numpy(), cmap="gray", vmin=0, vmax=1)
+        ax.set_title("unconditional" if w == 0 else f"w = {w:g}", fontsize=10)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    save_figure(fig, path)
+
+
+def main() -> None:
+    args = parse_args()
     extractor = load_extractor("mnist")
     run = load_run(args.run_dir)
     cfg, model = run.config, run.model
@@ -104,33 +133,10 @@ def main() -> None:
               "extractor": extractor.name, "weights_sha256": extractor.weights_sha256, "reference": reference.name,
               "classifier_test_accuracy": test_acc, "frechet_floor": floor, "floor": floor_scores, "rows": rows}
     write_results("guidance_mnist", result, path=args.out)
-
-    print(f"\n{result['sampler']}, {result['steps']} steps, {n} samples ({args.per_class} per digit), "
-          f"run {args.run_dir} step {run.step}\n")
-    print("| guidance w | accuracy | confidence | FD (floor {:.2f}) | largest class share | NFE |".format(floor))
-    print("|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
-        label = "0 (unconditional)" if r["weight"] == 0 else f"{r['weight']:g}"
-        print(f"| {label} | {acc} | {r['confidence']:.3f} | {r['frechet_distance']:.2f} | "
-              f"{r['class_spread']:.3f} | {r['nfe']} |")
-
+    print_table(result, rows, n, floor)
     if pictures:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(1, len(pictures), figsize=(2.6 * len(pictures), 3.4), squeeze=False)
-        for ax, (w, imgs) in zip(axes[0], pictures.items()):
-            tiles = imgs.permute(0, 2, 1, 3).reshape(10 * 28, imgs.shape[1] * 28)  # rows: digits 0-9
-            ax.imshow(tiles.numpy(), cmap="gray", vmin=0, vmax=1)
-            ax.set_title("unconditional" if w == 0 else f"w = {w:g}", fontsize=10)
-            ax.axis("off")
-        fig.suptitle(f"{cfg.run.name}: one row per label, {result['sampler']} {result['steps']} steps", fontsize=10)
-        fig.tight_layout()
-        Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(args.figure, dpi=110)
+        draw_figure(pictures, f"{cfg.run.name}: one row per label, {result['sampler']} {result['steps']} steps",
+                    args.figure)
         print(f"\nwrote {args.out} and {args.figure}")
 
 

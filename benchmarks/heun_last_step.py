@@ -7,8 +7,8 @@ distance of ``--n`` samples (on the data's levels) against the test split, for e
 prior draw. Writes every number to ``--out`` (default ``benchmarks/results/heun_last_step.json``; with several
 runs, one entry per run under ``by_run``: the README's table reads ``heun_last_step_demo_digits.json``).
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/heun_last_step.py runs/fm-mnist-cpu --steps 4 8
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/heun_last_step.py runs/demo runs/fm-digits --steps 4 8 16 50 \
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.heun_last_step runs/fm-mnist-cpu --steps 4 8
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.heun_last_step runs/demo runs/fm-digits --steps 4 8 16 50 \
         --n 2000 --out benchmarks/results/heun_last_step_demo_digits.json
 """
 
@@ -19,13 +19,14 @@ import json
 from pathlib import Path
 
 import torch
-from common import RESULTS, write_results
 
 from flowforge.data import load_dataset
 from flowforge.metrics import energy_distance
 from flowforge.models.field import PathField
 from flowforge.runs import load_run
 from flowforge.solvers import get_solver
+
+from benchmarks.harness import RESULTS, write_results
 
 
 def measure(run_dir: str, steps_list: list[int], n: int, seed: int) -> dict:

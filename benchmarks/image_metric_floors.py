@@ -9,10 +9,10 @@ recall, classifier confidence and label accuracy) for
 
 with the seconds each part took. A model's score means something only beside these two, at the same n.
 
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/image_metric_floors.py
+    OMP_NUM_THREADS=2 .venv/bin/python -m benchmarks.image_metric_floors
 
 Results: benchmarks/results/image_metric_floors.json; the README's table is rendered from it
-(``benchmarks/render_tables.py --print image_metric_floors``).
+(``python -m benchmarks.render_tables --print image_metric_floors``).
 """
 
 from __future__ import annotations
@@ -22,12 +22,13 @@ import time
 
 import torch
 
-from common import command_line, read_results, write_results
-from render_tables import image_metric_floors
 from flowforge.config import DataConfig
 from flowforge.data import load_dataset
 from flowforge.metrics import (default_extractor, load_extractor, matched_gaussian, reference_features,
                                score_images)
+
+from benchmarks.harness import command_line, read_results, write_results
+from benchmarks.tables import image_metric_floors
 
 DATASETS = ("digits", "mnist", "fashion-mnist")
 KEEP = ("fd", "kd", "kd_stderr", "precision", "recall", "confidence", "label_accuracy", "n_samples", "n_reference",
@@ -66,7 +67,7 @@ def main() -> None:
     args = parser.parse_args()
     results = {name: measure(name, args.n, args.seed) for name in args.datasets}
     path = write_results("image_metric_floors", {"command": command_line(), "results": results})
-    print(image_metric_floors({"image_metric_floors": read_results("image_metric_floors")}))
+    print(image_metric_floors.render({"image_metric_floors": read_results("image_metric_floors")}))
     print(f"wrote {path}")
 
 

@@ -18,24 +18,24 @@ the training ones when its accuracy is within the spread of theirs.
 Prints a markdown table, writes the numbers to ``--out`` (JSON) and a picture (rows: classes; panels: the
 held-out template and the first training template) to ``--figure``.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/mmdit_text.py runs/mmdit-fashion-text
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.mmdit_text runs/mmdit-fashion-text
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import torch
-from common import RESULTS, mean_std, write_results
 
 from flowforge.data import load_dataset
 from flowforge.metrics import load_extractor
 from flowforge.runs import load_run, sample_options
 
+from benchmarks.harness import RESULTS, mean_std, pyplot, save_figure, write_results
 
-def main() -> None:
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", nargs="?", default="runs/mmdit-fashion-text")
     parser.add_argument("--guidance", type=float, nargs="+", default=[1.0, 2.0])
@@ -46,64 +46,56 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="default: the run's sample.steps")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(RESULTS / "mmdit_text.json"))
-    parser.add_argument("--figure", default="docs/mmdit-text.png")
-    args = parser.parse_args()
+    parser.add_argument("--figure", default=str(RESULTS / "mmdit-text.png"),
+                        help="the figure (the docs show it: `make docs-figures` copies it there)")
+    return parser.parse_args()
 
-    runs = {which: load_run(args.run_dir, ema=which == "ema") for which in args.weights}
-    run = next(iter(runs.values()))
-    cfg, captions = run.config, getattr(run.model, "captions", None)
-    if captions is None:
-        raise SystemExit(f"{args.run_dir} has no text input; train configs/mmdit-fashion-text.yaml first")
-    extractor = load_extractor("fashion-mnist")
-    dataset = load_dataset(cfg.data)
-    lo, hi = run.model.value_range
 
-    def predicted(x: torch.Tensor) -> torch.Tensor:
-        return extractor(x, (lo, hi), check_range=False).logits.argmax(1)  # (N,)
+class Scorer:
+    """Samples of one caption set, classified: ``predicted`` labels and ``draw``'s samples with their seconds."""
 
-    test_acc = float((predicted(dataset.test) == dataset.test_labels).double().mean())
-    print(f"classifier accuracy on the {len(dataset.test)} test images: {test_acc:.4f}", flush=True)
+    def __init__(self, args: argparse.Namespace, cfg, extractor, value_range: tuple[float, float], n: int):
+        self.args, self.cfg, self.extractor, self.value_range, self.n = args, cfg, extractor, value_range, n
 
-    k = captions.num_classes
-    n = k * args.per_class
-    labels = torch.arange(k).repeat_interleave(args.per_class)  # (n,)
-    rows, pictures, unconditional = [], {}, {}
+    def predicted(self, x: torch.Tensor) -> torch.Tensor:
+        return self.extractor(x, self.value_range, check_range=False).logits.argmax(1)  # (N,)
 
-    def draw(model, prompts: list[str], w: float) -> tuple[torch.Tensor, float]:
-        opts = sample_options(cfg, n, torch.Generator().manual_seed(args.seed), sampler=args.sampler,
-                              steps=args.steps, guidance=w)
+    def draw(self, model, prompts: list[str], w: float) -> tuple[torch.Tensor, float]:
+        opts = sample_options(self.cfg, self.n, torch.Generator().manual_seed(self.args.seed),
+                              sampler=self.args.sampler, steps=self.args.steps, guidance=w)
         opts.pop("labels", None)
         t0 = time.perf_counter()
-        x = model.sample(n, prompts=prompts, **opts)
+        x = model.sample(self.n, prompts=prompts, **opts)
         return x, time.perf_counter() - t0
 
-    for which, loaded in runs.items():
-        model = loaded.model
-        x, seconds = draw(model, [""] * n, 1.0)  # the empty caption: the unconditional model
-        counts = torch.bincount(predicted(x), minlength=k)
-        unconditional[which] = {"largest_class_share": float(counts.max()) / n, "class_histogram": counts.tolist(),
-                                "seconds": seconds}
-        print(f"  {which} weights, empty caption: largest class share "
-              f"{unconditional[which]['largest_class_share']:.3f}  {seconds:.0f} s", flush=True)
-        for w in args.guidance:
-            for j, template in enumerate(captions.templates):
-                prompts = [captions.caption(int(c), j) for c in labels]
-                x, seconds = draw(model, prompts, w)
-                hit = predicted(x) == labels
-                per_class = hit.reshape(k, args.per_class).double().mean(1)
-                row = {"weights": which, "guidance": w, "template": template, "heldout": j == captions.heldout,
-                       "accuracy": float(hit.double().mean()), "per_class_accuracy": per_class.tolist(),
-                       "seconds": seconds}
-                rows.append(row)
-                if j in (captions.heldout, captions.train_templates[0]) and w == max(args.guidance):
-                    pictures[f"{template!r}, {which}"] = (
-                        ((x - lo) / (hi - lo)).clamp(0, 1).reshape(k, args.per_class, 28, 28)[:, :8])
-                print(f"  {which} w = {w:g}  {'held out' if row['heldout'] else 'training'}  {template!r:34}  "
-                      f"accuracy {row['accuracy']:.3f}  {seconds:.0f} s", flush=True)
 
+def score_weights(scorer: Scorer, which: str, model, captions, labels: torch.Tensor, pictures: dict) -> list[dict]:
+    """One row per guidance weight and template for one set of weights; the pictures of the held-out and first
+    training template at the largest guidance weight go to ``pictures``."""
+    args, k, (lo, hi) = scorer.args, captions.num_classes, scorer.value_range
+    rows = []
+    for w in args.guidance:
+        for j, template in enumerate(captions.templates):
+            x, seconds = scorer.draw(model, [captions.caption(int(c), j) for c in labels], w)
+            hit = scorer.predicted(x) == labels
+            per_class = hit.reshape(k, args.per_class).double().mean(1)
+            row = {"weights": which, "guidance": w, "template": template, "heldout": j == captions.heldout,
+                   "accuracy": float(hit.double().mean()), "per_class_accuracy": per_class.tolist(),
+                   "seconds": seconds}
+            rows.append(row)
+            if j in (captions.heldout, captions.train_templates[0]) and w == max(args.guidance):
+                pictures[f"{template!r}, {which}"] = (
+                    ((x - lo) / (hi - lo)).clamp(0, 1).reshape(k, args.per_class, 28, 28)[:, :8])
+            print(f"  {which} w = {w:g}  {'held out' if row['heldout'] else 'training'}  {template!r:34}  "
+                  f"accuracy {row['accuracy']:.3f}  {seconds:.0f} s", flush=True)
+    return rows
+
+
+def summarise(rows: list[dict], weights: list[str], guidance: list[float]) -> list[dict]:
+    """Per weights and guidance weight: the training templates' mean, std and range, and the held-out one."""
     summary = []
-    for which in runs:
-        for w in args.guidance:
+    for which in weights:
+        for w in guidance:
             mine = [r for r in rows if r["weights"] == which and r["guidance"] == w]
             seen = [r["accuracy"] for r in mine if not r["heldout"]]
             held = [r["accuracy"] for r in mine if r["heldout"]]
@@ -111,41 +103,71 @@ def main() -> None:
             summary.append({"weights": which, "guidance": w, "training_templates_mean": mean,
                             "training_templates_std": std, "training_templates_min": min(seen),
                             "training_templates_max": max(seen), "heldout": held[0] if held else None})
+    return summary
+
+
+def print_summary(result: dict, n: int) -> None:
+    print(f"\n{result['sampler']}, {result['steps']} steps, {n} samples per template ({result['per_class']} per "
+          f"class), run {result['run']} step {result['step']}; classifier on test images "
+          f"{result['classifier_test_accuracy']:.3f}\n")
+    print("| weights | guidance w | training templates: mean (min-max) | held-out template |")
+    print("|---|---:|---:|---:|")
+    for s in result["summary"]:
+        held = "-" if s["heldout"] is None else f"{s['heldout']:.3f}"
+        print(f"| {s['weights']} | {s['guidance']:g} | {s['training_templates_mean']:.3f} "
+              f"({s['training_templates_min']:.3f}-{s['training_templates_max']:.3f}) | {held} |")
+
+
+def draw_figure(pictures: dict[str, torch.Tensor], k: int, heldout: str | None, title: str, path: str) -> None:
+    """One panel per (template, weights): a row of samples per class."""
+    fig, axes = pyplot().subplots(1, len(pictures), figsize=(2.8 * len(pictures), 3.6), squeeze=False)
+    for ax, (name, imgs) in zip(axes[0], pictures.items()):
+        tiles = imgs.permute(0, 2, 1, 3).reshape(k * 28, imgs.shape[1] * 28)  # rows: classes
+        ax.imshow(tiles.numpy(), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(f"{name}{' (held out)' if name.startswith(repr(heldout)) else ''}", fontsize=7)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=9)
+    save_figure(fig, path)
+
+
+def main() -> None:
+    args = parse_args()
+    runs = {which: load_run(args.run_dir, ema=which == "ema") for which in args.weights}
+    run = next(iter(runs.values()))
+    cfg, captions = run.config, getattr(run.model, "captions", None)
+    if captions is None:
+        raise SystemExit(f"{args.run_dir} has no text input; train configs/mmdit-fashion-text.yaml first")
+    extractor = load_extractor("fashion-mnist")
+    dataset = load_dataset(cfg.data)
+    k = captions.num_classes
+    n = k * args.per_class
+    scorer = Scorer(args, cfg, extractor, run.model.value_range, n)
+    test_acc = float((scorer.predicted(dataset.test) == dataset.test_labels).double().mean())
+    print(f"classifier accuracy on the {len(dataset.test)} test images: {test_acc:.4f}", flush=True)
+
+    labels = torch.arange(k).repeat_interleave(args.per_class)  # (n,)
+    rows, pictures, unconditional = [], {}, {}
+    for which, loaded in runs.items():
+        x, seconds = scorer.draw(loaded.model, [""] * n, 1.0)  # the empty caption: the unconditional model
+        counts = torch.bincount(scorer.predicted(x), minlength=k)
+        unconditional[which] = {"largest_class_share": float(counts.max()) / n, "class_histogram": counts.tolist(),
+                                "seconds": seconds}
+        print(f"  {which} weights, empty caption: largest class share "
+              f"{unconditional[which]['largest_class_share']:.3f}  {seconds:.0f} s", flush=True)
+        rows += score_weights(scorer, which, loaded.model, captions, labels, pictures)
+
     result = {"run": args.run_dir, "step": run.step, "train_steps": cfg.train.steps, "weights": list(runs),
               "train_seconds": _train_seconds(run), "sampler": args.sampler or cfg.sample.sampler,
               "steps": args.steps or cfg.sample.steps, "per_class": args.per_class, "seed": args.seed,
               "extractor": extractor.name, "weights_sha256": extractor.weights_sha256,
               "classifier_test_accuracy": test_acc, "heldout_template": captions.templates[captions.heldout]
-              if captions.heldout is not None else None, "unconditional": unconditional, "summary": summary,
-              "rows": rows}
+              if captions.heldout is not None else None, "unconditional": unconditional,
+              "summary": summarise(rows, list(runs), args.guidance), "rows": rows}
     write_results("mmdit_text", result, path=args.out)
-
-    print(f"\n{result['sampler']}, {result['steps']} steps, {n} samples per template ({args.per_class} per class), "
-          f"run {args.run_dir} step {run.step}; classifier on test images {test_acc:.3f}\n")
-    print("| weights | guidance w | training templates: mean (min-max) | held-out template |")
-    print("|---|---:|---:|---:|")
-    for s in summary:
-        held = "-" if s["heldout"] is None else f"{s['heldout']:.3f}"
-        print(f"| {s['weights']} | {s['guidance']:g} | {s['training_templates_mean']:.3f} "
-              f"({s['training_templates_min']:.3f}-{s['training_templates_max']:.3f}) | {held} |")
-
+    print_summary(result, n)
     if pictures:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(1, len(pictures), figsize=(2.8 * len(pictures), 3.6), squeeze=False)
-        for ax, (title, imgs) in zip(axes[0], pictures.items()):
-            tiles = imgs.permute(0, 2, 1, 3).reshape(k * 28, imgs.shape[1] * 28)  # rows: classes
-            ax.imshow(tiles.numpy(), cmap="gray", vmin=0, vmax=1)
-            held = " (held out)" if title.startswith(repr(result["heldout_template"])) else ""
-            ax.set_title(f"{title}{held}", fontsize=7)
-            ax.axis("off")
-        fig.suptitle(f"{cfg.run.name} step {run.step}, w = {max(args.guidance):g}: one row per class", fontsize=9)
-        fig.tight_layout()
-        Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(args.figure, dpi=110)
+        draw_figure(pictures, k, result["heldout_template"],
+                    f"{cfg.run.name} step {run.step}, w = {max(args.guidance):g}: one row per class", args.figure)
         print(f"\nwrote {args.out} and {args.figure}")
 
 

@@ -8,7 +8,7 @@ classifier's features: each set is resized to 28 px (bilinear, as the data optio
 test split; the floor is ``--n`` training images taken down to the same resolution and back, the same resizing
 the samples go through, so the floor carries the resolution's own loss of detail.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/multires_grids.py runs/dit-mnist-multires
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.multires_grids runs/dit-mnist-multires
 """
 
 from __future__ import annotations
@@ -18,14 +18,13 @@ import time
 from pathlib import Path
 
 import torch
-from common import docs_figure, machine, write_results
 
 from flowforge.data import load_dataset
 from flowforge.data.packing import resize_images
 from flowforge.metrics import default_extractor, load_extractor, reference_features, score_images
 from flowforge.runs import load_run
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks.harness import figure_path, machine, write_results
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,11 +33,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n", type=int, default=500, help="samples scored per resolution")
     ap.add_argument("--per-class", type=int, default=8, help="samples per class in the figure")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--figure", default=None, help="the grids' figure (default docs/dit-multires.png, but only with "
-                    "the default --out, so a trial run never replaces the docs' figure; '' for none)")
+    ap.add_argument("--figure", default=None,
+                    help="the grids' figure (default dit-multires.png beside --out; '' for none; "
+                         "`make docs-figures` copies the default one into docs/)")
     ap.add_argument("--out", default=None, help="results JSON (default benchmarks/results/multires_grids.json)")
     args = ap.parse_args(argv)
-    args.figure = docs_figure(args.figure, args.out, "dit-multires.png")
+    args.figure = figure_path(args.figure, args.out, "dit-multires.png")
     if args.per_class < 1:
         ap.error(f"--per-class {args.per_class}: the figure needs at least one sample per class")
     run = load_run(args.run_dir)

@@ -29,7 +29,7 @@ Prints a markdown table per run, writes every number to ``--out`` (JSON) and a f
 (x: NFE, log scale; y: energy distance, log scale; one line per sampler, one panel per run; floor and Gaussian
 as horizontal lines). ``--render JSON`` prints the tables and redraws the figure of an earlier results file.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/nfe_curve.py runs/fm-digits runs/edm-digits runs/vp-digits
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.nfe_curve runs/fm-digits runs/edm-digits runs/vp-digits
 """
 
 from __future__ import annotations
@@ -41,11 +41,12 @@ import time
 from pathlib import Path
 
 import torch
-from common import RESULTS, command_line, mean_std, write_results
 
 from flowforge.data import load_dataset
 from flowforge.metrics import energy_distance, matched_gaussian
 from flowforge.runs import load_run, sample_options
+
+from benchmarks.harness import RESULTS, command_line, mean_std, write_results
 
 SAMPLERS = ("euler", "heun", "dpm++2m", "ddim")
 NFES = (2, 4, 8, 16, 32, 64)
@@ -193,7 +194,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--n", type=int, default=1000, help="samples per (sampler, NFE) (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the prior draw, the same for every sampler")
     p.add_argument("--out", default=str(RESULTS / "nfe_curve.json"), help="results JSON")
-    p.add_argument("--figure", default="docs/nfe-curve-digits.png", help="figure (PNG)")
+    p.add_argument("--figure", default=str(RESULTS / "nfe-curve-digits.png"),
+                   help="figure (PNG; the docs show it: `make docs-figures` copies it there)")
     p.add_argument("--samplers", nargs="+", default=list(SAMPLERS))
     p.add_argument("--nfes", nargs="+", type=int, default=list(NFES), help="target NFEs")
     p.add_argument("--yardstick-draws", type=int, default=5, help="draws of the noise floor and Gaussian baseline")
@@ -211,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
                            for r in args.runs]}
         result["seconds"] = time.perf_counter() - t0
         if argv is not None:  # called from Python: record the arguments given, not the caller's command line
-            result["command"] = command_line(["benchmarks/nfe_curve.py", *argv])
+            result["command"] = command_line(["-m", "benchmarks.nfe_curve", *argv])
         print(f"wrote {write_results('nfe_curve', result, path=args.out)}")
     print(render_tables(result))
     plot(result, Path(args.figure))

@@ -11,9 +11,9 @@ model.flow.scaling_init=zero train.steps=6000 train.eval_every=500 train.eval_ex
 the 20-epoch run of the data-dependent start with a cosine decay (commit 40d57b4, ``configs/nice-mnist.yaml`` with
 ``train.steps=6000``: 37.8 min, test LL 1972.5 on all 10 000 test images).
 
-Writes ``benchmarks/results/nice_curve.json`` and the figure ``docs/nice-mnist-curves.png``.
+Writes ``benchmarks/results/nice_curve.json`` and the figure ``benchmarks/results/nice-mnist-curves.png``.
 
-    .venv/bin/python benchmarks/nice_curve.py runs/nice-mnist
+    .venv/bin/python -m benchmarks.nice_curve runs/nice-mnist
 """
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ from pathlib import Path
 
 import yaml
 
-from common import RESULTS, write_results
+from benchmarks.harness import RESULTS, write_results
 
-ROOT = Path(__file__).resolve().parents[1]
 PAPER_LL = 1980.50  # Dinh et al., 2015, Table 2 (MNIST, logistic prior)
 # commit fb1ff10's run (scaling from zero): held-out LL on 2000 test images at each epoch (300 steps of 200)
 ZERO_START = {"commit": "fb1ff10", "minutes": 53, "test_ll": 1761.6, "test_ll_stderr": 3.3,
@@ -44,7 +43,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--steps-per-epoch", type=int, default=300, help="60000 images / batch 200")
-    parser.add_argument("--figure", type=Path, default=ROOT / "docs" / "nice-mnist-curves.png")
+    parser.add_argument("--figure", type=Path, default=RESULTS / "nice-mnist-curves.png",
+                        help="the figure (the docs show it: `make docs-figures` copies it there)")
     parser.add_argument("--out", default=str(RESULTS / "nice_curve.json"))
     args = parser.parse_args()
     rows = [json.loads(line) for line in (args.run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]

@@ -13,7 +13,7 @@ and projects the step at which the curve would reach the paper's figure in two w
 Writes the curve and the projections (steps needed, ``None`` where a fit gives none) to ``--out`` (default
 ``benchmarks/results/nice_projection.json``).
 
-    .venv/bin/python benchmarks/nice_projection.py runs/nice-mnist
+    .venv/bin/python -m benchmarks.nice_projection runs/nice-mnist
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, write_results
+from benchmarks.harness import RESULTS, write_results
 
 PAPER_LL = 1980.50  # Dinh et al., 2015, Table 2 (MNIST, logistic prior)
 

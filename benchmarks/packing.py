@@ -20,8 +20,8 @@ is the growth of the peak resident set (``VmHWM``) over one step, in a fresh sub
 warm-up step on one image per resolution (CPU torch has no allocator statistics), so it includes the
 allocator's slack: read it as a ratio.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/packing.py            # both scenarios, ~5 minutes
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/packing.py --quick    # a smoke run (tests)
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.packing            # both scenarios, ~5 minutes
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.packing --quick    # a smoke run (tests)
 """
 
 from __future__ import annotations
@@ -38,11 +38,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from common import peak_rss_mb, reset_peak_rss, rss_mb, write_results
 
-from flowforge.nets.dit import DiT, patchify, unpatchify
+from flowforge.nets import DiT, grid_positions, sincos_2d
+# the packing internals this benchmark measures (the token layout and the document mask), not a user's API
+from flowforge.nets.dit import patchify, unpatchify
 from flowforge.nets.packing import DocumentMask
-from flowforge.nets.positions import grid_positions, sincos_2d
+
+from benchmarks.harness import ROOT, peak_rss_mb, reset_peak_rss, rss_mb, write_results
 
 NAME = "packing"
 
@@ -193,8 +195,9 @@ def worker(kind: str, scenario: Scenario, method: str) -> dict:
 def peak_memory(kind: str, scenario: Scenario, method: str, quick: bool) -> float | None:
     """The worker's measurement, or None when the method fails in a fresh process (FlexAttention can: its
     compile at the warm-up shape and then at the batch's shape hits inductor's C++ error)."""
-    cmd = [sys.executable, __file__, "--worker", kind, scenario.name, method] + (["--quick"] if quick else [])
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
+    cmd = [sys.executable, "-m", __spec__.name, "--worker", kind, scenario.name, method]
+    cmd += ["--quick"] if quick else []
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT,
                           env={**os.environ, "PYTHONWARNINGS": "ignore"})
     if proc.returncode != 0:
         if method != "flex":

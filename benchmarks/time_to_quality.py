@@ -30,9 +30,9 @@ images (torchcfm's U-Net refuses 8x8 images; flow_matching's lives in its exampl
 score is the Fréchet distance in the pinned digits CNN's features (``flowforge.metrics``; ``--n`` samples against
 the test split; floor: ``--n`` training images), flowforge's recipes start from ``fm-digits``.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/time_to_quality.py              # ~15 min on one thread
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/time_to_quality.py --datasets digits --seeds 1 --n 1000
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/time_to_quality.py --quick      # smoke run, into /tmp
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.time_to_quality              # ~15 min on one thread
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.time_to_quality --datasets digits --seeds 1 --n 1000
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.time_to_quality --quick      # smoke run, into /tmp
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ import time
 from pathlib import Path
 
 import torch
-from common import RESULTS, mean_std, write_results
 from torch import Tensor, nn
 
 from flowforge.config import load_config
@@ -53,7 +52,8 @@ from flowforge.metrics import (default_extractor, energy_distance, load_extracto
                                reference_features, score_images)
 from flowforge.train import train
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.harness import RESULTS, ROOT, mean_std, write_results
+
 METRIC = {"points": "energy_distance", "image": "fd"}  # the score of each kind of data set (lower is better)
 PRESET = {"moons": "rf-moons", "checkerboard": "rf-checkerboard", "8gaussians": "rf-moons", "digits": "fm-digits"}
 # flowforge recipes: name -> preset -> overrides on top of the data set's preset (data.name set by the script).
@@ -368,9 +368,9 @@ def main() -> None:
               "cpu_capability": torch.backends.cpu.get_cpu_capability(), "results": results,
               "seconds": time.perf_counter() - t0}
     path = write_results(Path(args.out).stem, record, args.out)
-    # the docs' figure for a default results file; beside any other (--quick, --out) so it stays untouched
+    # the docs' figure's name for a default results file (`make docs-figures` copies it); beside any other
     default = Path(args.out).parent == RESULTS and Path(args.out).stem.startswith("time_to_quality")
-    figure(results, ROOT / "docs" / f"{Path(args.out).stem.replace('_', '-')}.png" if default
+    figure(results, RESULTS / f"{Path(args.out).stem.replace('_', '-')}.png" if default
            else Path(args.out).with_suffix(".png"), args.steps)
     for name, r in results.items():
         t = r["target"]

@@ -6,12 +6,13 @@ load on this noisy machine hits both alike, and reports median steps/s and the r
 The result goes to ``benchmarks/results/train_speed.json`` under the CPU's capability
 (``torch.backends.cpu.get_cpu_capability()``: bf16 is native with AMX / AVX512-BF16 and emulated on AVX2),
 then the case (the config's name and overrides): a run replaces only its own capability's case, so the file
-keeps what other machines measured; the per-capability summary that flowforge's bf16 warning quotes goes to
-``src/flowforge/train/bf16_speed.json``. Per case: ``fp32_steps_per_sec``, ``bf16_steps_per_sec`` (medians),
-``bf16_over_fp32``, every run's rate and the command.
+keeps what other machines measured. The per-capability summary that flowforge's bf16 warning quotes,
+``src/flowforge/train/bf16_speed.json``, is library data that ``tools/bf16_speed_table.py`` (``make library-data``)
+builds from this file; a benchmark never writes into ``src/``. Per case: ``fp32_steps_per_sec``,
+``bf16_steps_per_sec`` (medians), ``bf16_over_fp32``, every run's rate and the command.
 
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/train_speed.py --steps 100   # the demo's MLP 4x256, batch 512
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/train_speed.py --config configs/fm-digits.yaml --steps 30 \
+    OMP_NUM_THREADS=2 .venv/bin/python -m benchmarks.train_speed --steps 100   # the demo's MLP 4x256, batch 512
+    OMP_NUM_THREADS=2 .venv/bin/python -m benchmarks.train_speed --config configs/fm-digits.yaml --steps 30 \
         --repeats 2 --label "digits U-Net (0.76 M parameters), batch 100"
 """
 
@@ -26,10 +27,11 @@ import tempfile
 from pathlib import Path
 
 import torch
-from common import RESULTS, command_line, flowforge_source, machine, write_results
 
 from flowforge.config import load_config
 from flowforge.train import train
+
+from benchmarks.harness import RESULTS, command_line, flowforge_source, machine, write_results
 
 NAME = "train_speed"
 
@@ -69,33 +71,6 @@ def merge(previous: dict, capability: str, key: str, case: dict) -> dict:
     return {"about": ABOUT, "by_capability": by_capability}
 
 
-PACKAGE_FILE = Path(__file__).resolve().parent.parent / "src/flowforge/train/bf16_speed.json"
-DEMO_CASE = "rf-checkerboard"  # the case the package's warning quotes when a capability has it
-
-
-def package_summary(record: dict) -> dict:
-    """What ``flowforge.train.precision`` reads (``bf16_speed.json``): per capability, native bf16 or not and
-    one case's measured bf16 / fp32 speed (the demo MLP's when measured), with its CPU and date."""
-    out = {}
-    for capability, entry in record["by_capability"].items():
-        cases = entry.get("cases", {})
-        if not cases:
-            continue
-        key = DEMO_CASE if DEMO_CASE in cases else next(iter(cases))
-        case = cases[key]
-        out[capability] = {"capability": capability, "native_bf16": bool(entry["mkldnn_bf16_supported"]),
-                           "bf16_over_fp32": case["bf16_over_fp32"], "case": case["label"],
-                           "cpu": case.get("machine", {}).get("cpu", "unknown CPU"), "date": case["date"],
-                           "command": case.get("command", "")}
-    return {"about": "written by benchmarks/train_speed.py from benchmarks/results/train_speed.json; "
-                     "the bf16 warning of flowforge.train.precision quotes it", "by_capability": out}
-
-
-def write_package_summary(record: dict) -> Path:
-    PACKAGE_FILE.write_text(json.dumps(package_summary(record), indent=1) + "\n")
-    return PACKAGE_FILE
-
-
 ABOUT = ("fp32 against bf16 autocast training throughput (steps/s, medians of alternating runs), by "
          "torch.backends.cpu.get_cpu_capability(), then by case (config stem and overrides). "
          "mkldnn_bf16_supported: torch.ops.mkldnn._is_mkldnn_bf16_supported(), native bf16 kernels (AMX or "
@@ -126,7 +101,7 @@ def main() -> None:
     print(f"bf16 / float32 throughput: {bf16 / fp32:.2f}x")
 
     key = case_key(args.config, args.overrides)
-    case = {"label": args.label or key, "source": "measured by benchmarks/train_speed.py",
+    case = {"label": args.label or key, "source": "measured by benchmarks.train_speed",
             "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "command": command_line(),
             "config": args.config, "overrides": args.overrides, "steps": args.steps, "repeats": args.repeats,
             "fp32_steps_per_sec": fp32, "bf16_steps_per_sec": bf16, "bf16_over_fp32": bf16 / fp32,
@@ -140,7 +115,8 @@ def main() -> None:
     out = write_results(NAME, record, path=out)
     print(f"wrote {out} ({capability} / {key})")
     if Path(args.out).resolve() == (RESULTS / f"{NAME}.json").resolve():
-        print(f"wrote {write_package_summary(record)}")
+        print("the package's bf16 table quotes this file: `make library-data` (tools/bf16_speed_table.py) "
+              "rewrites src/flowforge/train/bf16_speed.json from it")
 
 
 if __name__ == "__main__":

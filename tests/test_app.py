@@ -8,7 +8,7 @@ from PIL import Image
 from flowforge import load_config
 from flowforge.app import logic
 from flowforge.app.logic import AppError
-from flowforge.runs import export_run
+from flowforge.jobs import export_run
 from flowforge.train import train
 
 TINY_UNET = {"data.name": "digits", "model.net.name": "unet", "model.net.channels": 8,

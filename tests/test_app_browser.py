@@ -1,6 +1,6 @@
 """``flowforge app`` in a real browser: headless Chromium (Debian's package, driven by Playwright) loads the app
 on a tiny 2-D run and a tiny image run, clicks through Sample, Inpaint and Density, and checks what renders
-(benchmarks/app_screenshots.py does the clicking). Skips, naming what to install, without Gradio, Playwright or
+(tools/app_screenshots.py does the clicking). Skips, naming what to install, without Gradio, Playwright or
 /usr/bin/chromium; `.ci/run` installs all three. FLOWFORGE_APP_SCREENSHOTS=DIR keeps the screenshots there."""
 
 import importlib.util
@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _driver():
-    spec = importlib.util.spec_from_file_location("app_screenshots", ROOT / "benchmarks" / "app_screenshots.py")
+    spec = importlib.util.spec_from_file_location("app_screenshots", ROOT / "tools" / "app_screenshots.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

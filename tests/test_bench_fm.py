@@ -1,4 +1,4 @@
-"""Smoke test of benchmarks/fm_vs_peers.py: the --quick mode runs and writes finite numbers."""
+"""Smoke test of benchmarks.fm_vs_peers: the --quick mode runs and writes finite numbers."""
 
 import json
 import math
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "fm_vs_peers.py"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _numbers(obj):
@@ -30,8 +30,8 @@ def test_fm_vs_peers_quick_writes_finite_numbers(tmp_path):
     pytest.importorskip("flow_matching")
     pytest.importorskip("torchdiffeq")  # flow_matching's ODESolver integrates with it
     out = tmp_path / "fm.json"
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--datasets", "moons", "--out", str(out)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.fm_vs_peers", "--quick", "--datasets", "moons", "--out",
+                           str(out)], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     record = json.loads(out.read_text())
     rep = record["results"]["moons"]["repeats"][0]

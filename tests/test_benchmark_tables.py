@@ -1,5 +1,6 @@
 """The benchmark tables of README.md and docs/*.md say what benchmarks/results/*.json say
-(benchmarks/render_tables.py --check), and each table is on exactly one page."""
+(python -m benchmarks.render_tables --check), each table is on exactly one page, and each registered table has
+its own module."""
 
 import re
 import shutil
@@ -8,13 +9,12 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "render_tables.py"
 MARKED = re.compile(r"<!-- table:flows_vs_peers -->\n(.*?)<!-- /table:flows_vs_peers -->", re.DOTALL)
 
 
 def _check(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), "--check", *args], capture_output=True, text=True,
-                          timeout=60, check=False)
+    return subprocess.run([sys.executable, "-m", "benchmarks.render_tables", "--check", *args], capture_output=True,
+                          text=True, timeout=60, check=False, cwd=ROOT)
 
 
 def _copy_pages(tmp_path: Path) -> Path:
@@ -73,3 +73,12 @@ def test_results_without_markers_fail_the_check(tmp_path):
     page.write_text(MARKED.sub("", page.read_text()))
     proc = _check("--root", str(root))
     assert proc.returncode == 1 and "no page has <!-- table:flows_vs_peers --> markers" in proc.stdout
+
+
+def test_every_table_renders_from_a_module_of_benchmarks_tables():
+    from benchmarks.tables import TABLES
+
+    for name, spec in TABLES.items():
+        module = spec.render.__module__
+        assert module.startswith("benchmarks.tables.") and module != "benchmarks.tables.format", name
+        assert all((ROOT / "benchmarks" / "results" / f"{s}.json").is_file() for s in spec.sources), name

@@ -1,8 +1,10 @@
 import subprocess
+import warnings
 from pathlib import Path
 import sys
 
 import pytest
+import yaml
 
 from flowforge.config import Config, ConfigError, apply_overrides, from_dict, load_config
 
@@ -97,7 +99,9 @@ def test_every_preset_loads_and_builds_its_model(preset):
 
     from flowforge.models import build_model
 
-    cfg = load_config(Path(__file__).parents[1] / "configs" / preset)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # presets use no deprecated key
+        cfg = load_config(Path(__file__).parents[1] / "configs" / preset)
     assert cfg.run.name == preset.removesuffix(".yaml")
     data = PRESET_DATA.get(cfg.data.name, {"shape": [2]})
     if cfg.data.image_range == "unit" and "value_range" in data:
@@ -117,3 +121,56 @@ def test_version_and_python_dash_m():
     for cmd in ([sys.executable, "-m", "flowforge", "--version"], [sys.executable, "-m", "flowforge.cli", "--version"]):
         proc = subprocess.run(cmd, capture_output=True, text=True)
         assert proc.returncode == 0 and proc.stdout.strip() == f"flowforge {flowforge.__version__}", proc
+
+
+OLD_MEANFLOW = {"target": "mean-velocity", "meanflow_ratio": 0.5, "meanflow_p": 0.0, "meanflow_guidance": 2.0}
+
+
+def test_old_flat_objective_keys_are_read_with_a_warning_naming_the_new_ones(tmp_path):
+    """model.meanflow_* and model.target=mean-velocity (until this release) still load, from a file and from
+    overrides, into model.meanflow.* and model.objective=mean-flow, each with a FutureWarning naming its new key."""
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump({"model": {**OLD_MEANFLOW, "num_classes": 3}}))
+    with pytest.warns(FutureWarning) as seen:
+        cfg = load_config(path, ["model.meanflow_kappa=0.25"])
+    said = " ".join(str(w.message) for w in seen)
+    for old, new in (("model.meanflow_ratio", "model.meanflow.ratio"), ("model.meanflow_kappa", "model.meanflow.kappa"),
+                     ("model.target=mean-velocity", "model.objective=mean-flow")):
+        assert old in said and new in said
+    m = cfg.model
+    assert (m.objective, m.target) == ("mean-flow", "velocity")
+    assert (m.meanflow.ratio, m.meanflow.p, m.meanflow.guidance, m.meanflow.kappa, m.meanflow.c) == (0.5, 0.0, 2.0, 0.25, 1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        new = load_config(None, ["model.objective=mean-flow", "model.meanflow.ratio=0.5", "model.meanflow.p=0",
+                                 "model.meanflow.guidance=2", "model.meanflow.kappa=0.25", "model.num_classes=3"])
+    assert new.model == m
+
+
+def test_old_and_new_keys_that_disagree_are_an_error():
+    with pytest.raises(ConfigError, match="meanflow_ratio.*meanflow.ratio"):
+        load_config(None, ["model.meanflow.ratio=0.5", "model.meanflow_ratio=0.75"])
+    with pytest.raises(ConfigError, match="model.objective=mean-flow"):
+        load_config(None, ["model.target=mean-velocity", "model.objective=regression"])
+    with pytest.raises(ConfigError, match="unknown key model.meanflow.ratios"):
+        load_config(None, ["model.meanflow.ratios=0.5"])
+
+
+def test_an_old_runs_checkpoint_binds_to_its_config_after_the_move(tmp_path):
+    """A checkpoint records the model section it was trained as; one written with the flat keys binds to the
+    same config read today (moved keys in their new place), and still refuses an edited one."""
+    from flowforge.runs import check_model_binding
+    from flowforge.errors import RunError
+
+    defaults = Config().to_dict()["model"]
+    old = {k: v for k, v in defaults.items() if k not in ("objective", "meanflow")}
+    old.update({**OLD_MEANFLOW, "meanflow_c": 1e-3, "meanflow_kappa": 0.0, "num_classes": 3})
+    with pytest.warns(FutureWarning):
+        today = from_dict({"model": old}).to_dict()["model"]
+    check_model_binding({"model": old}, today, tmp_path, defaults)
+    plain = {k: v for k, v in defaults.items() if k not in ("objective", "meanflow")}
+    plain.update(meanflow_ratio=0.25, meanflow_p=1.0, meanflow_c=1e-3, meanflow_guidance=1.0, meanflow_kappa=0.0)
+    check_model_binding({"model": plain}, defaults, tmp_path, defaults)  # an old flow-matching run
+    with pytest.raises(RunError, match="model.meanflow.ratio was 0.5"):
+        check_model_binding({"model": old}, {**today, "meanflow": {**today["meanflow"], "ratio": 0.25}}, tmp_path,
+                            defaults)

@@ -13,11 +13,10 @@ from torch import nn
 
 from flowforge.metrics import energy_distance
 from flowforge.models import ContinuousFlow
-from flowforge.models.continuous import x0_error_scale
 from flowforge.models.field import PathField
-from flowforge.models.ot import ot_permutation
 from flowforge.models.precond import EDMPrecond
-from flowforge.models.time_sampling import LogitNormal, LogNormalSigma, Uniform
+from flowforge.models.objectives import (LogitNormal, LogNormalSigma, Regression, Uniform, ot_permutation,
+                                         x0_error_scale)
 from flowforge.nets import MLP
 from flowforge.paths import (PATHS, PREDICTIONS, EDMPath, LinearPath, VEPath, VPPath, convert, expand_like,
                              from_x0_eps, to_x0_eps)
@@ -351,7 +350,8 @@ def test_loss_matches_hand_computation_and_weightings():
     torch.manual_seed(0)
     x = torch.randn(32, 2)
     for target, weighting in (("velocity", "none"), ("eps", "min-snr"), ("x0", "edm")):
-        model = ContinuousFlow(VPPath(), MLP((2,), 32, 2), (2,), target=target, weighting=weighting)
+        model = ContinuousFlow(VPPath(), MLP((2,), 32, 2), (2,), target=target,
+                               objective=Regression(weighting=weighting))
         loss = model.loss(x, BatchRandom(torch.Generator().manual_seed(1), 32, 0, 32))
         g = torch.Generator().manual_seed(1)  # the same draws, in the same order
         noise, u = torch.randn(32, 2, generator=g), torch.rand(32, generator=g)
@@ -422,8 +422,8 @@ def test_time_samplers():
     for m in (-40.0, 40.0):  # sigmoid saturates to exactly 0 / 1 in float32; the times stay inside (0, 1)
         t = LogitNormal(m=m).sample(rng, LinearPath(), like)
         assert 0 < t.min() and t.max() < 1
-        edm = ContinuousFlow(LinearPath(), MLP((2,), 8, 1), (2,), target="x0", weighting="edm",
-                             time_sampler=LogitNormal(m=m))
+        edm = ContinuousFlow(LinearPath(), MLP((2,), 8, 1), (2,), target="x0",
+                             objective=Regression(LogitNormal(m=m), weighting="edm"))
         assert torch.isfinite(edm.loss(torch.randn(8, 2), BatchRandom(torch.Generator().manual_seed(0), 8, 0, 8)))
     u = Uniform().sample(rng, VEPath(), like)
     assert u.min() >= VEPath.train_t_min and u.max() <= 6400 and abs(u.mean() - 3200) < 100
@@ -449,7 +449,7 @@ def test_trained_ve_model_gives_one_distribution_on_every_path():
     torch.manual_seed(0)
     data = torch.as_tensor(moons(4000, np.random.default_rng(0), 0.05)).float()
     model = ContinuousFlow(VEPath(), MLP((2,), 128, 3, time_scale=1.0), (2,), precond=0.5,
-                           time_sampler=LogNormalSigma())
+                           objective=Regression(LogNormalSigma()))
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     for step in range(800):
         opt.zero_grad()
@@ -463,3 +463,22 @@ def test_trained_ve_model_gives_one_distribution_on_every_path():
     for name in ("vp", "linear"):
         assert energy_distance(draws[name], draws["ve"]) < 2 * spread + 1e-3, name
     assert energy_distance(draws["ve"], data[:2000]) < 0.05
+
+
+def test_a_paired_batch_brings_its_own_coupling():
+    """Reflow's coupling: a `Paired` batch trains on exactly its (x, noise) rows, drawing only the times; the
+    minibatch-OT coupling re-pairs independent draws by the exact plan."""
+    from flowforge.models.objectives import Independent, MinibatchOT, Paired
+
+    torch.manual_seed(0)
+    model = ContinuousFlow(LinearPath(), MLP((2,), 16, 2), (2,))
+    x, noise = torch.randn(8, 2), torch.randn(8, 2)
+    loss = model.loss(Paired(x, noise), BatchRandom(torch.Generator().manual_seed(3), 8, 0, 8))
+    t = Uniform().sample(BatchRandom(torch.Generator().manual_seed(3), 8, 0, 8), model.path, like=x)
+    x_t = (1 - t)[:, None] * x + t[:, None] * noise
+    torch.testing.assert_close(loss, (model.net(x_t, t) - (noise - x)).square().mean(1).mean())
+    with pytest.raises(ValueError, match="paired noise must have the data's shape"):
+        Paired(x, noise[:4])
+    _, independent = Independent()(model, x, BatchRandom(torch.Generator().manual_seed(4), 8, 0, 8))
+    _, ot = MinibatchOT()(model, x, BatchRandom(torch.Generator().manual_seed(4), 8, 0, 8))
+    assert torch.equal(ot, independent[ot_permutation(x, independent)])

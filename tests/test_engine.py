@@ -173,18 +173,8 @@ def test_precision_auto_follows_the_hardware():
 
 
 def test_package_bf16_figures_agree_with_the_benchmark_results():
-    import importlib.util
-    import sys
-    from pathlib import Path
+    from tools import bf16_speed_table
 
-    bench = Path(__file__).resolve().parents[1] / "benchmarks"
-    sys.path.insert(0, str(bench))
-    try:
-        spec = importlib.util.spec_from_file_location("train_speed_bench", bench / "train_speed.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(bench))
-    results = json.loads((bench / "results/train_speed.json").read_text())
-    assert json.loads(module.PACKAGE_FILE.read_text()) == module.package_summary(results), \
-        "run benchmarks/train_speed.py (or its write_package_summary) again"
+    results = json.loads(bf16_speed_table.RESULTS_FILE.read_text())
+    assert json.loads(bf16_speed_table.PACKAGE_FILE.read_text()) == bf16_speed_table.package_summary(results), \
+        "run `make library-data` (python -m tools.bf16_speed_table) again"

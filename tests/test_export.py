@@ -11,7 +11,8 @@ from safetensors.torch import load_file, save_file
 import flowforge
 from flowforge import load, load_config
 from flowforge.errors import RunError, UserError
-from flowforge.runs import export_run, latest_checkpoint, load_pretrained, pretrained
+from flowforge.jobs import export_run, load_pretrained, pretrained
+from flowforge.runs import latest_checkpoint
 from flowforge.train import train
 
 TINY_REALNVP = {"data.name": "digits", "model.flow.couplings": 2, "model.flow.levels": 1, "model.flow.hidden": 8,

@@ -1,9 +1,8 @@
-"""benchmarks/few_step_images.py on a tiny digits chain: a second call keeps the rows of weights it has scored."""
+"""benchmarks.few_step_images on a tiny digits chain: a second call keeps the rows of weights it has scored
+(the harness's KeyedRows, keyed by the weights' sha256)."""
 
-import importlib.util
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -14,10 +13,8 @@ from flowforge.train import train
 def test_a_later_call_rescores_only_changed_weights(tmp_path, capsys):
     from conftest import tiny_overrides
 
-    spec = importlib.util.spec_from_file_location(
-        "few_step_images", Path(__file__).resolve().parent.parent / "benchmarks" / "few_step_images.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    from benchmarks import few_step_images as script
+
     net = {"data.name": "digits", "model.net.name": "unet", "model.net.channels": 8, "model.net.channel_mult": "[1,2]",
            "model.net.attention_levels": "[1]", "model.net.num_res_blocks": 1, "train.steps": 4,
            "train.batch_size": 16, "train.warmup_steps": 0, "train.ckpt_every": 4}

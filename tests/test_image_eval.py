@@ -9,7 +9,7 @@ import pytest
 
 from flowforge import evaluate, load_config
 from flowforge.errors import RunError
-from flowforge.runs import compare_runs
+from flowforge.jobs import compare_runs
 from flowforge.train import train
 
 DIGITS_UNET = {"data.name": "digits", "model.net.name": "unet", "model.net.channels": 8,

@@ -150,6 +150,31 @@ def test_kd_separates_distributions_and_states_its_subsets():
     assert abs(big.mean) < 4 * big.stderr
 
 
+
+def test_kd_keeps_float64_against_numpy():
+    # the same disjoint subsets (the permutations drawn as kernel_distance draws them), scored by numpy in float64:
+    # the mean and standard error agree to float64 rounding, not to float32's ~1e-7
+    import numpy as np
+
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(230, 5, generator=gen, dtype=torch.float64)
+    y = torch.randn(200, 5, generator=gen, dtype=torch.float64)
+    kd = kernel_distance(x, y, max_subset_size=40, min_subsets=4, seed=7)
+    m, b = 40, 5
+    perm = torch.Generator().manual_seed(7)
+    xs = x.numpy()[torch.randperm(230, generator=perm).numpy()[: b * m]].reshape(b, m, 5)
+    ys = y.numpy()[torch.randperm(200, generator=perm).numpy()[: b * m]].reshape(b, m, 5)
+
+    def mmd2(a, c):
+        k_aa, k_cc, k_ac = ((a @ a.T / 5 + 1) ** 3, (c @ c.T / 5 + 1) ** 3, (a @ c.T / 5 + 1) ** 3)
+        off = (k_aa.sum() - np.trace(k_aa) + k_cc.sum() - np.trace(k_cc)) / (m * (m - 1))
+        return off - 2 * k_ac.mean()
+
+    values = np.array([mmd2(a, c) for a, c in zip(xs, ys)], dtype=np.float64)
+    assert (kd.n_subsets, kd.subset_size) == (b, m)
+    assert kd.mean == pytest.approx(values.mean(), rel=1e-12, abs=1e-15)
+    assert kd.stderr == pytest.approx(values.std(ddof=1) / math.sqrt(b), rel=1e-12)
+
 # ---------------------------------------------------------------- precision / recall
 
 

@@ -23,8 +23,9 @@ RANKS = {
     "models": 6,
     "runs": 7,  # knows models and files, no training loop
     "train": 8,  # writes through runs
-    "app": 8,  # the browser app: plain functions over runs, a Gradio page over them
-    "cli": 9, "__init__": 10, "__main__": 10,
+    "jobs": 9,  # what a user does with a trained run: evaluate, inpaint, compare, export, reflow
+    "app": 10,  # the browser app: plain functions over jobs and runs, a Gradio page over them
+    "cli": 11, "__init__": 12, "__main__": 12,
 }
 
 

@@ -8,11 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from flowforge.config import ModelConfig, NetConfig
+from flowforge.config import MeanFlowConfig, ModelConfig, NetConfig
 from flowforge.models import build_model
 from flowforge.models.continuous import ContinuousFlow
-from flowforge.models.mean_flow import MeanFlow, adaptive_loss, draw_interval
-from flowforge.models.time_sampling import Uniform
+from flowforge.models.objectives import MeanFlow, Uniform, adaptive_loss, draw_interval
 from flowforge.nets import MLP, DiT, UNet
 from flowforge.paths import LinearPath, VPPath
 from flowforge.rng import BatchRandom
@@ -32,7 +31,7 @@ class ExactDirac(nn.Module):
 
 
 def mean_flow_model(net, shape, **kw) -> ContinuousFlow:
-    return ContinuousFlow(LinearPath(), net, shape, mean_flow=MeanFlow(**kw))
+    return ContinuousFlow(LinearPath(), net, shape, objective=MeanFlow(**kw))
 
 
 @pytest.mark.parametrize("net", [
@@ -68,7 +67,7 @@ def test_exact_average_velocity_has_zero_loss():
     noise = torch.randn(64, 2, dtype=torch.float64)
     t = torch.rand(64, dtype=torch.float64) * 0.9 + 0.1
     r = t * torch.rand(64, dtype=torch.float64)
-    u, target = model.mean_flow_terms(x0, noise, r, t)
+    u, target = model.objective.terms(model, x0, noise, r, t)
     torch.testing.assert_close(u, noise - x0)
     torch.testing.assert_close(target, u)
 
@@ -82,13 +81,13 @@ def test_jvp_is_the_total_time_derivative():
     x0, noise = torch.randn(8, 3, dtype=torch.float64), torch.randn(8, 3, dtype=torch.float64)
     t = torch.rand(8, dtype=torch.float64) * 0.8 + 0.1
     r = t * torch.rand(8, dtype=torch.float64)
-    u, target = model.mean_flow_terms(x0, noise, r, t)
+    u, target = model.objective.terms(model, x0, noise, r, t)
     v = noise - x0
     z = (1 - t)[:, None] * x0 + t[:, None] * noise
     h = 1e-3
 
     def u_at(zz, tt):
-        return model._raw(zz, tt, None, interval=tt - r)
+        return model.net_output(zz, tt, None, interval=tt - r)
 
     du_dt = (u_at(z + h * v, t + h) - u_at(z - h * v, t - h)) / (2 * h)
     torch.testing.assert_close(target, v - (t - r)[:, None] * du_dt, atol=1e-4, rtol=1e-4)
@@ -117,11 +116,11 @@ def test_interval_draws_and_adaptive_weight():
 def test_mean_flow_needs_the_linear_path_and_velocity():
     net = MLP((2,), width=8, depth=1, interval=True)
     with pytest.raises(ValueError, match="linear path"):
-        ContinuousFlow(VPPath(), net, (2,), mean_flow=MeanFlow())
+        ContinuousFlow(VPPath(), net, (2,), objective=MeanFlow())
     with pytest.raises(ValueError, match="linear path"):
-        ContinuousFlow(LinearPath(), net, (2,), target="eps", mean_flow=MeanFlow())
+        ContinuousFlow(LinearPath(), net, (2,), target="eps", objective=MeanFlow())
     with pytest.raises(ValueError, match="class-conditional"):
-        ContinuousFlow(LinearPath(), net, (2,), mean_flow=MeanFlow(guidance=2.0))
+        ContinuousFlow(LinearPath(), net, (2,), objective=MeanFlow(guidance=2.0))
 
 
 def test_mean_flow_sampler_needs_a_mean_flow_model():
@@ -141,9 +140,11 @@ def test_sampler_steps_with_the_average_velocity():
 
 
 def test_config_builds_a_mean_flow_model_and_describes_it():
-    cfg = ModelConfig(target="mean-velocity", time_sampler="logit-normal", logit_mean=-0.4, meanflow_ratio=0.5)
+    cfg = ModelConfig(objective="mean-flow", time_sampler="logit-normal", logit_mean=-0.4,
+                      meanflow=MeanFlowConfig(ratio=0.5))
     model = build_model(cfg, {"shape": [2], "kind": "points"})
-    assert model.mean_flow == MeanFlow(ratio=0.5) and model.net.interval_embed is not None
+    assert isinstance(model.objective, MeanFlow) and model.net.interval_embed is not None and model.net.takes_interval
+    assert (model.objective.ratio, model.objective.p, model.objective.c) == (0.5, 1.0, 1e-3)
     assert model.target == "velocity"
     from flowforge.models import describe_model
     assert "MeanFlow" in describe_model(cfg)
@@ -156,7 +157,8 @@ def test_one_step_map_between_gaussians_is_close_to_the_exact_one():
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     mu, s = torch.tensor([1.0, -1.0]), 0.3
-    cfg = ModelConfig(target="mean-velocity", meanflow_ratio=0.5, net=NetConfig(width=64, depth=2, time_embed_dim=16))
+    cfg = ModelConfig(objective="mean-flow", meanflow=MeanFlowConfig(ratio=0.5),
+                      net=NetConfig(width=64, depth=2, time_embed_dim=16))
     model = build_model(cfg, {"shape": [2], "kind": "points"})
     opt = torch.optim.Adam(model.parameters(), 2e-3)
     # a cosine decay: at a constant rate the one-step error of the last iterate swung between 0.15 and 0.21 with
@@ -200,7 +202,7 @@ def test_image_backbones_train_with_the_jvp(net, bf16):
 def test_checkpointing_is_refused_with_mean_flow():
     from flowforge.config import ConfigError
 
-    cfg = ModelConfig(target="mean-velocity", net=NetConfig(name="dit", checkpoint=True))
+    cfg = ModelConfig(objective="mean-flow", net=NetConfig(name="dit", checkpoint=True))
     with pytest.raises(ConfigError, match="checkpoint"):
         build_model(cfg, {"shape": [1, 8, 8], "kind": "image"})
 
@@ -221,11 +223,11 @@ def test_guidance_built_into_the_target():
     """omega v + (1 - omega - kappa) u(null) + kappa u(class) for labelled examples, v itself for null ones
     (r = t, so the target is that velocity)."""
     model = ContinuousFlow(LinearPath(), LabelledConstant(3), (2,), num_classes=3,
-                           mean_flow=MeanFlow(guidance=2.0, kappa=0.5))
+                           objective=MeanFlow(guidance=2.0, kappa=0.5))
     x0, noise = torch.randn(4, 2), torch.randn(4, 2)
     t = torch.full((4,), 0.5)
     labels = torch.tensor([0, 1, 3, 2])
-    _, target = model.mean_flow_terms(x0, noise, t, t, labels)
+    _, target = model.objective.terms(model, x0, noise, t, t, labels)
     v = noise - x0
     expected = 2.0 * v + 0.5 * 1.0 + (1 - 2.0 - 0.5) * 0.0
     torch.testing.assert_close(target[[0, 1, 3]], expected[[0, 1, 3]])
@@ -241,11 +243,151 @@ def test_with_r_equal_t_the_loss_is_flow_matching():
     x = torch.randn(64, 3)
     rng = BatchRandom(torch.Generator().manual_seed(5), 64, 0, 64)
     noise = rng.randn((3,), like=x)  # the loss's own order of draws: noise, then the two times
-    a, b = (mf.time_sampler.sample(rng, mf.path, like=x) for _ in range(2))
+    a, b = (mf.objective.time_sampler.sample(rng, mf.path, like=x) for _ in range(2))
     t = torch.maximum(a, b)
-    u, target = mf.mean_flow_terms(x, noise, t, t)
+    u, target = mf.objective.terms(mf, x, noise, t, t)
     torch.testing.assert_close(target, noise - x)
     z = (1 - t)[:, None] * x + t[:, None] * noise
     fm_loss = (net(z, t, interval=torch.zeros(64)) - (noise - x)).square().sum(1).mean()
     loss = mf.loss(x, BatchRandom(torch.Generator().manual_seed(5), 64, 0, 64))
     torch.testing.assert_close(loss, fm_loss)
+
+
+# ---------------------------------------------------------------------------- conventions a slip would break
+
+
+class Recording(nn.Module):
+    """``u = x * (1 + t) + interval`` (per coordinate), recording the times and intervals it is called with."""
+
+    def __init__(self):
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(()))
+        self.calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def forward(self, x, t, interval=None):
+        interval = torch.zeros_like(t) if interval is None else interval
+        self.calls.append((t.detach().clone(), interval.detach().clone()))
+        return x * (1 + t[:, None]) + interval[:, None] + 0 * self.anchor
+
+
+def test_sampler_jumps_z_r_equals_z_t_minus_interval_times_u():
+    """Three mean-flow steps on the grid 1 -> 2/3 -> 1/3 -> 0: each is ``z_r = z_t - (t - r) u(z_t, r, t)`` with the
+    net called at time t and interval ``t - r`` (in [0, 1], not 1000x), as the objective trains it."""
+    net = Recording()
+    model = mean_flow_model(net, (2,))
+    noise = torch.randn(5, 2)
+    seen = []
+    x = model.sample(5, sampler="mean-flow", steps=3, grid="uniform", noise=noise,
+                     callback=lambda rec: seen.append((rec.t, rec.t_next)))
+    z = noise.clone()
+    for t, r in ((1.0, 2 / 3), (2 / 3, 1 / 3), (1 / 3, 0.0)):
+        z = z - (t - r) * (z * (1 + t) + (t - r))
+    torch.testing.assert_close(x, z)
+    assert [round(t, 6) for t, _ in seen] == [1.0, round(2 / 3, 6), round(1 / 3, 6)]
+    for (t, interval), (t_exp, r_exp) in zip(net.calls, seen):
+        torch.testing.assert_close(t, torch.full((5,), t_exp))
+        torch.testing.assert_close(interval, torch.full((5,), t_exp - r_exp))
+
+
+def test_objective_feeds_t_and_the_interval_t_minus_r():
+    """The objective evaluates the net at ``z_t = (1 - t) x0 + t eps`` (t = 1 is noise, as the sampler starts) with
+    time t and interval ``t - r``, on the same scale as the sampler's."""
+    net = Recording()
+    model = mean_flow_model(net, (2,), p=0.0)
+    x0, noise = torch.randn(6, 2), torch.randn(6, 2)
+    t = torch.tensor([0.2, 0.4, 0.6, 0.8, 1.0, 0.5])
+    r = torch.tensor([0.0, 0.4, 0.1, 0.3, 0.0, 0.5])
+    u, _ = model.objective.terms(model, x0, noise, r, t)
+    got_t, got_interval = net.calls[-1]
+    torch.testing.assert_close(got_t, t)
+    torch.testing.assert_close(got_interval, t - r)
+    z = (1 - t)[:, None] * x0 + t[:, None] * noise
+    torch.testing.assert_close(u, z * (1 + t[:, None]) + (t - r)[:, None])
+
+
+def test_target_and_weight_are_under_a_stop_gradient():
+    """The target carries no gradient, so the loss's gradient is that of ``w (u - const)^2``; and the adaptive
+    weight is constant too: d/d err of ``sg(w) err`` is ``w``, not the derivative of ``err / (err + c)``."""
+    torch.manual_seed(0)
+    net = perturb_zero_layers(MLP((2,), width=16, depth=2, time_embed_dim=8, time_scale=1.0, interval=True))
+    model = mean_flow_model(net, (2,), p=0.0)
+    x0, noise = torch.randn(16, 2), torch.randn(16, 2)
+    t = torch.rand(16) * 0.8 + 0.2
+    r = t * torch.rand(16)
+    u, target = model.objective.terms(model, x0, noise, r, t)
+    assert u.requires_grad and not target.requires_grad
+    (u - target).square().sum(1).mean().backward()
+    grads = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+    u2, target2 = model.objective.terms(model, x0, noise, r, t)
+    (u2 - target2.clone()).square().sum(1).mean().backward()
+    for a, b in zip(grads, (p.grad for p in net.parameters())):
+        torch.testing.assert_close(a, b)
+    err = torch.tensor([0.5, 2.0], requires_grad=True)
+    adaptive_loss(err, 1.0, 1e-3).backward()
+    torch.testing.assert_close(err.grad, 1 / (err.detach() + 1e-3) / 2)
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.25, 0.5, 0.75])
+def test_interval_sampler_share_of_r_not_t(ratio):
+    """``r != t`` on a fraction ``ratio`` of pairs, ``r <= t`` always, and both drawn from the time law."""
+    rng = BatchRandom(torch.Generator().manual_seed(1), 20000, 0, 20000)
+    r, t = draw_interval(rng, Uniform(), LinearPath(), ratio, like=torch.zeros(1))
+    assert bool((r <= t).all())
+    assert abs(float((r != t).float().mean()) - ratio) < 0.015
+    # t is the larger of two uniform draws (density 2t, mean 2/3); r != t ones are the smaller (mean 1/3)
+    assert abs(float(t.mean()) - 2 / 3) < 0.01
+    if ratio:
+        assert abs(float(r[r != t].mean()) - 1 / 3) < 0.02
+
+
+def test_weightings_and_where_their_minimisers_lie():
+    """For a scalar prediction u fitting targets {0 (x3), 1 (x1)} the least-squares minimiser is the mean 0.25.
+    The paper's per-example weight (p = 1) moves it towards the majority (the error that is already small weighs
+    most); one weight per group (``group``) or the weight on r != t pairs only (``apart``, here every pair has
+    r = t) leaves it at the mean."""
+    targets = torch.tensor([0.0, 0.0, 0.0, 1.0])
+    same = torch.zeros(4, dtype=torch.bool)
+
+    def minimiser(**kw) -> float:
+        u = torch.tensor(0.5, requires_grad=True)
+        opt = torch.optim.Adam([u], lr=0.05)
+        decay = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / 200)))
+        for _ in range(200):
+            opt.zero_grad()
+            adaptive_loss((u - targets).square(), c=1e-3, apart=same, **kw).backward()
+            opt.step()
+            decay.step()
+        return float(u.detach())
+
+    assert minimiser(p=0.0) == pytest.approx(0.25, abs=1e-3)
+    assert minimiser(p=1.0, weighting="group") == pytest.approx(0.25, abs=1e-3)
+    assert minimiser(p=1.0, weighting="apart") == pytest.approx(0.25, abs=1e-3)
+    assert minimiser(p=1.0, weighting="example") < 0.1
+    err = torch.tensor([1.0, 3.0, 4.0, 8.0])
+    apart = torch.tensor([False, False, True, True])
+    # group: weights 1 / (2 + c) and 1 / (6 + c); apart: 1 on r = t pairs, 1 / (err + c) on r != t pairs
+    group = ((1 + 3) / 2.001 + (4 + 8) / 6.001) / 4
+    assert float(adaptive_loss(err, 1.0, 1e-3, apart, "group")) == pytest.approx(group)
+    assert float(adaptive_loss(err, 1.0, 1e-3, apart, "apart")) == pytest.approx((1 + 3 + 4 / 4.001 + 8 / 8.001) / 4)
+    with pytest.raises(ValueError, match="weighting"):
+        MeanFlow(weighting="per-pixel")
+
+
+def test_exact_mixture_velocity_matches_monte_carlo():
+    """benchmarks.meanflow_weighting's closed-form ``E[v | z_t]`` for 8 Gaussians (the evidence for the choice of
+    p rests on it) against importance weighting over data draws: ``eps = (z - a x) / t`` given x, weighted by
+    ``N(z; a x, t^2 I)``."""
+    from benchmarks.meanflow_weighting import eight_gaussians_mixture, exact_velocity
+
+    centres, s = eight_gaussians_mixture(0.5)
+    gen = torch.Generator().manual_seed(0)
+    x = centres[torch.randint(8, (200000,), generator=gen)] + s * torch.randn(200000, 2, generator=gen,
+                                                                               dtype=torch.float64)
+    for t_value, z in ((0.3, torch.tensor([1.0, 0.5])), (0.6, torch.tensor([-0.7, 1.2])), (0.9, torch.zeros(2))):
+        a = 1 - t_value
+        eps = (z.double() - a * x) / t_value  # (N, 2)
+        w = torch.softmax(-eps.square().sum(1) / 2, 0)  # N(z; a x, t^2 I), normalised
+        mc = (w[:, None] * (eps - x)).sum(0)
+        exact = exact_velocity(z.double()[None], torch.tensor([t_value], dtype=torch.float64), centres, s)[0]
+        torch.testing.assert_close(exact, mc, atol=0.03, rtol=0.0)

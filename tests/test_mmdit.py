@@ -77,6 +77,26 @@ def test_a_padded_caption_gives_the_output_of_the_unpadded_one(pos):
     assert seen[0].shape == (3, 13, 64) and torch.isfinite(seen[0]).all()
 
 
+@pytest.mark.parametrize("pos", ["sincos", "rope"])
+def test_padding_does_not_move_the_output_when_the_pad_embedding_is_not_zero(pos):
+    """The pad row starts at zero (padding_idx), but a trained or loaded one need not be: the pooled caption is
+    the mean of the words alone (summing the pad tokens' rows moved the output by 0.26-0.43)."""
+    net = perturb_zero_layers(make(pos)).eval()
+    with torch.no_grad():
+        net.embed_tokens.weight[PAD] = torch.randn(64, generator=torch.Generator().manual_seed(3))
+    x, t, text = torch.randn(3, 1, 8, 8), torch.rand(3), captions()
+    with torch.no_grad():
+        base = net(x, t, text)
+        padded = net(x, t, torch.cat([text, torch.full((3, 9), PAD)], 1))
+        alone = net(x[:1], t[:1], text[:1, :3])
+        null = net(x, t)
+        _, _, pooled = net.embed_text(text, 3, x.device)
+    torch.testing.assert_close(padded, base, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(alone, base[:1], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(base[2], null[2], rtol=1e-5, atol=1e-6)  # an all-pad row is still the empty caption
+    torch.testing.assert_close(pooled[0], net.embed_tokens.weight[[3, 7, 2]].mean(0).detach())
+
+
 def test_the_empty_caption_makes_the_output_independent_of_the_text():
     net = perturb_zero_layers(make("rope")).eval()
     x, t = torch.randn(3, 1, 8, 8), torch.rand(3)

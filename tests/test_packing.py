@@ -20,6 +20,7 @@ from flowforge.data import packing as data_packing
 from flowforge.data.packing import PackSampler, check_resolutions, patch_sizes, resize_images
 from flowforge.models import build_model
 from flowforge.models.continuous import ContinuousFlow
+from flowforge.models.objectives import Regression
 from flowforge.nets import packing
 from flowforge.nets.attention import attend
 from flowforge.nets.dit import DiT
@@ -230,7 +231,7 @@ def test_packed_loss_equals_the_per_image_losses_with_the_same_draws():
     loss = model.loss(xs, BatchRandom(torch.Generator().manual_seed(5), 6, 0, 6), ys)
     # the same times, labels and noise, by hand: the mean over images of each image's own regression error
     draws = BatchRandom(torch.Generator().manual_seed(5), 6, 0, 6)
-    t = model.time_sampler.sample(draws, model.path, like=xs[0])
+    t = model.objective.time_sampler.sample(draws, model.path, like=xs[0])
     drop = draws.rand((), like=xs[0]) < model.label_dropout
     labels = torch.where(drop, 10, torch.cat(ys))
     errs = []
@@ -251,7 +252,7 @@ def test_single_resolution_loss_is_unchanged_by_packing():
     loss = model.loss(x, BatchRandom(torch.Generator().manual_seed(2), 4, 0, 4), y)
     draws = BatchRandom(torch.Generator().manual_seed(2), 4, 0, 4)
     noise = draws.randn((1, 28, 28))
-    t = model.time_sampler.sample(draws, model.path, like=x)
+    t = model.objective.time_sampler.sample(draws, model.path, like=x)
     labels = torch.where(draws.rand(()) < model.label_dropout, 10, y)
     pred = model.net(model.path.sample(x, noise, t).x_t, t, labels)
     torch.testing.assert_close(loss, (pred - (noise - x)).square().mean(), rtol=1e-5, atol=1e-6)
@@ -326,11 +327,11 @@ def test_packing_and_checkpointing_benchmarks_quick_runs(tmp_path):
 def test_packed_pseudo_huber_loss_scales_c_with_each_image():
     torch.manual_seed(0)
     net = perturb_zero_layers(DiT((1, 28, 28), size="tiny", patch=7, positions="rope"))
-    model = ContinuousFlow(LinearPath(), net, (1, 28, 28), loss="pseudo-huber")
+    model = ContinuousFlow(LinearPath(), net, (1, 28, 28), objective=Regression(loss="pseudo-huber"))
     xs = [torch.rand(2, 1, 14, 14) * 2 - 1, torch.rand(1, 1, 28, 28) * 2 - 1]
     loss = model.loss(xs, BatchRandom(torch.Generator().manual_seed(5), 3, 0, 3))
     draws = BatchRandom(torch.Generator().manual_seed(5), 3, 0, 3)
-    t = model.time_sampler.sample(draws, model.path, like=xs[0])
+    t = model.objective.time_sampler.sample(draws, model.path, like=xs[0])
     errs = []
     for x, t_g in zip(xs, t.split([2, 1])):
         noise = BatchRandom(draws.generator, len(x), 0, len(x)).randn(x.shape[1:])

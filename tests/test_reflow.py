@@ -13,9 +13,10 @@ import torch
 from flowforge.config import load_config
 from flowforge.errors import RunError
 from flowforge.metrics import energy_distance
+from flowforge.jobs import reflow_config
+from flowforge.jobs.evaluate import path_straightness
 from flowforge.runs import load_run
-from flowforge.runs.evaluate import path_straightness
-from flowforge.runs.pairs import PairSettings, load_pairs, make_pairs, pairs_dir, reflow_config, weights_sha256
+from flowforge.runs.pairs import PairSettings, load_pairs, make_pairs, pairs_dir, weights_sha256
 from flowforge.train import train
 
 

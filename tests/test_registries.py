@@ -7,9 +7,8 @@ import typing
 import pytest
 
 from flowforge.config import DataConfig, ModelConfig, NetConfig, SampleConfig
-from flowforge.config.schema import MEAN_VELOCITY
 from flowforge.data import LOADERS
-from flowforge.models import MODELS, NETS, TIME_SAMPLERS, WEIGHTINGS
+from flowforge.models import LOSSES, MODELS, NETS, OBJECTIVES, TIME_SAMPLERS, WEIGHTINGS
 from flowforge.paths import PATHS, PREDICTIONS
 from flowforge.solvers import GRIDS, SOLVERS
 
@@ -24,7 +23,8 @@ def choices(cls, name):
 
 
 @pytest.mark.parametrize("cls, name, registry", [
-    (ModelConfig, "kind", MODELS), (ModelConfig, "path", PATHS), (ModelConfig, "target", (*PREDICTIONS, MEAN_VELOCITY)),
+    (ModelConfig, "kind", MODELS), (ModelConfig, "path", PATHS), (ModelConfig, "target", PREDICTIONS),
+    (ModelConfig, "objective", OBJECTIVES), (ModelConfig, "loss", LOSSES),
     (ModelConfig, "time_sampler", TIME_SAMPLERS), (ModelConfig, "weighting", WEIGHTINGS), (NetConfig, "name", NETS),
     (SampleConfig, "sampler", SOLVERS), (SampleConfig, "grid", GRIDS), (DataConfig, "name", LOADERS),
 ])
@@ -52,3 +52,34 @@ def test_every_path_setting_is_a_model_setting(name):
     defaults = ModelConfig()
     path = PATHS[name](**{k: getattr(defaults, k) for k in PATHS[name].params})
     assert path.t_max > 0
+
+
+@pytest.mark.parametrize("name", sorted(OBJECTIVES))
+def test_every_objective_builds_from_the_config_and_trains(name):
+    """An objective's `from_config` reads its settings from the model section; the model's loss calls it."""
+    import torch
+
+    from flowforge.models import build_model
+
+    model = build_model(ModelConfig(objective=name), {"shape": [2]})
+    assert type(model.objective) is OBJECTIVES[name]
+    assert torch.isfinite(model.loss(torch.randn(8, 2)))
+
+
+def test_a_config_error_names_its_setting_and_a_bug_stays_a_bug(monkeypatch):
+    """build_model turns the builders' own ValueErrors into ConfigErrors (chained), and lets others through."""
+    from flowforge.config import ConfigError
+    from flowforge.models import build_model
+    from flowforge.models import build as build_module
+
+    with pytest.raises(ConfigError, match="model: .*unknown weighting") as caught:
+        build_model(ModelConfig(weighting="squared"), {"shape": [2]})  # type: ignore[arg-type]
+    assert isinstance(caught.value.__cause__, ValueError)
+
+    def deep(*args, **kwargs):
+        int("not a number")  # a ValueError raised by Python itself, not by a flowforge check
+
+    family = build_module.MODELS["continuous"]
+    monkeypatch.setitem(build_module.MODELS, "continuous", build_module.ModelFamily(deep, family.describe))
+    with pytest.raises(ValueError, match="invalid literal"):
+        build_model(ModelConfig(), {"shape": [2]})

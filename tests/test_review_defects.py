@@ -294,7 +294,7 @@ def test_bad_data_fields_in_state_name_the_checkpoint(run_copy, data):
 
 def test_inpaint_run_uses_the_runs_sample_settings_and_true_labels(tmp_path, tiny, monkeypatch):
     from flowforge.models import ContinuousFlow
-    from flowforge.runs import inpaint_run
+    from flowforge.jobs import inpaint_run
 
     over = [o for o in tiny(tmp_path / "run", **{
         "data.name": "digits", "model.net.name": "unet", "model.net.channels": 8, "model.net.channel_mult": "[1,2]",

@@ -92,8 +92,8 @@ def test_caption_dropout_gives_the_empty_caption_and_guidance_mixes_it_in():
     x, t = torch.randn(3, 1, 4, 4), torch.rand(3)
     cond = model.conditioning(None, 3, x.device, guidance=3.0, prompts="a photo of a sneaker")
     guided = model.guided_output(x, t, cond)
-    c_out = model._raw(x, t, cond.text)
-    u_out = model._raw(x, t, torch.full_like(cond.text, PAD))
+    c_out = model.net_output(x, t, cond.text)
+    u_out = model.net_output(x, t, torch.full_like(cond.text, PAD))
     torch.testing.assert_close(guided, u_out + 3.0 * (c_out - u_out))
     assert (c_out - u_out).abs().min() > 0
     # no prompt and no labels: the empty caption, and guidance has nothing to do (one pass)
@@ -122,7 +122,7 @@ def test_mmdit_flow_samples_from_prompts_and_its_null_caption_ignores_the_label(
     # the unconditional model: the same whatever label would have been dropped
     x, t = torch.randn(4, 1, 8, 8), torch.rand(4)
     null = model.guided_output(x, t, model.conditioning(None, 4, x.device))
-    torch.testing.assert_close(null, model._raw(x, t, torch.full((4, 6), PAD)))
+    torch.testing.assert_close(null, model.net_output(x, t, torch.full((4, 6), PAD)))
 
 
 def text_overrides(tiny, run_dir, **extra):

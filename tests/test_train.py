@@ -330,5 +330,5 @@ def test_compile_is_refused_where_it_cannot_apply():
         load_config("configs/nice-mnist.yaml", ["train.compile=true"])
     with pytest.raises(UserError, match="train.compile with data.resolutions"):
         load_config("configs/dit-mnist-multires.yaml", ["train.compile=true"])
-    with pytest.raises(UserError, match="train.compile with model.target=mean-velocity.*jvp"):
+    with pytest.raises(UserError, match="train.compile with model.objective=mean-flow.*jvp"):
         load_config("configs/meanflow-digits.yaml", ["train.compile=true"])

@@ -24,15 +24,15 @@ def load(run_dir, *, ema: bool = True, device: str = "cpu"):
 
 def from_pretrained(name_or_path, *, device: str = "cpu", **hub):
     """The model of a folder written by ``flowforge export``, or of a Hugging Face Hub repository id (through
-    ``huggingface_hub``), in eval mode (see :func:`flowforge.runs.from_pretrained`)."""
-    from .runs import from_pretrained as _from_pretrained
+    ``huggingface_hub``), in eval mode (see :func:`flowforge.jobs.from_pretrained`)."""
+    from .jobs import from_pretrained as _from_pretrained
 
     return _from_pretrained(name_or_path, device=device, **hub)
 
 
 def evaluate(run_dir, **options):
-    """Score a trained run's samples (see :func:`flowforge.runs.evaluate`)."""
-    from .runs import evaluate as _evaluate
+    """Score a trained run's samples (see :func:`flowforge.jobs.evaluate`)."""
+    from .jobs import evaluate as _evaluate
 
     return _evaluate(run_dir, **options)
 

@@ -8,12 +8,14 @@ or a continuous one.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from .data.dequantize import Quantization
+from .errors import UserError
 from .rng import BatchRandom
 
 
@@ -24,14 +26,45 @@ class GenerativeModel(nn.Module):
         shape: the per-example shape of the data the model was built for.
         quantization: how discrete data is dequantized, or None for continuous data.
         num_classes: the number of classes of a class-conditional model, or None.
-        takes_sampler: whether :meth:`sample` integrates along a time grid (``sampler``, ``steps``, ``grid``,
-            ``guidance``), as continuous models do, rather than inverting a flow exactly.
+        sample_settings: the settings :meth:`sample` takes beyond ``generator`` and ``labels``: a model that
+            integrates along a time grid takes ``sampler``, ``steps``, ``grid``, ``guidance`` (and ``shape``);
+            a flow sampled by its exact inverse takes none.
+        inpaint_settings: the choices a user makes for :meth:`inpaint` (beyond ``generator`` and ``labels``):
+            a sampler, its steps and RePaint's resampling along a path; the steps and step size of a flow's
+            gradient ascent.
+
+    These two tuples are the one place that says which options a family takes: the jobs, the command line
+    and the app read them (:meth:`check_settings`) and keep no table of their own.
     """
 
     shape: tuple[int, ...]
     quantization: Quantization | None = None
     num_classes: int | None = None
-    takes_sampler: bool = False
+    sample_settings: tuple[str, ...] = ()
+    inpaint_settings: tuple[str, ...] = ()
+
+    @property
+    def takes_sampler(self) -> bool:
+        """Whether :meth:`sample` integrates along a time grid (takes a ``sampler``) rather than inverting a
+        flow exactly."""
+        return "sampler" in self.sample_settings
+
+    def check_settings(self, method: str, options: Iterable[str]) -> None:
+        """Refuse, with a :class:`UserError` naming the ones it takes, the ``options`` that this model's
+        ``method`` (``"sample"`` or ``"inpaint"``) does not take.
+
+        Example:
+            >>> GenerativeModel().check_settings("inpaint", ["resample"])
+            Traceback (most recent call last):
+            ...
+            flowforge.errors.UserError: GenerativeModel inpaints with no options; resample does not apply to it
+        """
+        takes = {"sample": self.sample_settings, "inpaint": self.inpaint_settings}[method]
+        wrong = sorted(set(options) - set(takes))
+        if wrong:
+            verb = "does" if len(wrong) == 1 else "do"
+            raise UserError(f"{type(self).__name__} {method}s with {', '.join(takes) or 'no options'}; "
+                            f"{', '.join(wrong)} {verb} not apply to it")
 
     @property
     def dims(self) -> int:
@@ -46,6 +79,13 @@ class GenerativeModel(nn.Module):
     def sample(self, n: int, **options: Any) -> Tensor:
         """``n`` samples, (n, *shape). An option the model does not take is an error, never ignored."""
         raise NotImplementedError(f"{type(self).__name__} cannot sample")
+
+    def sample_with_nfe(self, n: int, **options: Any) -> tuple[Tensor, int]:
+        """:meth:`sample` and the number of network evaluations it took: counted along a time grid, one pass
+        for a flow's exact inverse."""
+        if self.takes_sampler:
+            return self.sample(n, return_nfe=True, **options)
+        return self.sample(n, **options), 1
 
     def log_prob(self, x: Tensor, **options: Any) -> Tensor:
         """Log-density in nats per example, (batch,)."""

@@ -26,7 +26,9 @@ from torch import Tensor
 from ..data import Dataset, load_dataset
 from ..data.masks import make_mask
 from ..errors import UserError
-from ..runs import Run, check_finite_samples, load_pretrained, load_run, sample_options
+from ..jobs import load_pretrained
+from ..jobs.inpaint import inpaint_options
+from ..runs import Run, check_finite_samples, load_run
 from ..viz import plot_points, plot_scores
 
 Progress = Callable[[float, str], None]  # (fraction done, what) -> None
@@ -35,6 +37,7 @@ MAX_UPLOAD_BYTES = 2 * 2**20  # an upload above this is refused before it is dec
 MAX_POINTS = 20_000  # samples per request: points
 MAX_IMAGES = 256  # samples per request: images
 MAX_STEPS = 1000
+MAX_INPAINT_STEPS = 5000  # a flow's gradient ascent takes 500 by default
 SHOW_PX = 192  # images are shown this many pixels across (nearest-neighbour upscaling)
 PRESET_MASKS = ("none", "left", "right", "top", "bottom", "center", "random:0.5", "random:0.75")
 
@@ -185,6 +188,32 @@ def check_int(name: str, value: Any, lo: int, hi: int) -> int:
     return int(number)
 
 
+def _sample_options(entry: Entry, n: int, generator: torch.Generator, *, label: int | None, prompt: str | None,
+                    progress: bool, **controls: Any) -> dict[str, Any]:
+    """Keyword arguments of ``entry``'s ``sample``: the run's settings, and on top the page's ``controls``
+    (sampler, steps, guidance) that the model takes (:attr:`~flowforge.protocol.GenerativeModel.sample_settings`;
+    the controls serve every loaded model at once, so a flow's exact inverse leaves them unused), the class
+    ``label`` of every sample, or a text model's ``prompt``."""
+    chosen = {k: v for k, v in controls.items() if k in entry.run.model.sample_settings and v is not None}
+    if "steps" in chosen:
+        chosen["steps"] = check_int("steps", chosen["steps"], 1, MAX_STEPS)
+    if entry.num_classes is None:
+        chosen.pop("guidance", None)  # the control is there for other loaded models; this one has no classes
+    if label is not None:
+        if entry.num_classes is None:
+            raise AppError(f"{entry.name} is not class-conditional; choose 'all classes'")
+        label = check_int("class", label, 0, entry.num_classes - 1)
+    options = entry.run.sample_options(n, generator, progress=progress, **chosen)
+    if label is not None:
+        options["labels"] = torch.full((n,), label, dtype=torch.long)
+    if prompt is not None:
+        if not entry.takes_prompts:
+            raise AppError(f"{entry.name} has no text input; clear the prompt (or sample a text model alone)")
+        options.pop("labels", None)  # the prompt replaces the labels' captions
+        options["prompts"] = prompt
+    return options
+
+
 def sample(entry: Entry, *, n: int, seed: int = 0, sampler: str | None = None, steps: int | None = None,
            guidance: float | None = None, label: int | None = None, prompt: str | None = None,
            progress: bool = False) -> SampleResult:
@@ -193,35 +222,15 @@ def sample(entry: Entry, *, n: int, seed: int = 0, sampler: str | None = None, s
     a class-conditional model (None: the labels cycle through the classes), or a text model's ``prompt``."""
     n = check_int("number of samples", n, 1, MAX_IMAGES if entry.kind == "image" else MAX_POINTS)
     seed = check_int("seed", seed, 0, 2**31 - 1)
-    if not entry.takes_sampler:
-        sampler = steps = guidance = None
-    elif steps is not None:
-        steps = check_int("steps", steps, 1, MAX_STEPS)
-    if guidance is not None and entry.num_classes is None:
-        guidance = None  # the control is there for other loaded models; this one has no classes
-    if label is not None:
-        if entry.num_classes is None:
-            raise AppError(f"{entry.name} is not class-conditional; choose 'all classes'")
-        label = check_int("class", label, 0, entry.num_classes - 1)
-    options = entry.run.sample_options(n, torch.Generator().manual_seed(seed), sampler=sampler, steps=steps,
-                                       guidance=guidance, progress=progress)
-    if label is not None:
-        options["labels"] = torch.full((n,), label, dtype=torch.long)
     prompt = (prompt or "").strip() or None
-    if prompt is not None:
-        if not entry.takes_prompts:
-            raise AppError(f"{entry.name} has no text input; clear the prompt (or sample a text model alone)")
-        options.pop("labels", None)  # the prompt replaces the labels' captions
-        options["prompts"] = prompt
+    options = _sample_options(entry, n, torch.Generator().manual_seed(seed), label=label, prompt=prompt,
+                              progress=progress, sampler=sampler, steps=steps, guidance=guidance)
     t0 = time.perf_counter()
     with torch.no_grad():
-        if entry.takes_sampler:
-            try:
-                samples, nfe = entry.run.model.sample(n, return_nfe=True, **options)
-            except ValueError as err:  # a sampler / grid combination the library refuses
-                raise AppError(str(err)) from None
-        else:
-            samples, nfe = entry.run.model.sample(n, **options), 1
+        try:
+            samples, nfe = entry.run.model.sample_with_nfe(n, **options)
+        except ValueError as err:  # a sampler / grid combination the library refuses
+            raise AppError(str(err)) from None
     seconds = time.perf_counter() - t0
     try:
         check_finite_samples(samples)
@@ -350,34 +359,30 @@ def inpaint(entry: Entry, x: Tensor, missing: Tensor, *, method: str = "replacem
             seed: int = 0) -> InpaintResult:
     """Fill image ``x`` (C, H, W) where ``missing`` (H, W) is True. Continuous models sample along their path
     with the known part imposed: ``method`` ``"replacement"``, or ``"repaint"`` with ``resample`` resampling
-    steps (RePaint); a normalizing flow ascends its log-density (NICE's inpainting)."""
+    steps (RePaint); a normalizing flow ascends its log-density (NICE's inpainting). The options go through
+    :func:`flowforge.jobs.inpaint.inpaint_options`, as ``flowforge inpaint``'s do: a control that does not
+    apply to the model (RePaint or a sampler for a flow) is refused with the same message."""
     _check_image_model(entry)
     if not bool(missing.any()):
         raise AppError("nothing is missing: paint over part of the image, or choose a preset mask")
     if bool(missing.all()):
         raise AppError("everything is missing: leave part of the image known (that is what inpainting keeps)")
+    if method not in ("replacement", "repaint"):
+        raise AppError(f"method {method!r}: choose replacement or repaint")
     seed = check_int("seed", seed, 0, 2**31 - 1)
-    gen = torch.Generator().manual_seed(seed)
-    known = (~missing).expand(entry.shape).clone()
-    batch = x[None]
-    if entry.takes_sampler:
-        if method not in ("replacement", "repaint"):
-            raise AppError(f"method {method!r}: choose replacement or repaint")
-        resample = check_int("RePaint resampling", resample, 1, 50) if method == "repaint" else 1
-        steps = check_int("steps", steps, 1, MAX_STEPS) if steps is not None else None
-        options = sample_options(entry.run.config, 1, gen, sampler=sampler, steps=steps)
-        options.pop("labels", None)
+    chosen = {"sampler": sampler, "steps": None if steps is None else check_int("steps", steps, 1, MAX_INPAINT_STEPS),
+              "resample": check_int("RePaint resampling", resample, 1, 50) if method == "repaint" else None}
+    try:
+        options = inpaint_options(entry.run, 1, torch.Generator().manual_seed(seed), **chosen)
+    except UserError as err:
+        raise AppError(str(err)) from None
+    if "labels" in options:  # the class chosen, or none: unconditional
+        options.pop("labels")
         if label is not None:
             options["labels"] = torch.tensor([check_int("class", label, 0, (entry.num_classes or 1) - 1)])
-        options.update(resample=resample)
-        how = f"{options['sampler']}, {options['steps']} steps, " + (
-            f"RePaint x{resample}" if method == "repaint" else "replacement")
-    else:
-        options = {"generator": gen, "steps": check_int("steps", steps, 1, 5000) if steps is not None else 500}
-        how = f"projected gradient ascent on log p, {options['steps']} steps"
     t0 = time.perf_counter()
     try:
-        filled = entry.run.model.inpaint(batch, known[None], **options)
+        filled = entry.run.model.inpaint(x[None], (~missing).expand(entry.shape)[None], **options)
     except ValueError as err:
         raise AppError(str(err)) from None
     seconds = time.perf_counter() - t0
@@ -386,8 +391,17 @@ def inpaint(entry: Entry, x: Tensor, missing: Tensor, *, method: str = "replacem
     except UserError as err:
         raise AppError(str(err)) from None
     pixels = to_pixels(entry, x)
-    masked = torch.where(known, pixels, torch.full_like(pixels, 0.5))  # missing pixels shown grey
-    return InpaintResult(to_pil(pixels), to_pil(masked), to_pil(to_pixels(entry, filled[0])), seconds, how)
+    masked = torch.where(missing, torch.full_like(pixels, 0.5), pixels)  # missing pixels shown grey
+    return InpaintResult(to_pil(pixels), to_pil(masked), to_pil(to_pixels(entry, filled[0])), seconds,
+                         describe_inpainting(options, method))
+
+
+def describe_inpainting(options: dict[str, Any], method: str) -> str:
+    """How an image was filled, from the options its model's ``inpaint`` was given."""
+    if "sampler" in options:  # along the path
+        return f"{options['sampler']}, {options['steps']} steps, " + (
+            f"RePaint x{options['resample']}" if method == "repaint" else "replacement")
+    return f"projected gradient ascent on log p, {options.get('steps', 'the default')} steps"
 
 
 # ------------------------------------------------------------------------------------------------- density

@@ -8,6 +8,7 @@ failure into a one-line message (the traceback goes to the server's log, never t
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,15 +57,34 @@ def describe(entries: dict[str, Entry]) -> str:
 
 
 def build(entries: dict[str, Entry], *, n_reference: int | None = None) -> gr.Blocks:
-    """The app's page over the loaded ``entries``."""
+    """The app's page over the loaded ``entries``: a header, then one function per tab."""
     import gradio as gr  # here, not at the top: collecting the package's doctests must not need the app extra
 
+    with gr.Blocks(title="flowforge") as page:
+        gr.Markdown("# flowforge\nSample, inpaint and score trained models. Loaded:\n\n" + describe(entries))
+        sample_tab(entries)
+        inpaint_tab(entries)
+        density_tab(entries, n_reference)
+    return page
+
+
+def _samplers() -> list[str]:
+    return [DEFAULT, *sorted(SOLVERS)]
+
+
+def _max_classes(entries: dict[str, Entry]) -> int:
+    return max((e.num_classes or 0) for e in entries.values())
+
+
+def sample_tab(entries: dict[str, Entry]) -> None:
+    """The Sample tab: one or several models side by side, the array to download."""
+    import gradio as gr
+
     names = list(entries)
-    images = [n for n in names if entries[n].kind == "image"]
-    max_classes = max((e.num_classes or 0) for e in entries.values())
+    max_classes = _max_classes(entries)
     texts = any(e.takes_prompts for e in entries.values())
     downloads = Path(tempfile.mkdtemp(prefix="flowforge-app-"))
-    samplers = [DEFAULT, *sorted(SOLVERS)]
+    samplers = _samplers()
 
     def do_sample(chosen, n, sampler, steps, guidance, label, prompt, seed, progress=gr.Progress(track_tqdm=True)):
         if not chosen:
@@ -83,6 +103,33 @@ def build(entries: dict[str, Entry], *, n_reference: int | None = None) -> gr.Bl
         rows += [f"| {name} | {r.how} | {r.nfe} | {r.seconds:.2f} |" for name, r in results.items()]
         return gallery, str(path), "\n".join(rows)
 
+    with gr.Tab("Sample", id="sample"):
+        with gr.Row():
+            with gr.Column(scale=1):
+                chosen = gr.CheckboxGroup(names, value=names[:1], label="models (several: side by side)",
+                                          elem_id="sample-models")
+                n = gr.Number(0, precision=0, label="number of samples (0: 64 images, 2000 points)")
+                sampler = gr.Dropdown(samplers, value=DEFAULT, label="sampler (continuous models)")
+                steps = gr.Number(0, precision=0, label="steps (0: the run's)")
+                guidance = gr.Textbox("", label="guidance (class-conditional models; empty: the run's)",
+                                     visible=max_classes > 0)
+                label = gr.Dropdown([ALL_CLASSES, *map(str, range(max_classes))], value=ALL_CLASSES,
+                                    label="class", visible=max_classes > 0)
+                prompt = gr.Textbox("", label="prompt (text models; empty: the labels' captions)",
+                                    visible=texts, elem_id="sample-prompt")
+                seed = gr.Number(0, precision=0, label="seed")
+                go = gr.Button("Sample", variant="primary", elem_id="sample-button")
+            with gr.Column(scale=2):
+                gallery = gr.Gallery(label="samples", columns=2, height="auto", object_fit="contain",
+                                     elem_id="sample-gallery")
+                sample_status = gr.Markdown(elem_id="sample-status")
+                download = gr.DownloadButton("Download the array (.npy / .npz)", elem_id="sample-download")
+        go.click(guarded(do_sample, 2), [chosen, n, sampler, steps, guidance, label, prompt, seed],
+                 [gallery, download, sample_status])
+
+
+def _inpaint_handlers(entries: dict[str, Entry]) -> tuple[Callable[..., tuple], Callable[..., tuple]]:
+    """The Inpaint tab's handlers: load an image into the editor, fill what is painted."""
     def load_image(name, source, index, upload):
         entry = entries[name]
         if source == "upload":
@@ -105,6 +152,66 @@ def build(entries: dict[str, Entry], *, n_reference: int | None = None) -> gr.Bl
         status = f"filled {int(missing.sum())} of {missing.numel()} pixels with {r.how} in {r.seconds:.2f} s"
         return r.original, r.masked, r.filled, status
 
+    return load_image, do_inpaint
+
+
+def inpaint_tab(entries: dict[str, Entry]) -> None:
+    """The Inpaint tab: a test image or an upload, the missing region painted or preset, original / masked /
+    filled."""
+    import gradio as gr
+
+    images = [n for n in entries if entries[n].kind == "image"]
+    max_classes = _max_classes(entries)
+    samplers = _samplers()
+    load_image, do_inpaint = _inpaint_handlers(entries)
+    with gr.Tab("Inpaint", id="inpaint"):
+        if not images:
+            gr.Markdown("Inpainting pictures needs an image model; none of the loaded runs models images.")
+        with gr.Row(visible=bool(images)):
+            with gr.Column(scale=1):
+                inp_model = gr.Dropdown(images, value=images[0] if images else None, label="model",
+                                        elem_id="inpaint-model")
+                source = gr.Radio(["test image", "upload"], value="test image", label="image",
+                                  elem_id="inpaint-source")
+                index = gr.Number(0, precision=0, label="test image number")
+                upload = gr.File(label="upload an image (the model's size)", type="filepath",
+                                 elem_id="inpaint-upload")
+                load = gr.Button("Load image", elem_id="inpaint-load")
+                preset = gr.Dropdown(list(logic.PRESET_MASKS), value="none",
+                                     label="preset mask (missing part), added to what you paint")
+                method = gr.Radio(["replacement", "repaint"], value="replacement",
+                                  label="method (continuous models)", elem_id="inpaint-method")
+                resample = gr.Slider(1, 20, value=5, step=1, label="RePaint resampling per step")
+                inp_sampler = gr.Dropdown(samplers, value=DEFAULT, label="sampler (continuous models)")
+                inp_steps = gr.Number(0, precision=0, label="steps (0: the run's; flows: 500)")
+                inp_label = gr.Dropdown([UNCONDITIONAL, *map(str, range(max_classes))], value=UNCONDITIONAL,
+                                        label="class", visible=max_classes > 0)
+                inp_seed = gr.Number(0, precision=0, label="seed")
+                fill = gr.Button("Inpaint", variant="primary", elem_id="inpaint-button")
+            with gr.Column(scale=2):
+                editor = gr.ImageEditor(type="numpy", image_mode="RGBA", sources=(), transforms=(),
+                                        layers=False, brush=gr.Brush(colors=["#ff3030"], color_mode="fixed"),
+                                        label="paint over the missing region", elem_id="inpaint-editor",
+                                        canvas_size=(logic.SHOW_PX, logic.SHOW_PX))
+                image_state = gr.State(None)
+                with gr.Row():
+                    original = gr.Image(label="original", elem_id="inpaint-original")
+                    masked = gr.Image(label="masked", elem_id="inpaint-masked")
+                    filled = gr.Image(label="filled", elem_id="inpaint-filled")
+                inpaint_status = gr.Markdown(elem_id="inpaint-status")
+        load.click(guarded(load_image, 2), [inp_model, source, index, upload],
+                   [editor, image_state, inpaint_status])
+        fill.click(guarded(do_inpaint, 3), [inp_model, image_state, editor, preset, method, resample, inp_sampler,
+                                            inp_steps, inp_label, inp_seed],
+                   [original, masked, filled, inpaint_status])
+
+
+def density_tab(entries: dict[str, Entry], n_reference: int | None) -> None:
+    """The Density tab: the log-likelihood and bits/dim of an input beside the held-out distribution."""
+    import gradio as gr
+
+    names = list(entries)
+
     def do_density(name, source, index, upload, points, progress=gr.Progress()):
         entry = entries[name]
         if entry.kind == "points":
@@ -124,97 +231,29 @@ def build(entries: dict[str, Entry], *, n_reference: int | None = None) -> gr.Bl
         shown = logic.to_pil(logic.to_pixels(entry, x[0]), 96) if entry.kind == "image" else None
         return r.table, r.figure, shown, "scored"
 
-    with gr.Blocks(title="flowforge") as page:
-        gr.Markdown("# flowforge\nSample, inpaint and score trained models. Loaded:\n\n" + describe(entries))
-        with gr.Tab("Sample", id="sample"):
-            with gr.Row():
-                with gr.Column(scale=1):
-                    chosen = gr.CheckboxGroup(names, value=names[:1], label="models (several: side by side)",
-                                              elem_id="sample-models")
-                    n = gr.Number(0, precision=0, label="number of samples (0: 64 images, 2000 points)")
-                    sampler = gr.Dropdown(samplers, value=DEFAULT, label="sampler (continuous models)")
-                    steps = gr.Number(0, precision=0, label="steps (0: the run's)")
-                    guidance = gr.Textbox("", label="guidance (class-conditional models; empty: the run's)",
-                                         visible=max_classes > 0)
-                    label = gr.Dropdown([ALL_CLASSES, *map(str, range(max_classes))], value=ALL_CLASSES,
-                                        label="class", visible=max_classes > 0)
-                    prompt = gr.Textbox("", label="prompt (text models; empty: the labels' captions)",
-                                        visible=texts, elem_id="sample-prompt")
-                    seed = gr.Number(0, precision=0, label="seed")
-                    go = gr.Button("Sample", variant="primary", elem_id="sample-button")
-                with gr.Column(scale=2):
-                    gallery = gr.Gallery(label="samples", columns=2, height="auto", object_fit="contain",
-                                         elem_id="sample-gallery")
-                    sample_status = gr.Markdown(elem_id="sample-status")
-                    download = gr.DownloadButton("Download the array (.npy / .npz)", elem_id="sample-download")
-            go.click(guarded(do_sample, 2), [chosen, n, sampler, steps, guidance, label, prompt, seed],
-                     [gallery, download, sample_status])
-
-        with gr.Tab("Inpaint", id="inpaint"):
-            if not images:
-                gr.Markdown("Inpainting pictures needs an image model; none of the loaded runs models images.")
-            with gr.Row(visible=bool(images)):
-                with gr.Column(scale=1):
-                    inp_model = gr.Dropdown(images, value=images[0] if images else None, label="model",
-                                            elem_id="inpaint-model")
-                    source = gr.Radio(["test image", "upload"], value="test image", label="image",
-                                      elem_id="inpaint-source")
-                    index = gr.Number(0, precision=0, label="test image number")
-                    upload = gr.File(label="upload an image (the model's size)", type="filepath",
-                                     elem_id="inpaint-upload")
-                    load = gr.Button("Load image", elem_id="inpaint-load")
-                    preset = gr.Dropdown(list(logic.PRESET_MASKS), value="none",
-                                         label="preset mask (missing part), added to what you paint")
-                    method = gr.Radio(["replacement", "repaint"], value="replacement",
-                                      label="method (continuous models)", elem_id="inpaint-method")
-                    resample = gr.Slider(1, 20, value=5, step=1, label="RePaint resampling per step")
-                    inp_sampler = gr.Dropdown(samplers, value=DEFAULT, label="sampler (continuous models)")
-                    inp_steps = gr.Number(0, precision=0, label="steps (0: the run's; flows: 500)")
-                    inp_label = gr.Dropdown([UNCONDITIONAL, *map(str, range(max_classes))], value=UNCONDITIONAL,
-                                            label="class", visible=max_classes > 0)
-                    inp_seed = gr.Number(0, precision=0, label="seed")
-                    fill = gr.Button("Inpaint", variant="primary", elem_id="inpaint-button")
-                with gr.Column(scale=2):
-                    editor = gr.ImageEditor(type="numpy", image_mode="RGBA", sources=(), transforms=(),
-                                            layers=False, brush=gr.Brush(colors=["#ff3030"], color_mode="fixed"),
-                                            label="paint over the missing region", elem_id="inpaint-editor",
-                                            canvas_size=(logic.SHOW_PX, logic.SHOW_PX))
-                    image_state = gr.State(None)
-                    with gr.Row():
-                        original = gr.Image(label="original", elem_id="inpaint-original")
-                        masked = gr.Image(label="masked", elem_id="inpaint-masked")
-                        filled = gr.Image(label="filled", elem_id="inpaint-filled")
-                    inpaint_status = gr.Markdown(elem_id="inpaint-status")
-            load.click(guarded(load_image, 2), [inp_model, source, index, upload],
-                       [editor, image_state, inpaint_status])
-            fill.click(guarded(do_inpaint, 3), [inp_model, image_state, editor, preset, method, resample, inp_sampler,
-                                                inp_steps, inp_label, inp_seed],
-                       [original, masked, filled, inpaint_status])
-
-        with gr.Tab("Density", id="density"):
-            with gr.Row():
-                with gr.Column(scale=1):
-                    den_model = gr.Dropdown(names, value=names[0], label="model", elem_id="density-model")
-                    den_source = gr.Radio(["test image", "uniform noise", "upload", "typed points"],
-                                          value="test image" if entries[names[0]].kind == "image" else "typed points",
-                                          label="input (images: test image, noise or upload; points: typed or "
-                                                "uploaded .npy / .csv)", elem_id="density-source")
-                    den_index = gr.Number(0, precision=0, label="test image number (noise: its seed)")
-                    den_upload = gr.File(label="upload an image, or points (.npy / .csv)", type="filepath",
-                                         elem_id="density-upload")
-                    den_points = gr.Textbox("0.5, 0.25\n4.0, 4.0", lines=4, label="points, one per line",
-                                            elem_id="density-points")
-                    score = gr.Button("Score", variant="primary", elem_id="density-button")
-                with gr.Column(scale=2):
-                    table = gr.Markdown(elem_id="density-table")
-                    figure = gr.Image(label="held-out distribution (input in red)", elem_id="density-figure")
-                    shown = gr.Image(label="the scored image", elem_id="density-input")
-                    density_status = gr.Markdown(elem_id="density-status")
-            den_model.change(lambda name: "test image" if entries[name].kind == "image" else "typed points",
-                             den_model, den_source)
-            score.click(guarded(do_density, 3), [den_model, den_source, den_index, den_upload, den_points],
-                        [table, figure, shown, density_status])
-    return page
+    with gr.Tab("Density", id="density"):
+        with gr.Row():
+            with gr.Column(scale=1):
+                den_model = gr.Dropdown(names, value=names[0], label="model", elem_id="density-model")
+                den_source = gr.Radio(["test image", "uniform noise", "upload", "typed points"],
+                                      value="test image" if entries[names[0]].kind == "image" else "typed points",
+                                      label="input (images: test image, noise or upload; points: typed or "
+                                            "uploaded .npy / .csv)", elem_id="density-source")
+                den_index = gr.Number(0, precision=0, label="test image number (noise: its seed)")
+                den_upload = gr.File(label="upload an image, or points (.npy / .csv)", type="filepath",
+                                     elem_id="density-upload")
+                den_points = gr.Textbox("0.5, 0.25\n4.0, 4.0", lines=4, label="points, one per line",
+                                        elem_id="density-points")
+                score = gr.Button("Score", variant="primary", elem_id="density-button")
+            with gr.Column(scale=2):
+                table = gr.Markdown(elem_id="density-table")
+                figure = gr.Image(label="held-out distribution (input in red)", elem_id="density-figure")
+                shown = gr.Image(label="the scored image", elem_id="density-input")
+                density_status = gr.Markdown(elem_id="density-status")
+        den_model.change(lambda name: "test image" if entries[name].kind == "image" else "typed points",
+                         den_model, den_source)
+        score.click(guarded(do_density, 3), [den_model, den_source, den_index, den_upload, den_points],
+                    [table, figure, shown, density_status])
 
 
 def launch(paths: list[str | Path], *, host: str = "127.0.0.1", port: int = 7860, share: bool = False,

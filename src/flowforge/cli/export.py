@@ -6,7 +6,7 @@ import argparse
 
 
 def _export(args: argparse.Namespace) -> None:
-    from ..runs import export_run
+    from ..jobs import export_run
 
     out = export_run(args.run_dir, args.out)
     print(f"wrote {out}: config.json, model.safetensors, README.md (model card), samples.png; "

@@ -15,6 +15,7 @@ import dataclasses
 import math
 import types
 import typing
+import warnings
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -155,8 +156,8 @@ def _check(config: Config) -> None:
     if t.compile and config.model.kind != "continuous":
         raise ConfigError(f"train.compile: compiles a continuous model's network; model.kind={config.model.kind!r} "
                           f"has none, set train.compile=false")
-    if t.compile and config.model.target == "mean-velocity":
-        raise ConfigError("train.compile with model.target=mean-velocity: MeanFlow's target is a torch.func.jvp, "
+    if t.compile and config.model.objective == "mean-flow":
+        raise ConfigError("train.compile with model.objective=mean-flow: MeanFlow's target is a torch.func.jvp, "
                           "inside which torch.compile falls back to eager without a word, so nothing would be "
                           "compiled; set train.compile=false (`flowforge sample --compile` does work for it)")
     if t.compile and d.resolutions:
@@ -167,7 +168,48 @@ def _check(config: Config) -> None:
                           f"set model.num_classes (and model.label_dropout > 0) or leave sample.guidance at 1")
 
 
+# Settings moved in this release: the old flat key -> (section, key) of its new place. Both are read until the next
+# release, the old one with a FutureWarning naming the new (shown to users, as DeprecationWarning would not be).
+MOVED_MODEL_KEYS = {"meanflow_ratio": ("meanflow", "ratio"), "meanflow_p": ("meanflow", "p"),
+                    "meanflow_c": ("meanflow", "c"), "meanflow_guidance": ("meanflow", "guidance"),
+                    "meanflow_kappa": ("meanflow", "kappa")}
+MEAN_VELOCITY = "mean-velocity"  # the old model.target of MeanFlow: now model.objective=mean-flow, target velocity
+
+
+
+
+def upgrade_model_section(model: Any, warn: bool = True) -> Any:
+    """A copy of a ``model`` config section with this release's renamed settings in their new place: the flat
+    ``meanflow_*`` keys in ``meanflow.*``, and ``target: mean-velocity`` as ``objective: mean-flow`` (whose
+    network predicts the average velocity with ``target: velocity``). For YAML files, overrides, old run
+    directories and the model section a checkpoint recorded (:func:`flowforge.runs.check_model_binding`)."""
+    if not isinstance(model, dict):
+        return model  # _build reports it
+    out, moved = dict(model), []
+    for old, (section, key) in MOVED_MODEL_KEYS.items():
+        if old not in out or not isinstance(out.get(section) or {}, dict):
+            continue
+        value, nested = out.pop(old), dict(out.get(section) or {})
+        if key in nested and nested[key] != value:
+            raise ConfigError(f"model.{old} (deprecated) is {value!r} but model.{section}.{key} is {nested[key]!r}; "
+                              f"keep model.{section}.{key} only")
+        out[section] = {**nested, key: value}
+        moved.append((f"model.{old}", f"model.{section}.{key}"))
+    if out.get("target") == MEAN_VELOCITY:
+        if out.get("objective", "mean-flow") != "mean-flow":
+            raise ConfigError(f"model.target=mean-velocity (deprecated) means model.objective=mean-flow, but "
+                              f"model.objective is {out['objective']!r}; set model.objective=mean-flow only")
+        out.update(target="velocity", objective="mean-flow")
+        moved.append(("model.target=mean-velocity", "model.objective=mean-flow"))
+    if moved and warn:
+        warnings.warn(f"{', '.join(old for old, _ in moved)}: deprecated, read until the next release; write "
+                      f"{', '.join(new for _, new in moved)} instead", FutureWarning, stacklevel=3)
+    return out
+
+
 def from_dict(data: dict[str, Any]) -> Config:
+    if isinstance(data, dict) and "model" in data:
+        data = {**data, "model": upgrade_model_section(data["model"])}
     config = _build(Config, data, "")
     _check(config)
     return config

@@ -24,8 +24,15 @@ PathName = Literal[tuple(PATHS)]  # type: ignore[valid-type]
 SamplerName = Literal[tuple(SOLVERS)]  # type: ignore[valid-type]
 GridName = Literal[tuple(GRIDS)]  # type: ignore[valid-type]
 PredictionName = Literal[tuple(PREDICTIONS)]  # type: ignore[valid-type]
-MEAN_VELOCITY = "mean-velocity"  # MeanFlow's target: the average velocity over an interval (linear path)
-TargetName = Literal[(*PREDICTIONS, MEAN_VELOCITY)]  # type: ignore[valid-type]
+TargetName = PredictionName
+# Choices whose registry sits above the config (in models/, which imports the config): tests/test_registries.py
+# checks that each Literal and its registry agree, and the registry's constructor is the one that validates.
+KindName = Literal["continuous", "nice", "realnvp", "glow", "nsf", "maf"]  # flowforge.models.MODELS
+NetName = Literal["mlp", "unet", "dit", "mmdit"]  # flowforge.models.NETS
+TimeSamplerName = Literal["uniform", "logit-normal", "log-normal", "grid"]  # flowforge.models.TIME_SAMPLERS
+ObjectiveName = Literal["regression", "mean-flow"]  # flowforge.models.objectives.OBJECTIVES
+WeightingName = Literal["none", "edm", "min-snr"]  # flowforge.models.objectives.WEIGHTINGS
+LossName = Literal["l2", "pseudo-huber"]  # flowforge.models.objectives.LOSSES
 DiTSizeName = Literal[tuple(DIT_SIZES)]  # type: ignore[valid-type]
 PositionEncoding = Literal[POSITION_ENCODINGS]  # type: ignore[valid-type]
 
@@ -42,7 +49,8 @@ FILE_DATASETS = ("array", "image-folder")  # data sets read from data.path
 
 DatasetName = Literal[
     "moons", "circles", "8gaussians", "checkerboard", "pinwheel", "spirals", "swissroll",
-    "digits", "mnist", "fashion-mnist", "cifar10", "array", "image-folder",
+    "digits", "mnist", "fashion-mnist", "cifar10", "array", "image-folder", "tabular",
+    "power", "gas", "hepmass", "miniboone", "bsds300",
 ]
 
 
@@ -73,11 +81,13 @@ class DataConfig:
     resolutions: list[int] | None = None  # images: train on each at a size drawn from these (px), in packs (dit)
     cache_dir: str | None = None  # downloads; None = $FLOWFORGE_CACHE or ~/.cache/flowforge
     download: bool = True  # fetch from the canonical source when no local copy exists
+    # tabular: CSV columns (header names) that are the context c of a conditional flow p(x | c), not data
+    context_columns: list[str] | None = None
 
 
 @dataclass
 class NetConfig:
-    name: Literal["mlp", "unet", "dit", "mmdit"] = "mlp"  # mmdit: DiT's settings below, and model.text
+    name: NetName = "mlp"  # mmdit: DiT's settings below, and model.text
     width: int = _bounded(256, 1)  # mlp: hidden units
     depth: int = _bounded(3, 1)  # mlp: hidden layers
     time_embed_dim: int = _bounded(64, 2)
@@ -97,7 +107,7 @@ class NetConfig:
 
 @dataclass
 class FlowConfig:
-    """Architecture of the discrete normalizing flows (model.kind nice / realnvp / glow)."""
+    """Architecture of the discrete normalizing flows (model.kind nice / realnvp / glow / nsf / maf)."""
 
     couplings: int = _bounded(4, 1)  # coupling layers on vectors (NICE: 4); per level on images (RealNVP: 3)
     hidden: int = _bounded(1000, 1)  # conditioner width: MLP units, or conv channels on images
@@ -110,6 +120,13 @@ class FlowConfig:
     scaling_init: Literal["data", "zero"] = "data"
     scale_fn: Literal["tanh", "sigmoid"] = "tanh"  # stabilised affine scale: RealNVP tanh, Glow sigmoid
     logit_alpha: float | None = _bounded(0.05, 0.0, 0.5, lo_open=True, hi_open=True)  # RealNVP/Glow image pre-processing; None = off
+    # NSF / MAF (flowforge.flows.density): `couplings` layers, each conditioner `hidden_layers` x `hidden`
+    conditioner: Literal["autoregressive", "coupling"] = "autoregressive"  # nsf: RQ-NSF (AR) or RQ-NSF (C)
+    elementwise: Literal["affine", "spline"] = "affine"  # maf: MAF's affine map, or the spline
+    direction: Literal["maf", "iaf"] = "maf"  # iaf: inverse autoregressive, one-pass sampling, D-pass density
+    order: Literal["reversed", "random"] = "reversed"  # autoregressive order of each layer after the first
+    bins: int = _bounded(8, 1)  # spline bins K
+    tail_bound: float = _bounded(3.0, 0.0, lo_open=True)  # splines act on [-B, B], the identity outside
 
 
 @dataclass
@@ -123,37 +140,48 @@ class TextConfig:
 
 
 @dataclass
+class MeanFlowConfig:
+    """MeanFlow's training (model.objective mean-flow; flowforge.models.objectives.MeanFlow, Geng et al., 2025)."""
+
+    ratio: float = _bounded(0.25, 0.0, 1.0)  # fraction of training pairs with r != t
+    p: float = _bounded(1.0, 0.0)  # adaptive weight 1 / (|err|^2 + c)^p; 0 = plain L2
+    c: float = _bounded(1e-3, 0.0, lo_open=True)  # the weight's constant c
+    guidance: float = _bounded(1.0, 0.0, lo_open=True)  # CFG omega built into training; 1 = none
+    kappa: float = _bounded(0.0, 0.0, 1.0, hi_open=True)  # CFG kappa (the paper's appendix)
+    # where the weight applies: per example (paper), r != t pairs only, or one weight per group (minimiser unmoved)
+    weighting: Literal["example", "apart", "group"] = "example"
+
+
+@dataclass
 class ModelConfig:
     # continuous = flow matching / rectified flow / diffusion (path + net + target)
-    kind: Literal["continuous", "nice", "realnvp", "glow"] = "continuous"
+    kind: KindName = "continuous"
     path: PathName = "linear"  # continuous: the noising path (flowforge.paths.PATHS)
     sigma_min: float = _bounded(0.0, 0.0, 1.0, hi_open=True)  # linear path: flow matching's sigma_min
     sigma_max: float = _bounded(80.0, 0.0, lo_open=True)  # ve / edm paths: largest noise level
-    target: TargetName = "velocity"  # what the net predicts (without precond); mean-velocity = MeanFlow
+    target: TargetName = "velocity"  # what the net predicts (without precond; mean-flow: the average velocity)
+    # how the network is trained: regression of the target (flow matching, diffusion) or MeanFlow (model.meanflow)
+    objective: ObjectiveName = "regression"
     precond: Literal["none", "edm"] = "none"  # edm: wrap the net in EDM's c_skip/c_out/c_in/c_noise, predict x0
     sigma_data: float = _bounded(0.5, 0.0, lo_open=True)  # EDM's data std: 0.5 for images in [-1, 1]
     # training t (log-normal: EDM's sigma; grid: only the k-step Euler grid's times, for distillation)
-    time_sampler: Literal["uniform", "logit-normal", "log-normal", "grid"] = "uniform"
+    time_sampler: TimeSamplerName = "uniform"
     grid_steps: int = _bounded(1, 1)  # grid: k, training at t = t_max * i / k, i = 1..k
     logit_mean: float = 0.0  # logit-normal m (SD3: 0)
     logit_std: float = _bounded(1.0, 0.0, lo_open=True)  # logit-normal s (SD3: 1)
     p_mean: float = -1.2  # log-normal: EDM's P_mean
     p_std: float = _bounded(1.2, 0.0, lo_open=True)  # log-normal: EDM's P_std
     time_shift: float = _bounded(1.0, 0.0, lo_open=True)  # SD3's resolution shift of uniform / logit-normal t
-    weighting: Literal["none", "edm", "min-snr"] = "none"  # loss weight, given on the x0 error
-    loss: Literal["l2", "pseudo-huber"] = "l2"  # pseudo-huber: sqrt(|err|^2 + c^2) - c (improved rectified flow)
+    weighting: WeightingName = "none"  # loss weight, given on the x0 error
+    loss: LossName = "l2"  # pseudo-huber: sqrt(|err|^2 + c^2) - c (improved rectified flow)
     huber_c: float | None = _bounded(None, 0.0, lo_open=True)  # pseudo-huber c; None = 0.00054 sqrt(dims)
     num_classes: int | None = _bounded(None, 1)  # class-conditional model on the data set's labels
     label_dropout: float = _bounded(0.1, 0.0, 1.0, hi_open=True)  # class-conditional: P(no label), for guidance
     ot_coupling: bool = False  # pair noise and data by minibatch optimal transport (OT-CFM)
-    meanflow_ratio: float = _bounded(0.25, 0.0, 1.0)  # mean-velocity: fraction of training pairs with r != t
-    meanflow_p: float = _bounded(1.0, 0.0)  # mean-velocity: adaptive weight 1 / (|err|^2 + c)^p; 0 = plain L2
-    meanflow_c: float = _bounded(1e-3, 0.0, lo_open=True)  # mean-velocity: the weight's constant c
-    meanflow_guidance: float = _bounded(1.0, 0.0, lo_open=True)  # mean-velocity: CFG omega built into training
-    meanflow_kappa: float = _bounded(0.0, 0.0, 1.0, hi_open=True)  # mean-velocity: CFG kappa (paper's appendix)
     dequantize: bool = True  # discrete data: uniform dequantization in training and likelihood, as for the flows
     net: NetConfig = field(default_factory=NetConfig)  # continuous: the backbone
     text: TextConfig = field(default_factory=TextConfig)  # continuous with net mmdit: captions from the labels
+    meanflow: MeanFlowConfig = field(default_factory=MeanFlowConfig)  # objective mean-flow: its training
     flow: FlowConfig = field(default_factory=FlowConfig)  # nice / realnvp / glow: the flow architecture
 
 

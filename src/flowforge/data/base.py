@@ -28,6 +28,9 @@ class Dataset:
         test_labels: ``(M,)`` int64 class labels.
         fresh: toy sets only: ``fresh(n, seed)`` returns ``(n, *shape)`` new draws of
             the true distribution, the same for the same seed.
+        train_context: ``(N, C)`` float32 context vectors ``c`` of a conditional density
+            ``p(x | c)`` (e.g. ``data.context_columns`` of a CSV file), one per example.
+        test_context: ``(M, C)`` float32 context vectors of the test split.
     """
 
     name: str
@@ -39,6 +42,8 @@ class Dataset:
     train_labels: torch.Tensor | None = None
     test_labels: torch.Tensor | None = None
     fresh: Callable[[int, int], torch.Tensor] | None = None
+    train_context: torch.Tensor | None = None
+    test_context: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("points", "image"):
@@ -56,6 +61,16 @@ class Dataset:
         for split, x, y in (("train", self.train, self.train_labels), ("test", self.test, self.test_labels)):
             if y is not None and (y.dtype != torch.int64 or y.shape != (len(x),)):
                 raise DataError(f"{self.name}: {split}_labels must be int64 of shape ({len(x)},), got {_describe(y)}")
+        self._check_context()
+
+    def _check_context(self) -> None:
+        if (self.train_context is None) != (self.test_context is None):
+            raise DataError(f"{self.name}: give a context for both splits or for neither")
+        for split, x, c in (("train", self.train, self.train_context), ("test", self.test, self.test_context)):
+            if c is not None and (c.dtype != torch.float32 or c.ndim != 2 or len(c) != len(x)
+                                  or c.shape[1] != self.train_context.shape[1]):
+                raise DataError(f"{self.name}: {split}_context must be float32 of shape ({len(x)}, C), got "
+                                f"{_describe(c)}")
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -65,8 +80,11 @@ class Dataset:
     def spec(self) -> dict[str, Any]:
         """What building and loading a model of this data needs to know, without the data itself
         (a run's ``data.json``): name, kind, per-example shape, value range and intensity levels."""
-        return {"name": self.name, "kind": self.kind, "shape": list(self.shape),
+        spec = {"name": self.name, "kind": self.kind, "shape": list(self.shape),
                 "value_range": list(self.value_range) if self.value_range else None, "levels": self.levels}
+        if self.train_context is not None:  # a conditional data set: the size of c, for the model's conditioners
+            spec["context_dim"] = int(self.train_context.shape[1])
+        return spec
 
     def reference(self, n: int, seed: int) -> torch.Tensor:
         """Examples of the true distribution, for evaluation.

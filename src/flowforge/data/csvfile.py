@@ -75,6 +75,12 @@ def _row_namer(path: Path, header: bool) -> Callable[[int], str]:
     return row_name
 
 
+def read_header(path: Path) -> list[str] | None:
+    """The column names of the first row, when it is a header (holds no number); else None."""
+    _, cells = _first_line(path)
+    return None if any(_is_number(cell) for cell in cells) else cells
+
+
 def read_csv(path: Path) -> Rows:
     """Read ``path`` as ``(N, D)`` values, int64 if every cell is an integer literal, else float64.
 

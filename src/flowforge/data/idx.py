@@ -9,10 +9,12 @@ from __future__ import annotations
 import gzip
 import struct
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from flowforge.data.downloads import Remote
 from flowforge.data.errors import DataError
 
 IDX_TYPES: dict[int, np.dtype] = {
@@ -24,6 +26,18 @@ IDX_TYPES: dict[int, np.dtype] = {
     0x0E: np.dtype(">f8"),
 }
 GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclass(frozen=True)
+class IdxFile:
+    """One IDX file: where to download it (SHA-256 of the ``.gz``) and the SHA-256 of its decompressed bytes.
+
+    Here, below both the loader (:mod:`flowforge.data.mnist`) and the offline copies (:mod:`flowforge.data.offline`)
+    that read it, so that neither imports the other.
+    """
+
+    remote: Remote
+    raw_sha256: str
 
 
 def read_idx_bytes(path: Path) -> bytes:

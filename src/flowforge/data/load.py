@@ -12,6 +12,8 @@ from flowforge.data.digits import load_digits
 from flowforge.data.errors import DataError
 from flowforge.data.image_folder import load_image_folder
 from flowforge.data.mnist import load_idx_set
+from flowforge.data.tabular import load_tabular
+from flowforge.data.uci import PREPROCESS, load_uci
 from flowforge.data.toy import TOY_SETS
 from flowforge.data.toy_loader import load_toy
 
@@ -25,6 +27,8 @@ LOADERS: dict[str, Loader] = {
     "cifar10": load_cifar10,
     "array": load_array,
     "image-folder": load_image_folder,
+    "tabular": load_tabular,
+    **{name: load_uci for name in PREPROCESS},
 }
 
 

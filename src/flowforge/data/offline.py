@@ -12,15 +12,11 @@ import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from flowforge.data.downloads import sha256_bytes
-from flowforge.data.idx import parse_idx, read_idx_bytes
-
-if TYPE_CHECKING:
-    from flowforge.data.mnist import IdxFile
+from flowforge.data.idx import IdxFile, parse_idx, read_idx_bytes
 
 # Debian's package dataset-fashion-mnist (apt-get install dataset-fashion-mnist).
 DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")

@@ -12,7 +12,7 @@ Input: ``[0, 1]`` pixels ``(B, 1, S, S)``, normalised as ``(x - mean) / std`` (c
 MNIST's 0.1307 / 0.3081, as its ``torchvision`` transform ``ToTensor`` then
 ``Normalize`` does). Features are the 128 ReLU activations before the last layer.
 The Fashion-MNIST and digits networks are this architecture trained by
-``benchmarks/train_feature_nets.py``; their normalisation and input size are stored
+``tools/train_feature_nets.py``; their normalisation and input size are stored
 in the metadata of their ``.safetensors`` files.
 """
 

@@ -14,7 +14,7 @@ name               network                                      images          
 =================  ===========================================  ======================  =============
 
 The Fashion-MNIST and digits networks were trained by
-``benchmarks/train_feature_nets.py`` on their training splits only (never on
+``tools/train_feature_nets.py`` (``make library-data``) on their training splits only (never on
 generated images); their weights ship inside flowforge. Test accuracies are in
 ``benchmarks/results/feature_nets.json``.
 """
@@ -103,7 +103,7 @@ EXTRACTORS: dict[str, ExtractorSpec] = {
     ),
     "fashion-mnist": ExtractorSpec(
         name="fashion-mnist",
-        description="a CNN trained on Fashion-MNIST's training set by benchmarks/train_feature_nets.py",
+        description="a CNN trained on Fashion-MNIST's training set by tools/train_feature_nets.py",
         weights=WeightsFile("flowforge", "metrics/weights/fashion_mnist_cnn.safetensors",
                             "6f148a56d9fe77eeb6425266037a89251f356879ff1a5d11c34744db9c68aa4a", OWN_WEIGHTS),
         load=load_digit_cnn,
@@ -113,7 +113,7 @@ EXTRACTORS: dict[str, ExtractorSpec] = {
     "digits": ExtractorSpec(
         name="digits",
         description="a CNN trained on the training split of scikit-learn's 8 x 8 digits by "
-                    "benchmarks/train_feature_nets.py",
+                    "tools/train_feature_nets.py",
         weights=WeightsFile("flowforge", "metrics/weights/digits_cnn.safetensors",
                             "a1bf8bb66e3dcae0f98196944203b872c2bbb734028acdf2bec88f651cd6209f", OWN_WEIGHTS),
         load=load_digit_cnn,

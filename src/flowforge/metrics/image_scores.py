@@ -23,6 +23,8 @@ and ``n_reference``, and the seconds each part took.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -92,53 +94,56 @@ def score_images(
             f"(sha256 {reference.weights_sha256[:12]}...), not of {extractor.name!r} "
             f"(sha256 {extractor.weights_sha256[:12]}...); extract it again with this extractor"
         )
-    seconds: dict[str, float] = {}
-    t = time.perf_counter()
-    out = extractor(samples, value_range, batch_size=batch_size, check_range=check_range)
-    feats = out.features  # (n, D)
-    seconds["features"] = time.perf_counter() - t
-    n, m = feats.shape[0], len(reference)
-
-    t = time.perf_counter()
-    stats = feature_stats(feats)
-    fd = frechet_distance_from_stats(stats.mu, stats.sigma, reference.stats.mu, reference.stats.sigma)
-    seconds["fd"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    kd = kernel_distance(feats, reference.features, max_subset_size=kd_max_subset_size,
-                         min_subsets=kd_min_subsets, seed=seed)
-    seconds["kd"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    n_pr = min(n, m)
-    gen = torch.Generator().manual_seed(seed + 1)
-    real = reference.features[torch.randperm(m, generator=gen)[:n_pr]]  # (n_pr, D)
-    fake = feats[torch.randperm(n, generator=gen)[:n_pr]]  # (n_pr, D)
-    pr = precision_recall(real, fake, k)
-    seconds["pr"] = time.perf_counter() - t
-
+    clock = Clock()
+    with clock.part("features"):
+        out = extractor(samples, value_range, batch_size=batch_size, check_range=check_range)
     result: dict[str, Any] = {
         "extractor": extractor.name,
         "weights_sha256": extractor.weights_sha256,
         "reference": reference.name,
-        "n_samples": n,
-        "n_reference": m,
-        "fd": fd,
-        "kd": kd.mean,
-        "kd_stderr": kd.stderr,
-        "kd_subsets": kd.n_subsets,
-        "kd_subset_size": kd.subset_size,
-        "precision": pr.precision,
-        "recall": pr.recall,
-        "pr_k": k,
-        "pr_n": n_pr,
+        **feature_scores(out.features, reference, clock, k=k, kd_max_subset_size=kd_max_subset_size,
+                         kd_min_subsets=kd_min_subsets, seed=seed),
     }
     if out.logits is not None:
-        t = time.perf_counter()
-        result.update(classifier_scores(out.logits, labels))
-        seconds["classifier"] = time.perf_counter() - t
+        with clock.part("classifier"):
+            result.update(classifier_scores(out.logits, labels))
     elif labels is not None:
         raise ExtractorError(f"the {extractor.name!r} extractor has no classifier head, so labels cannot be scored; "
                              f"use a data set's own extractor (mnist, fashion-mnist, digits)")
-    result["seconds"] = seconds
+    result["seconds"] = clock.seconds
     return result
+
+
+class Clock:
+    """The seconds each named part of a computation took."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def part(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        self.seconds[name] = time.perf_counter() - start
+
+
+def feature_scores(feats: Tensor, reference: ReferenceFeatures, clock: Clock, *, k: int, kd_max_subset_size: int,
+                   kd_min_subsets: int, seed: int) -> dict[str, Any]:
+    """Fréchet distance, kernel distance and precision/recall of features ``feats`` (n, D) against ``reference``
+    (the entries of :func:`score_images`' result that compare distributions), each part timed by ``clock``."""
+    n, m = feats.shape[0], len(reference)
+    with clock.part("fd"):
+        stats = feature_stats(feats)
+        fd = frechet_distance_from_stats(stats.mu, stats.sigma, reference.stats.mu, reference.stats.sigma)
+    with clock.part("kd"):
+        kd = kernel_distance(feats, reference.features, max_subset_size=kd_max_subset_size,
+                             min_subsets=kd_min_subsets, seed=seed)
+    with clock.part("pr"):
+        n_pr = min(n, m)
+        gen = torch.Generator().manual_seed(seed + 1)
+        real = reference.features[torch.randperm(m, generator=gen)[:n_pr]]  # (n_pr, D)
+        fake = feats[torch.randperm(n, generator=gen)[:n_pr]]  # (n_pr, D)
+        pr = precision_recall(real, fake, k)
+    return {"n_samples": n, "n_reference": m, "fd": fd, "kd": kd.mean, "kd_stderr": kd.stderr,
+            "kd_subsets": kd.n_subsets, "kd_subset_size": kd.subset_size, "precision": pr.precision,
+            "recall": pr.recall, "pr_k": k, "pr_n": n_pr}

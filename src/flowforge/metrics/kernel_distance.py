@@ -82,6 +82,7 @@ def kernel_distance(
     gen = torch.Generator().manual_seed(seed)
     x = x.double()[torch.randperm(x.shape[0], generator=gen)[: n_subsets * m]]  # (B m, D)
     y = y.double()[torch.randperm(y.shape[0], generator=gen)[: n_subsets * m]]  # (B m, D)
-    values = torch.tensor([mmd2_unbiased(xb, yb) for xb, yb in zip(x.split(m), y.split(m), strict=True)])
+    values = torch.tensor([mmd2_unbiased(xb, yb) for xb, yb in zip(x.split(m), y.split(m), strict=True)],
+                          dtype=torch.float64)  # (B,): the estimates are float64; torch.tensor's default would round
     stderr = float(values.std() / math.sqrt(n_subsets)) if n_subsets > 1 else math.nan
     return KernelDistance(mean=float(values.mean()), stderr=stderr, n_subsets=n_subsets, subset_size=m)

@@ -11,85 +11,27 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from torch import nn
-
-from ..config import ConfigError, ModelConfig, NetConfig
-from ..config.schema import MEAN_VELOCITY
+from ..config import ConfigError, ModelConfig
 from ..data.dequantize import Quantization
-from ..flows import glow, nice, realnvp
-from ..nets import MLP, DiT, MMDiT, UNet
+from ..flows import glow, maf, nice, nsf, realnvp
+from ..nets import MLP, Backbone, DiT, MMDiT, UNet
 from ..paths import PATHS
 from ..protocol import GenerativeModel
 from .captions import CLASS_NAMES, TEMPLATES, Captions, WordTokenizer
-from .continuous import WEIGHTINGS, ContinuousFlow
-from .mean_flow import MeanFlow
-from .time_sampling import GridTimes, LogitNormal, LogNormalSigma, TimeSampler, Uniform
+from .continuous import ContinuousFlow
+from .objectives import (OBJECTIVES, WEIGHTINGS, GridTimes, Independent, LogitNormal, LogNormalSigma, MinibatchOT,
+                         TimeSampler, Uniform)
 
 EDM_TIME_SCALE = 1.0  # EDM feeds c_noise = ln(sigma) / 4 to the sinusoidal features unscaled
 UNIT_TIME_SCALE = 1000.0  # t in [0, 1] scaled to DDPM's step range
-# MeanFlow's target holds the network's d/dt: sinusoids of 1000 t change up to 1000x per unit time, which makes
-# that derivative, and the target, noisy. Measured (2-D Gaussian data, std 0.3, MLP 2x64, 400 steps): one-step
-# samples' std 0.05 / 0.09 with 1000 t, 0.21 / 0.19 with t itself (Euler at 100 steps: 0.25).
-MEAN_FLOW_TIME_SCALE = 1.0
 
 
-@dataclass(frozen=True)
-class NetSpec:
-    """A backbone: how to build it from its config, and a one-line description of its size.
+# The backbones of model.net.name. Each class builds itself from model.net (``Backbone.from_config``), says what
+# it is (``Backbone.describe``) and declares what it can do (``reads_text``, ``packs``, ``shard_unit``,
+# ``takes_interval``, ``can_checkpoint``), which this module and train/ ask instead of naming a net: a new
+# backbone is one file in nets/ and one line here.
+NETS: dict[str, type[Backbone]] = {"mlp": MLP, "unet": UNet, "dit": DiT, "mmdit": MMDiT}
 
-    ``build``'s last argument is the number of classes, or for a backbone that reads ``text`` the size of the
-    captions' vocabulary.
-    """
-
-    build: Callable[..., nn.Module]  # (config, shape, time_scale, num_classes[, interval=True for MeanFlow])
-    describe: Callable[[NetConfig], str]
-    text: bool = False
-
-
-def _mlp(cfg: NetConfig, shape: tuple[int, ...], time_scale: float, num_classes: int | None,
-         interval: bool = False) -> nn.Module:
-    if num_classes is not None:
-        raise ValueError("model.net.name=mlp has no class input; use model.net.name=unet for model.num_classes")
-    return MLP(shape, width=cfg.width, depth=cfg.depth, time_embed_dim=cfg.time_embed_dim,
-               activation=cfg.activation, time_scale=time_scale, interval=interval)
-
-
-def _unet(cfg: NetConfig, shape: tuple[int, ...], time_scale: float, num_classes: int | None,
-          interval: bool = False) -> nn.Module:
-    if len(shape) != 3:
-        raise ValueError(f"model.net.name=unet needs images (C, H, W), the data has shape {shape}; use mlp")
-    return UNet(shape, channels=cfg.channels, channel_mult=tuple(cfg.channel_mult), num_res_blocks=cfg.num_res_blocks,
-                attention_levels=tuple(cfg.attention_levels), heads=cfg.heads, dropout=cfg.dropout,
-                time_embed_dim=cfg.time_embed_dim, num_classes=num_classes, time_scale=time_scale,
-                interval=interval)
-
-
-def _dit(cfg: NetConfig, shape: tuple[int, ...], time_scale: float, num_classes: int | None,
-         interval: bool = False) -> nn.Module:
-    if len(shape) != 3:
-        raise ValueError(f"model.net.name=dit needs images (C, H, W), the data has shape {shape}; use mlp")
-    return DiT(shape, size=cfg.size, patch=cfg.patch, qk_norm=cfg.qk_norm, positions=cfg.positions,
-               checkpoint=cfg.checkpoint, time_embed_dim=cfg.time_embed_dim, num_classes=num_classes,
-               time_scale=time_scale, interval=interval)
-
-
-def _mmdit(cfg: NetConfig, shape: tuple[int, ...], time_scale: float, vocab_size: int) -> nn.Module:
-    if len(shape) != 3:
-        raise ValueError(f"model.net.name=mmdit needs images (C, H, W), the data has shape {shape}")
-    return MMDiT(shape, vocab_size, size=cfg.size, patch=cfg.patch, qk_norm=cfg.qk_norm, positions=cfg.positions,
-                 checkpoint=cfg.checkpoint, time_embed_dim=cfg.time_embed_dim, time_scale=time_scale)
-
-
-NETS: dict[str, NetSpec] = {
-    "mlp": NetSpec(_mlp, lambda n: f"MLP {n.depth}x{n.width} ({n.activation})"),
-    "unet": NetSpec(_unet, lambda n: f"U-Net, {n.channels} channels x {n.channel_mult}, "
-                                     f"{n.num_res_blocks} res blocks/level, attention at levels {n.attention_levels}"),
-    "dit": NetSpec(_dit, lambda n: f"DiT-{n.size}/{n.patch}, {n.positions} positions"
-                                   f"{', QK-norm' if n.qk_norm else ''}{', checkpointed blocks' if n.checkpoint else ''}"),
-    "mmdit": NetSpec(_mmdit, lambda n: f"MMDiT-{n.size}/{n.patch} (image and caption streams), {n.positions} "
-                                       f"positions{', QK-norm' if n.qk_norm else ''}"
-                                       f"{', checkpointed blocks' if n.checkpoint else ''}", text=True),
-}
 
 TIME_SAMPLERS: dict[str, Callable[[ModelConfig], TimeSampler]] = {
     "uniform": lambda cfg: Uniform(cfg.time_shift),
@@ -120,44 +62,39 @@ def build_captions(cfg: ModelConfig, data: dict[str, Any], vocabulary: Sequence[
 def _continuous(cfg: ModelConfig, data: dict[str, Any], vocabulary: Sequence[str] | None = None) -> GenerativeModel:
     shape = tuple(data["shape"])
     precond = cfg.precond == "edm"
-    mean_flow = None
-    if cfg.target == MEAN_VELOCITY:
-        if cfg.net.checkpoint:
-            raise ValueError("model.net.checkpoint cannot be combined with MeanFlow (model.target=mean-velocity): "
-                             "torch.utils.checkpoint cannot replay the forward-mode JVP of its target; set "
-                             "model.net.checkpoint=false")
-        mean_flow = MeanFlow(ratio=cfg.meanflow_ratio, p=cfg.meanflow_p, c=cfg.meanflow_c,
-                             guidance=cfg.meanflow_guidance, kappa=cfg.meanflow_kappa)
-    spec, captions = NETS[cfg.net.name], build_captions(cfg, data, vocabulary)
-    if spec.text and captions is None:
+    objective = OBJECTIVES[cfg.objective].from_config(cfg, TIME_SAMPLERS[cfg.time_sampler](cfg),
+                                                      MinibatchOT() if cfg.ot_coupling else Independent())
+    net_class, captions = NETS[cfg.net.name], build_captions(cfg, data, vocabulary)
+    if net_class.reads_text and captions is None:
         raise ValueError(f"model.net.name={cfg.net.name} reads captions: set model.text.captions=class-names "
                          f"(and model.num_classes)")
-    if captions is not None and not spec.text:
-        raise ValueError(f"model.text.captions needs a backbone that reads text (model.net.name=mmdit), "
+    if captions is not None and not net_class.reads_text:
+        readers = " or ".join(name for name, net in NETS.items() if net.reads_text)
+        raise ValueError(f"model.text.captions needs a backbone that reads text (model.net.name={readers}), "
                          f"not {cfg.net.name}")
-    if mean_flow is not None and spec.text:
-        raise ValueError(f"MeanFlow (model.target=mean-velocity) needs a backbone with an interval input (mlp, unet, "
-                         f"dit); model.net.name={cfg.net.name} has none yet")
-    time_scale = EDM_TIME_SCALE if precond else MEAN_FLOW_TIME_SCALE if mean_flow is not None else UNIT_TIME_SCALE
-    net = spec.build(cfg.net, shape, time_scale, captions.tokenizer.size if captions is not None else cfg.num_classes,
-                     **({"interval": True} if mean_flow is not None else {}))
+    if cfg.net.checkpoint and not net_class.can_checkpoint:
+        raise ValueError(f"model.net.checkpoint: model.net.name={cfg.net.name} has no blocks to checkpoint; set "
+                         f"model.net.checkpoint=false")
+    time_scale = EDM_TIME_SCALE if precond else objective.time_scale or UNIT_TIME_SCALE
+    net = net_class.from_config(cfg.net, shape, time_scale,
+                                captions.tokenizer.size if captions is not None else cfg.num_classes,
+                                interval=objective.trains_interval)
     quantization = Quantization.from_spec(data) if cfg.dequantize else None
     return ContinuousFlow(
         PATHS[cfg.path](sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max), net, shape,
-        target="velocity" if mean_flow is not None else cfg.target,
-        precond=cfg.sigma_data if precond else None, time_sampler=TIME_SAMPLERS[cfg.time_sampler](cfg),
-        weighting=cfg.weighting, loss=cfg.loss, huber_c=cfg.huber_c, num_classes=cfg.num_classes,
-        label_dropout=cfg.label_dropout if cfg.num_classes is not None else 0.0, ot_coupling=cfg.ot_coupling,
+        target=cfg.target, precond=cfg.sigma_data if precond else None, objective=objective,
+        num_classes=cfg.num_classes, label_dropout=cfg.label_dropout if cfg.num_classes is not None else 0.0,
         quantization=quantization, value_range=tuple(data["value_range"]) if quantization is not None else None,
-        mean_flow=mean_flow, captions=captions)
+        captions=captions)
 
 
 def _describe_continuous(cfg: ModelConfig) -> str:
     what = (f"EDM-preconditioned denoiser (sigma_data {cfg.sigma_data})" if cfg.precond == "edm"
             else f"`{cfg.target}` target")
-    if cfg.target == MEAN_VELOCITY:
-        what += (f" (MeanFlow: r != t on {cfg.meanflow_ratio:.0%} of pairs, adaptive weight p = {cfg.meanflow_p}"
-                 f"{f', guidance {cfg.meanflow_guidance} built in' if cfg.meanflow_guidance != 1 else ''})")
+    if cfg.objective == "mean-flow":
+        m = cfg.meanflow
+        what = (f"average velocity (MeanFlow: r != t on {m.ratio:.0%} of pairs, adaptive weight p = {m.p}"
+                f"{f', guidance {m.guidance} built in' if m.guidance != 1 else ''})")
     classes = f", {cfg.num_classes} classes (label dropout {cfg.label_dropout})" if cfg.num_classes else ""
     if cfg.text.captions != "none":
         templates = cfg.text.templates or TEMPLATES
@@ -199,6 +136,19 @@ def _describe_glow(cfg: ModelConfig) -> str:
             f"coupling with {f.scale_fn} scale), conditioner width {f.hidden}, {f.prior} prior")
 
 
+def _describe_nsf(cfg: ModelConfig) -> str:
+    f = cfg.flow
+    how = "autoregressive (MADE)" if f.conditioner == "autoregressive" else "coupling (MLP)"
+    return (f"NSF: {f.couplings} rational-quadratic spline layers ({f.bins} bins on [-{f.tail_bound:g}, "
+            f"{f.tail_bound:g}]), {how} conditioners {f.hidden_layers}x{f.hidden}, Gaussian prior")
+
+
+def _describe_maf(cfg: ModelConfig) -> str:
+    f = cfg.flow
+    return (f"{f.direction.upper()}: {f.couplings} masked autoregressive {f.elementwise} layers ({f.order} orders), "
+            f"MADE {f.hidden_layers}x{f.hidden}, Gaussian prior")
+
+
 @dataclass(frozen=True)
 class ModelFamily:
     """A ``model.kind``: how to build it from the config and the data's spec, and how to describe it."""
@@ -212,6 +162,8 @@ MODELS: dict[str, ModelFamily] = {
     "nice": ModelFamily(_flow(nice), _describe_nice),
     "realnvp": ModelFamily(_flow(realnvp), _describe_realnvp),
     "glow": ModelFamily(_flow(glow), _describe_glow),
+    "nsf": ModelFamily(_flow(nsf), _describe_nsf),
+    "maf": ModelFamily(_flow(maf), _describe_maf),
 }
 
 
@@ -221,7 +173,18 @@ def build_model(cfg: ModelConfig, data: dict[str, Any], vocabulary: Sequence[str
     try:
         return MODELS[cfg.kind].build(cfg, data, vocabulary)
     except ValueError as err:
-        raise ConfigError(f"model: {err}") from None
+        if not _raised_by_flowforge(err):  # torch's or numpy's: a bug to see whole, not a setting to name
+            raise
+        raise ConfigError(f"model: {err}") from err
+
+
+def _raised_by_flowforge(err: BaseException) -> bool:
+    """Whether ``err`` was raised by flowforge's own code (a builder, or the constructor of a net, flow, path or
+    objective checking its arguments), which names the setting at fault, rather than deeper in a library."""
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_globals.get("__name__", "").startswith("flowforge.")
 
 
 def describe_model(cfg: ModelConfig) -> str:
@@ -229,5 +192,5 @@ def describe_model(cfg: ModelConfig) -> str:
     return MODELS[cfg.kind].describe(cfg)
 
 
-__all__ = ["MODELS", "NETS", "TIME_SAMPLERS", "WEIGHTINGS", "ModelFamily", "NetSpec", "build_captions", "build_model",
+__all__ = ["MODELS", "NETS", "TIME_SAMPLERS", "WEIGHTINGS", "ModelFamily", "build_captions", "build_model",
            "describe_model"]

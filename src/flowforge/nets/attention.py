@@ -88,8 +88,10 @@ class Attention(nn.Module):
         qkv = self.qkv(x).reshape(b, length, 3, self.heads, self.head_dim)  # (B, L, 3, nh, d)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, nh, L, d)
         if self.q_norm is not None and self.k_norm is not None:
-            # in float32, like the rotation: under bf16 autocast the norms' weights stay float32
-            q, k = self.q_norm(q.float()).to(v.dtype), self.k_norm(k.float()).to(v.dtype)  # (B, nh, L, d)
+            # in at least float32, like the rotation: under bf16 autocast the norms' weights stay float32, and a
+            # float64 model stays float64 (promoted, never cast down)
+            wide = torch.promote_types(q.dtype, torch.float32)
+            q, k = self.q_norm(q.to(wide)).to(v.dtype), self.k_norm(k.to(wide)).to(v.dtype)  # (B, nh, L, d)
         if rotation is not None:
             q, k = rotation(q), rotation(k)  # (B, nh, L, d)
         return q, k, v

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import Tensor, nn
 
 
 class CouplingMLP(nn.Module):
     """An MLP on the flattened input, reshaped to ``out_shape``; the conditioner of NICE (arXiv:1410.8516, §5.1).
 
-    The last layer starts at zero so every coupling starts as the identity.
+    The last layer starts at zero so every coupling starts as the identity. With ``context > 0`` a context vector
+    (a conditional flow's ``c``) is concatenated to the input.
 
-    Shapes: (batch, *in_shape) -> (batch, *out_shape).
+    Shapes: (batch, *in_shape), context (batch, context) or None -> (batch, *out_shape).
     """
 
     def __init__(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...], hidden: int = 1000, layers: int = 5,
-                 activation: type[nn.Module] = nn.ReLU):
+                 activation: type[nn.Module] = nn.ReLU, context: int = 0):
         super().__init__()
         self.out_shape = tuple(out_shape)
-        dims = [math.prod(in_shape)] + [hidden] * layers
+        self.context = context
+        dims = [math.prod(in_shape) + context] + [hidden] * layers
         body: list[nn.Module] = []
         for a, b in zip(dims, dims[1:]):
             body += [nn.Linear(a, b), activation()]
@@ -28,8 +31,12 @@ class CouplingMLP(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.out(self.body(x.flatten(1))).reshape(x.shape[0], *self.out_shape)
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        if (context is None) != (self.context == 0):
+            raise ValueError(f"CouplingMLP was built for a context of size {self.context}; got "
+                             f"{'none' if context is None else tuple(context.shape)}")
+        h = x.flatten(1) if context is None else torch.cat([x.flatten(1), context], dim=1)  # (B, in + context)
+        return self.out(self.body(h)).reshape(x.shape[0], *self.out_shape)
 
 
 class _ResBlock(nn.Module):

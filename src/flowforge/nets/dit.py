@@ -1,4 +1,4 @@
-"""DiT: a transformer on image patches ``f(x, t, y)``, with adaLN-Zero conditioning and SD3's refinements.
+"""DiT: a transformer on image patches ``f(x, t, cond)``, with adaLN-Zero conditioning and SD3's refinements.
 
 References:
     Peebles, Xie (2023). Scalable Diffusion Models with Transformers. https://arxiv.org/abs/2212.09748
@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from .attention import Attention
-from .embeddings import SinusoidalEmbedding, add_interval, zero_module
+from .backbone import Backbone
+from .conditioning import IntervalEmbedding, LabelEmbedding, TimeEmbedding, add_interval, add_labels, zero_module
 from .packing import DocumentMask
 from .positions import grid_positions, sincos_2d
 from .rope import RotaryEmbedding2d, Rotation
@@ -155,17 +157,18 @@ def transformer_size(name: str, shape: tuple[int, ...], size: str | DiTSize, pos
     return size
 
 
-class DiT(nn.Module):
-    """``f(x, t, y)``: a Diffusion Transformer (Peebles & Xie 2023) with SD3's QK-norm and 2-D positions.
+class DiT(Backbone):
+    """``f(x, t, cond)``: a Diffusion Transformer (Peebles & Xie 2023) with SD3's QK-norm and 2-D positions.
 
     The image is cut into ``p x p`` patches, each linearly embedded as a token of width ``D``; ``depth``
-    blocks (:class:`DiTBlock`) read the conditioning ``c = MLP(sin(t)) + E[y]`` by adaLN-Zero; a final adaLN
+    blocks (:class:`DiTBlock`) read the conditioning ``c = MLP(sin(t)) + E[cond]`` by adaLN-Zero; a final adaLN
     and a linear map return each token to its patch. The output has the input's shape (one prediction, not DiT's
     extra learnt variance).
 
-    Conditioning: ``t`` goes through :class:`SinusoidalEmbedding` (``t * time_scale``) and a two-layer MLP; a
-    class label adds a learnt embedding. Label ``num_classes`` is the *null* label (classifier-free guidance),
-    as in :class:`flowforge.nets.unet.UNet`; ``y=None`` means all null.
+    Conditioning (:mod:`flowforge.nets.conditioning`): ``t`` goes through a
+    :class:`~flowforge.nets.conditioning.TimeEmbedding` (``t * time_scale``, a two-layer MLP); a class label
+    ``cond`` adds a learnt embedding. Label ``num_classes`` is the *null* label (classifier-free guidance), as in
+    :class:`flowforge.nets.unet.UNet`; ``cond=None`` means all null.
 
     Positions (``positions``), both on :func:`flowforge.nets.positions.grid_positions` with the construction
     shape's patch grid as reference, so the network takes any ``H, W`` divisible by ``p``:
@@ -190,9 +193,10 @@ class DiT(nn.Module):
         num_classes: number of classes, or ``None`` for an unconditional net.
         time_scale: factor applied to ``t`` before the sinusoids; 1000 suits ``t`` in [0, 1].
         mlp_ratio: width of the blocks' MLPs, as a multiple of ``D``.
+        interval: take MeanFlow's interval ``t - r`` (:class:`~flowforge.nets.conditioning.IntervalEmbedding`).
 
-    Shapes: ``x`` (B, C, H, W) with ``H, W`` divisible by ``patch``, ``t`` (B,) float, ``y`` (B,) int64 in
-    ``[0, num_classes]`` or ``None`` -> (B, C, H, W).
+    Shapes: ``x`` (B, C, H, W) with ``H, W`` divisible by ``patch``, ``t`` (B,) float, ``cond`` (B,) int64 in
+    ``[0, num_classes]`` or ``None``, ``interval`` (B,) or ``None`` -> (B, C, H, W).
 
     Example:
         >>> net = DiT((1, 8, 8), size="tiny", patch=2, positions="rope")
@@ -203,6 +207,10 @@ class DiT(nn.Module):
         torch.Size([2, 1, 12, 6])
     """
 
+    shard_unit = DiTBlock
+    packs = True
+    can_checkpoint = True
+
     def __init__(self, shape: tuple[int, int, int], size: str | DiTSize = "tiny", patch: int = 2,
                  qk_norm: bool = True, positions: str = "sincos", checkpoint: bool = False,
                  time_embed_dim: int = 256, num_classes: int | None = None, time_scale: float = 1000.0,
@@ -211,9 +219,7 @@ class DiT(nn.Module):
         size = transformer_size("DiT", shape, size, positions, patch)
         if size.hidden % size.heads:
             raise ValueError(f"DiT width {size.hidden} needs heads dividing it, got heads={size.heads}")
-        if num_classes is not None and num_classes < 1:
-            raise ValueError(f"num_classes must be positive or None, got {num_classes}")
-        self.shape, self.patch, self.size = tuple(shape), patch, size
+        self.shape, self.patch, self.size, self.takes_interval = tuple(shape), patch, size, interval
         self.reference = self._grid(shape[1], shape[2])  # the patch grid that positions are measured in
         self.num_classes, self.positions, self.checkpoint = num_classes, positions, checkpoint
         dim = size.hidden
@@ -222,13 +228,9 @@ class DiT(nn.Module):
         self.rope = RotaryEmbedding2d(dim // size.heads) if positions == "rope" else None
 
         self.embed_patches = nn.Linear(shape[0] * patch * patch, dim)
-        self.time_embed = nn.Sequential(SinusoidalEmbedding(time_embed_dim, scale=time_scale),
-                                        nn.Linear(time_embed_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
-        self.label_embed = nn.Embedding(num_classes + 1, dim) if num_classes is not None else None
-        # MeanFlow's second time, the interval t - r (zero at initialisation: the net starts as a velocity net)
-        self.interval_embed = nn.Sequential(SinusoidalEmbedding(time_embed_dim, scale=time_scale),
-                                            nn.Linear(time_embed_dim, dim), nn.SiLU(),
-                                            zero_module(nn.Linear(dim, dim))) if interval else None
+        self.time_embed = TimeEmbedding(time_embed_dim, dim, time_scale)
+        self.label_embed = LabelEmbedding(num_classes, dim) if num_classes is not None else None
+        self.interval_embed = IntervalEmbedding(time_embed_dim, dim, time_scale) if interval else None
         self.blocks = nn.ModuleList(DiTBlock(dim, size.heads, mlp_ratio, qk_norm) for _ in range(size.depth))
         self.final = FinalLayer(dim, shape[0] * patch * patch)
         self._init_weights()
@@ -242,11 +244,11 @@ class DiT(nn.Module):
                     nn.init.zeros_(module.bias)
         if self.label_embed is not None:
             nn.init.normal_(self.label_embed.weight, std=0.02)
-        for layer in (self.time_embed[1], self.time_embed[3]):
+        for layer in self.time_embed.linears:
             nn.init.normal_(layer.weight, std=0.02)
         if self.interval_embed is not None:
-            nn.init.normal_(self.interval_embed[1].weight, std=0.02)
-            zero_module(self.interval_embed[3])
+            nn.init.normal_(self.interval_embed.linears[0].weight, std=0.02)
+            zero_module(self.interval_embed.linears[-1])
         for block in self.blocks:
             nn.init.zeros_(block.modulation[-1].weight)
             nn.init.zeros_(block.modulation[-1].bias)
@@ -259,26 +261,35 @@ class DiT(nn.Module):
                              f"{self.patch}, got {height}x{width}")
         return height // self.patch, width // self.patch
 
-    def embed(self, t: Tensor, y: Tensor | None, interval: Tensor | None = None) -> Tensor:
-        """The conditioning of every block: ``MLP(sin(t)) + E[y]``. Shapes: ``t`` (B,), ``y`` (B,) -> (B, D)."""
-        c = add_interval(self.time_embed(t), self.interval_embed, interval)  # (B, D)
-        if self.label_embed is None:
-            if y is not None:
-                raise ValueError("class labels y were given to a DiT built with num_classes=None")
-            return c
-        if y is None:
-            y = torch.full((t.shape[0],), self.num_classes, dtype=torch.long, device=t.device)  # all null
-        elif y.shape != t.shape or y.dtype.is_floating_point or y.dtype == torch.bool:
-            raise ValueError(f"y must be integer labels of shape {tuple(t.shape)}, got {y.dtype} {tuple(y.shape)}")
-        return c + self.label_embed(y)  # (B, D)
+    @classmethod
+    def from_config(cls, cfg: Any, shape: tuple[int, ...], time_scale: float, cond_size: int | None,
+                    interval: bool = False) -> DiT:
+        if len(shape) != 3:
+            raise ValueError(f"model.net.name=dit needs images (C, H, W), the data has shape {shape}; use mlp")
+        return cls(shape, size=cfg.size, patch=cfg.patch, qk_norm=cfg.qk_norm, positions=cfg.positions,
+                   checkpoint=cfg.checkpoint, time_embed_dim=cfg.time_embed_dim, num_classes=cond_size,
+                   time_scale=time_scale, interval=interval)
 
-    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None, interval: Tensor | None = None) -> Tensor:
+    @staticmethod
+    def describe(cfg: Any) -> str:
+        return (f"DiT-{cfg.size}/{cfg.patch}, {cfg.positions} positions{', QK-norm' if cfg.qk_norm else ''}"
+                f"{', checkpointed blocks' if cfg.checkpoint else ''}")
+
+    def embed(self, t: Tensor, cond: Tensor | None, interval: Tensor | None = None) -> Tensor:
+        """The conditioning of every block: ``MLP(sin(t)) [+ MLP(sin(t - r))] + E[cond]``.
+
+        Shapes: ``t`` (B,), ``cond`` (B,) or ``None``, ``interval`` (B,) or ``None`` -> (B, D).
+        """
+        c = add_interval(self.time_embed(t), self.interval_embed, interval)  # (B, D)
+        return add_labels(c, self.label_embed, cond, t, "DiT")  # (B, D)
+
+    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None, interval: Tensor | None = None) -> Tensor:
         if x.ndim != 4 or x.shape[1] != self.shape[0] or t.shape != x.shape[:1]:
             raise ValueError(f"DiT on {self.shape[0]} channels needs x (B, {self.shape[0]}, H, W) and t (B,), "
                              f"got {tuple(x.shape)} and {tuple(t.shape)}")
         height, width = x.shape[-2:]
         h, w = self._grid(height, width)
-        c = self.embed(t, y, interval)  # (B, D)
+        c = self.embed(t, cond, interval)  # (B, D)
         tokens = self.embed_patches(patchify(x, self.patch))  # (B, h w, D)
         pos = grid_positions(h, w, self.reference, device=x.device)  # (h w, 2)
         rotation = self.rope(pos) if self.rope is not None else None
@@ -297,13 +308,13 @@ class DiT(nn.Module):
                 tokens = block(tokens, c, rotation, mask)  # (B, L, D)
         return tokens
 
-    def forward_packed(self, xs: Sequence[Tensor], t: Tensor, y: Tensor | None = None,
+    def forward_packed(self, xs: Sequence[Tensor], t: Tensor, cond: Tensor | None = None,
                        kernel: str = "segments") -> list[Tensor]:
         """The forward pass of images of several resolutions at once, packed into one token sequence.
 
         The images' tokens are concatenated, without padding, into one sequence of ``L = sum_i h_i w_i`` tokens;
         each token gets its own image's 2-D position (measured on the same reference grid as in
-        :meth:`forward`) and its own image's adaLN modulation from ``MLP(sin(t_i)) + E[y_i]``; attention is
+        :meth:`forward`) and its own image's adaLN modulation from ``MLP(sin(t_i)) + E[cond_i]``; attention is
         restricted to each image by a :class:`~flowforge.nets.packing.DocumentMask` built once for all blocks
         (``kernel``: :data:`~flowforge.nets.packing.PACKED_ATTENTION`); the output is cut back into the images.
         Each output equals :meth:`forward` of its image alone, up to float rounding.
@@ -312,9 +323,9 @@ class DiT(nn.Module):
             xs: groups of images, each (B_g, C, H_g, W_g) with ``H_g, W_g`` divisible by ``patch``: e.g. one
                 group per resolution.
             t: (N,) times of the ``N = sum_g B_g`` images, in the order of ``xs``.
-            y: (N,) labels in the same order, or ``None``.
+            cond: (N,) labels in the same order, or ``None``.
 
-        Shapes: ``xs`` [(B_g, C, H_g, W_g)], ``t`` (N,), ``y`` (N,) or ``None`` -> [(B_g, C, H_g, W_g)].
+        Shapes: ``xs`` [(B_g, C, H_g, W_g)], ``t`` (N,), ``cond`` (N,) or ``None`` -> [(B_g, C, H_g, W_g)].
 
         Example:
             >>> net = DiT((1, 8, 8), size="tiny", patch=2)
@@ -336,7 +347,7 @@ class DiT(nn.Module):
         device = t.device
         lengths = [h * w for x, (h, w) in zip(xs, grids) for _ in range(x.shape[0])]
         mask = DocumentMask.build(lengths, kernel, device=device)
-        c = self.embed(t, y)  # (N, D)
+        c = self.embed(t, cond)  # (N, D)
         tokens = torch.cat([patchify(x, self.patch).flatten(0, 1) for x in xs])[None]  # (1, L, p p C)
         tokens = self.embed_patches(tokens)  # (1, L, D)
         pos = torch.cat([grid_positions(h, w, self.reference, device=device).repeat(x.shape[0], 1)
@@ -351,5 +362,5 @@ class DiT(nn.Module):
                 for part, x, (h, w) in zip(parts, xs, grids)]
 
 
-__all__ = ["DIT_SIZES", "POSITION_ENCODINGS", "DiT", "DiTBlock", "DiTSize", "FinalLayer", "modulate", "patchify", "transformer_size",
-           "unpatchify"]
+__all__ = ["DIT_SIZES", "POSITION_ENCODINGS", "DiT", "DiTBlock", "DiTSize", "FinalLayer", "modulate", "patchify",
+           "transformer_size", "unpatchify"]

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from torch import Tensor, nn
 
-from .embeddings import SinusoidalEmbedding, add_interval, zero_module
+from .backbone import Backbone
+from .conditioning import IntervalEmbedding, TimeEmbedding, add_interval
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"silu": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU}
 
 
-class MLP(nn.Module):
+class MLP(Backbone):
     """``f(x, t)``: an MLP on the flattened input with a sinusoidal time embedding.
 
     The embedding of ``t`` goes through a small MLP and is added to every hidden
@@ -28,7 +30,8 @@ class MLP(nn.Module):
         interval: take a second time, the interval ``t - r`` of an average-velocity (MeanFlow) model,
             embedded like ``t`` and added to its embedding; zero at initialisation.
 
-    Shapes: ``x`` (batch, *shape), ``t`` (batch,), ``interval`` (batch,) or None -> (batch, *shape).
+    Shapes: ``x`` (batch, *shape), ``t`` (batch,), ``interval`` (batch,) or None -> (batch, *shape); no ``cond``
+    (the MLP has no class input).
     """
 
     def __init__(self, shape: tuple[int, ...], width: int = 256, depth: int = 3,
@@ -36,20 +39,33 @@ class MLP(nn.Module):
                  interval: bool = False):
         super().__init__()
         self.shape = tuple(shape)
+        self.takes_interval = interval
         dim = math.prod(self.shape)
         act = ACTIVATIONS[activation]
-        self.time_embed = nn.Sequential(SinusoidalEmbedding(time_embed_dim, scale=time_scale), nn.Linear(time_embed_dim, width), act())
-        self.interval_embed = None
-        if interval:
-            self.interval_embed = nn.Sequential(SinusoidalEmbedding(time_embed_dim, scale=time_scale),
-                                                zero_module(nn.Linear(time_embed_dim, width)), act())
+        self.time_embed = TimeEmbedding(time_embed_dim, width, time_scale, act, shallow=True)
+        self.interval_embed = (IntervalEmbedding(time_embed_dim, width, time_scale, act, shallow=True)
+                               if interval else None)
         self.inp = nn.Linear(dim, width)
         self.time_proj = nn.ModuleList(nn.Linear(width, width) for _ in range(depth))
         self.hidden = nn.ModuleList(nn.Linear(width, width) for _ in range(depth - 1))
         self.act = act()
         self.out = nn.Linear(width, dim)
 
-    def forward(self, x: Tensor, t: Tensor, interval: Tensor | None = None) -> Tensor:
+    @classmethod
+    def from_config(cls, cfg: Any, shape: tuple[int, ...], time_scale: float, cond_size: int | None,
+                    interval: bool = False) -> MLP:
+        if cond_size is not None:
+            raise ValueError("model.net.name=mlp has no class input; use model.net.name=unet for model.num_classes")
+        return cls(shape, width=cfg.width, depth=cfg.depth, time_embed_dim=cfg.time_embed_dim,
+                   activation=cfg.activation, time_scale=time_scale, interval=interval)
+
+    @staticmethod
+    def describe(cfg: Any) -> str:
+        return f"MLP {cfg.depth}x{cfg.width} ({cfg.activation})"
+
+    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None, interval: Tensor | None = None) -> Tensor:
+        if cond is not None:
+            raise ValueError("a condition (class labels) was given to an MLP, which has no class input")
         batch = x.shape[0]
         temb = add_interval(self.time_embed(t), self.interval_embed, interval)  # (B, W)
         h = self.inp(x.reshape(batch, -1))  # (B, W)

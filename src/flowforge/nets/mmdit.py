@@ -1,4 +1,5 @@
-"""MMDiT: SD3's two-stream transformer ``f(x, t, text)``, image and text tokens joined in one attention.
+"""MMDiT: SD3's two-stream transformer ``f(x, t, cond)`` on a caption's token ids ``cond``, image and text tokens
+joined in one attention.
 
 References:
     Esser et al. (2024). Scaling Rectified Flow Transformers for High-Resolution Image Synthesis (SD3; MMDiT,
@@ -8,13 +9,16 @@ References:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from .attention import Attention, attend
+from .backbone import Backbone
+from .conditioning import TimeEmbedding
 from .dit import DiTSize, FinalLayer, modulate, patchify, transformer_size, unpatchify
-from .embeddings import SinusoidalEmbedding
 from .positions import grid_positions, sincos_1d, sincos_2d
 from .rope import RotaryEmbedding2d, Rotation
 
@@ -86,8 +90,8 @@ class JointBlock(nn.Module):
         return x, (self.text.post(text, ac, mods_c) if self.text.out else None)
 
 
-class MMDiT(nn.Module):
-    """``f(x, t, text)``: the multimodal diffusion transformer of SD3 (Esser et al. 2024, Sec. 4), for short captions.
+class MMDiT(Backbone):
+    """``f(x, t, cond)``: the multimodal diffusion transformer of SD3 (Esser et al. 2024, Sec. 4), for short captions.
 
     Image patches (as :class:`~flowforge.nets.dit.DiT`'s, with its 2-D ``sincos`` or ``rope`` positions) and
     caption tokens (learnt embeddings of a word-level vocabulary, plus 1-D sin-cos positions by word order) are
@@ -96,13 +100,14 @@ class MMDiT(nn.Module):
 
     .. math:: c = \\mathrm{MLP}(\\sin t) + \\mathrm{MLP}(\\mathrm{pool}(\\text{text}))
 
-    by adaLN-Zero, where the pooled text is the mean of the caption's token embeddings (SD3 pools CLIP's
-    outputs instead), or a learnt null vector for the empty caption. The last block's text stream only gives
+    by adaLN-Zero, where the pooled text is the mean of the caption's token embeddings over its words (SD3 pools
+    CLIP's outputs instead), or a learnt null vector for the empty caption. The last block's text stream only gives
     keys and values (SD3's ``context_pre_only``), and the final adaLN layer maps image tokens back to patches.
 
-    Text is token ids (B, L), padded at the end with :data:`PAD`; the padding is masked out of the attention
-    and the pooling, so the output does not depend on how much padding there is. An all-padding row (or
-    ``text=None``) is the empty caption: the null condition of classifier-free guidance.
+    The condition ``cond`` is a caption's token ids (B, L), padded at the end with :data:`PAD`; the padding is
+    masked out of the attention and the pooling, so the output does not depend on how much padding there is,
+    whatever the padding's embedding row holds. An all-padding row (or ``cond=None``) is the empty caption: the
+    null condition of classifier-free guidance.
 
     Zero at initialisation: every block's modulation and the final layer start at zero, so both streams pass
     through every block unchanged and the network outputs exactly 0.
@@ -113,8 +118,8 @@ class MMDiT(nn.Module):
         size, patch, qk_norm, positions, checkpoint, time_embed_dim, time_scale, mlp_ratio: as for
             :class:`~flowforge.nets.dit.DiT`; a size of ``depth`` joint blocks has about twice the DiT's weights.
 
-    Shapes: ``x`` (B, C, H, W) with ``H, W`` divisible by ``patch``, ``t`` (B,) float, ``text`` (B, L) int64 in
-    ``[0, vocab_size)`` or ``None`` -> (B, C, H, W).
+    Shapes: ``x`` (B, C, H, W) with ``H, W`` divisible by ``patch``, ``t`` (B,) float, ``cond`` (B, L) int64 in
+    ``[0, vocab_size)`` or ``None`` -> (B, C, H, W). No ``interval`` yet (MeanFlow).
 
     Example:
         >>> net = MMDiT((1, 8, 8), vocab_size=12, size="tiny", patch=2)
@@ -123,6 +128,10 @@ class MMDiT(nn.Module):
         >>> out.shape, bool(out.abs().max() == 0)
         (torch.Size([2, 1, 8, 8]), True)
     """
+
+    shard_unit = JointBlock
+    reads_text = True
+    can_checkpoint = True
 
     def __init__(self, shape: tuple[int, int, int], vocab_size: int, size: str | DiTSize = "tiny", patch: int = 2,
                  qk_norm: bool = True, positions: str = "sincos", checkpoint: bool = False,
@@ -142,8 +151,7 @@ class MMDiT(nn.Module):
 
         self.embed_patches = nn.Linear(shape[0] * patch * patch, dim)
         self.embed_tokens = nn.Embedding(vocab_size, dim, padding_idx=PAD)
-        self.time_embed = nn.Sequential(SinusoidalEmbedding(time_embed_dim, scale=time_scale),
-                                        nn.Linear(time_embed_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.time_embed = TimeEmbedding(time_embed_dim, dim, time_scale)
         self.null_pooled = nn.Parameter(torch.zeros(dim))  # the pooled text of the empty caption
         self.pooled_embed = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.blocks = nn.ModuleList(JointBlock(dim, size.heads, mlp_ratio, qk_norm, text_out=i < size.depth - 1)
@@ -163,7 +171,7 @@ class MMDiT(nn.Module):
         with torch.no_grad():
             self.embed_tokens.weight[PAD].zero_()
         nn.init.normal_(self.null_pooled, std=0.02)
-        for layer in (self.time_embed[1], self.time_embed[3]):
+        for layer in self.time_embed.linears:
             nn.init.normal_(layer.weight, std=0.02)
         for block in self.blocks:
             for stream in (block.image, block.text):
@@ -178,29 +186,55 @@ class MMDiT(nn.Module):
                              f"{self.patch}, got {height}x{width}")
         return height // self.patch, width // self.patch
 
+    @classmethod
+    def from_config(cls, cfg: Any, shape: tuple[int, ...], time_scale: float, cond_size: int | None,
+                    interval: bool = False) -> MMDiT:
+        if len(shape) != 3:
+            raise ValueError(f"model.net.name=mmdit needs images (C, H, W), the data has shape {shape}")
+        if interval:
+            raise ValueError("MeanFlow (model.objective=mean-flow) needs a backbone with an interval input; "
+                             "model.net.name=mmdit has none yet")
+        if cond_size is None:
+            raise ValueError("model.net.name=mmdit needs the size of the captions' vocabulary")
+        return cls(shape, cond_size, size=cfg.size, patch=cfg.patch, qk_norm=cfg.qk_norm, positions=cfg.positions,
+                   checkpoint=cfg.checkpoint, time_embed_dim=cfg.time_embed_dim, time_scale=time_scale)
+
+    @staticmethod
+    def describe(cfg: Any) -> str:
+        return (f"MMDiT-{cfg.size}/{cfg.patch} (image and caption streams), {cfg.positions} positions"
+                f"{', QK-norm' if cfg.qk_norm else ''}{', checkpointed blocks' if cfg.checkpoint else ''}")
+
     def embed_text(self, text: Tensor | None, batch: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
-        """Caption tokens with positions (B, L, D), which are real (B, L) bool, and the pooled text (B, D)."""
+        """Caption tokens with positions (B, L, D), which are real (B, L) bool, and the pooled text (B, D).
+
+        The pool is the mean over the real (non-:data:`PAD`) tokens only: the padding's embedding row is zero at
+        initialisation (``padding_idx``), but a trained or loaded row need not be, and the output must not depend
+        on how much padding a caption has.
+        """
         if text is None:
             text = torch.full((batch, 0), PAD, dtype=torch.long, device=device)  # the empty caption
         if text.ndim != 2 or text.shape[0] != batch or text.dtype.is_floating_point or text.dtype == torch.bool:
             raise ValueError(f"text must be integer token ids of shape ({batch}, L), got {text.dtype} "
                              f"{tuple(text.shape)}")
         valid = text != PAD  # (B, L)
-        emb = self.embed_tokens(text)  # (B, L, D); padding embeds to 0
+        emb = self.embed_tokens(text)  # (B, L, D)
         count = valid.sum(1, keepdim=True)  # (B, 1)
-        mean = emb.sum(1) / count.clamp(min=1).to(emb.dtype)  # (B, D): padding adds nothing
+        total = emb.masked_fill(~valid[..., None], 0).sum(1)  # (B, D): the words' embeddings only
+        mean = total / count.clamp(min=1).to(emb.dtype)  # (B, D)
         pooled = torch.where(count > 0, mean, self.null_pooled.to(emb.dtype))  # (B, D)
         order = torch.arange(text.shape[1], device=device)  # word positions 0..L-1; right padding keeps them
         tokens = emb + sincos_1d(order, emb.shape[-1]).to(emb.dtype)  # (B, L, D)
         return tokens, valid, pooled
 
-    def forward(self, x: Tensor, t: Tensor, text: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None, interval: Tensor | None = None) -> Tensor:
         if x.ndim != 4 or x.shape[1] != self.shape[0] or t.shape != x.shape[:1]:
             raise ValueError(f"MMDiT on {self.shape[0]} channels needs x (B, {self.shape[0]}, H, W) and t (B,), "
                              f"got {tuple(x.shape)} and {tuple(t.shape)}")
+        if interval is not None:
+            raise ValueError("an interval t - r was given to an MMDiT, which has no interval input (MeanFlow) yet")
         height, width = x.shape[-2:]
         h, w = self._grid(height, width)
-        words, valid, pooled = self.embed_text(text, x.shape[0], x.device)  # (B, L, D), (B, L), (B, D)
+        words, valid, pooled = self.embed_text(cond, x.shape[0], x.device)  # (B, L, D), (B, L), (B, D)
         c = self.time_embed(t) + self.pooled_embed(pooled)  # (B, D)
         tokens = self.embed_patches(patchify(x, self.patch))  # (B, h w, D)
         pos = grid_positions(h, w, self.reference, device=x.device)  # (h w, 2)

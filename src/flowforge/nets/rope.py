@@ -33,7 +33,8 @@ class Rotation:
     def __call__(self, x: Tensor) -> Tensor:
         """Rotate queries or keys. Shapes: ``x`` (..., L, d) -> (..., L, d)."""
         *lead, length, dim = x.shape
-        parts = x.float().reshape(*lead, length, 2, 2, dim // 4)  # (..., L, axis, half, d/4)
+        wide = torch.promote_types(x.dtype, torch.float32)  # bf16 rotates in float32, float64 stays float64
+        parts = x.to(wide).reshape(*lead, length, 2, 2, dim // 4)  # (..., L, axis, half, d/4)
         x1, x2 = parts.unbind(-2)  # 2 x (..., L, axis, d/4): the pairs (x1_k, x2_k) rotate together
         out = torch.stack([x1 * self.cos - x2 * self.sin, x1 * self.sin + x2 * self.cos], dim=-2)  # (..., L, 2, 2, d/4)
         return out.reshape(*lead, length, dim).to(x.dtype)  # (..., L, d)
@@ -73,7 +74,8 @@ class RotaryEmbedding2d(nn.Module):
         self.head_dim = head_dim
 
     def forward(self, positions: Tensor) -> Rotation:
-        angles = positions.float()[:, :, None] * self.theta  # (L, 2, d/4)
+        wide = torch.promote_types(self.theta.dtype, torch.float32)  # float64 in a float64 model, else float32
+        angles = positions.to(wide)[:, :, None] * self.theta.to(wide)  # (L, 2, d/4)
         return Rotation(torch.cos(angles), torch.sin(angles))
 
 

@@ -1,4 +1,4 @@
-"""A compact U-Net ``f(x, t, y)`` for image diffusion and flow matching, in the DDPM / ADM / DDPM++ family.
+"""A compact U-Net ``f(x, t, cond)`` for image diffusion and flow matching, in the DDPM / ADM / DDPM++ family.
 
 References:
     Ho, Jain, Abbeel (2020). Denoising Diffusion Probabilistic Models. https://arxiv.org/abs/2006.11239
@@ -9,12 +9,15 @@ References:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import attend
-from .embeddings import SinusoidalEmbedding, add_interval, zero_module
+from .backbone import Backbone
+from .conditioning import IntervalEmbedding, LabelEmbedding, TimeEmbedding, add_interval, add_labels, zero_module
 
 
 def norm_groups(channels: int, max_groups: int = 32, min_per_group: int = 4) -> int:
@@ -32,13 +35,6 @@ def norm_groups(channels: int, max_groups: int = 32, min_per_group: int = 4) -> 
     while channels % groups:
         groups -= 1
     return groups
-
-
-def _zero(module: nn.Module) -> nn.Module:
-    """``module`` with every parameter set to zero: the residual branch it ends starts switched off."""
-    for p in module.parameters():
-        nn.init.zeros_(p)
-    return module
 
 
 class GroupNorm(nn.GroupNorm):
@@ -79,7 +75,7 @@ class ResBlock(nn.Module):
         self.norm1, self.conv1 = _norm(c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
         self.emb = nn.Linear(emb_dim, 2 * c_out)
         self.norm2, self.drop = _norm(c_out), nn.Dropout(dropout)
-        self.conv2 = _zero(nn.Conv2d(c_out, c_out, 3, padding=1))
+        self.conv2 = zero_module(nn.Conv2d(c_out, c_out, 3, padding=1))
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
@@ -107,7 +103,7 @@ class SelfAttention(nn.Module):
         self.heads = heads
         self.norm = _norm(channels)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
-        self.proj = _zero(nn.Conv2d(channels, channels, 1))
+        self.proj = zero_module(nn.Conv2d(channels, channels, 1))
 
     def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
@@ -153,8 +149,8 @@ def _check_resolutions(shape: tuple[int, int, int], channel_mult: tuple[int, ...
                 f"most {level + 1} levels, e.g. {tuple(channel_mult[:level + 1])}")
 
 
-class UNet(nn.Module):
-    """``f(x, t, y)``: a U-Net on images with a noise-level embedding and optional class conditioning.
+class UNet(Backbone):
+    """``f(x, t, cond)``: a U-Net on images with a noise-level embedding and optional class conditioning.
 
     The layout is that of DDPM (Ho et al. 2020) as refined by improved DDPM / ADM
     (Nichol & Dhariwal 2021) and EDM's DDPM++ (Karras et al. 2022), at CPU size:
@@ -165,10 +161,11 @@ class UNet(nn.Module):
     the decoder (which has ``num_res_blocks + 1`` blocks a level); self-attention
     at ``attention_levels`` and in the bottleneck (ResBlock, attention, ResBlock).
 
-    Conditioning: ``t`` goes through :class:`SinusoidalEmbedding` (``t * time_scale``)
-    and a two-layer MLP to ``emb_dim = 4 * channels``; a class label adds a learnt
-    embedding. Label ``num_classes`` is the *null* label (classifier-free guidance:
-    the trainer drops labels to it, the sampler mixes the two predictions).
+    Conditioning (:mod:`flowforge.nets.conditioning`): ``t`` goes through a
+    :class:`~flowforge.nets.conditioning.TimeEmbedding` (``t * time_scale``, a two-layer MLP) to
+    ``emb_dim = 4 * channels``; a class label ``cond`` adds a learnt embedding
+    (:class:`~flowforge.nets.conditioning.LabelEmbedding`). Label ``num_classes`` is the *null* label
+    (classifier-free guidance: the trainer drops labels to it, the sampler mixes the two predictions).
     Every residual block reads ``emb`` as a scale and shift after its second norm.
 
     Zero at initialisation: the last conv of every residual branch, the output
@@ -195,9 +192,10 @@ class UNet(nn.Module):
         time_embed_dim: size of the sinusoidal features of ``t``.
         num_classes: number of classes, or ``None`` for an unconditional net.
         time_scale: factor applied to ``t`` before the sinusoids; 1000 suits ``t`` in [0, 1].
+        interval: take MeanFlow's interval ``t - r`` (:class:`~flowforge.nets.conditioning.IntervalEmbedding`).
 
-    Shapes: ``x`` (B, C, H, W), ``t`` (B,) float, ``y`` (B,) int64 in ``[0, num_classes]`` or ``None``
-    -> (B, C, H, W).
+    Shapes: ``x`` (B, C, H, W), ``t`` (B,) float, ``cond`` (B,) int64 in ``[0, num_classes]`` or ``None``,
+    ``interval`` (B,) or ``None`` -> (B, C, H, W).
 
     Example:
         >>> net = UNet((1, 8, 8), channels=16, channel_mult=(1, 2), attention_levels=(1,))
@@ -217,19 +215,13 @@ class UNet(nn.Module):
             raise ValueError("UNet needs at least one level (channel_mult) and one residual block a level")
         if any(not 0 <= i < len(channel_mult) for i in attention_levels):
             raise ValueError(f"attention_levels {tuple(attention_levels)} must index levels 0..{len(channel_mult) - 1}")
-        if num_classes is not None and num_classes < 1:
-            raise ValueError(f"num_classes must be positive or None, got {num_classes}")
         _check_resolutions(shape, channel_mult)
         self.shape = tuple(shape)
-        self.num_classes = num_classes
+        self.num_classes, self.takes_interval = num_classes, interval
         emb_dim = 4 * channels  # DDPM's temb_ch = 4 * ch
-        self.time_embed = nn.Sequential(SinusoidalEmbedding(time_embed_dim, scale=time_scale),
-                                        nn.Linear(time_embed_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-        self.label_embed = nn.Embedding(num_classes + 1, emb_dim) if num_classes is not None else None
-        # MeanFlow's second time, the interval t - r (zero at initialisation: the net starts as a velocity net)
-        self.interval_embed = nn.Sequential(SinusoidalEmbedding(time_embed_dim, scale=time_scale),
-                                            nn.Linear(time_embed_dim, emb_dim), nn.SiLU(),
-                                            zero_module(nn.Linear(emb_dim, emb_dim))) if interval else None
+        self.time_embed = TimeEmbedding(time_embed_dim, emb_dim, time_scale)
+        self.label_embed = LabelEmbedding(num_classes, emb_dim) if num_classes is not None else None
+        self.interval_embed = IntervalEmbedding(time_embed_dim, emb_dim, time_scale) if interval else None
 
         block = dict(emb_dim=emb_dim, dropout=dropout, heads=heads)
         widths = [channels * m for m in channel_mult]
@@ -256,31 +248,36 @@ class UNet(nn.Module):
             self.dec.append(blocks)
             if level > 0:
                 self.up.append(Upsample(c))
-        self.out = nn.Sequential(_norm(c), nn.SiLU(), _zero(nn.Conv2d(c, shape[0], 3, padding=1)))
+        self.out = nn.Sequential(_norm(c), nn.SiLU(), zero_module(nn.Conv2d(c, shape[0], 3, padding=1)))
 
-    def embed(self, t: Tensor, y: Tensor | None, interval: Tensor | None = None) -> Tensor:
-        """The conditioning vector of every residual block: ``MLP(sin(t)) + E[y]``.
+    @classmethod
+    def from_config(cls, cfg: Any, shape: tuple[int, ...], time_scale: float, cond_size: int | None,
+                    interval: bool = False) -> UNet:
+        if len(shape) != 3:
+            raise ValueError(f"model.net.name=unet needs images (C, H, W), the data has shape {shape}; use mlp")
+        return cls(shape, channels=cfg.channels, channel_mult=tuple(cfg.channel_mult),
+                   num_res_blocks=cfg.num_res_blocks, attention_levels=tuple(cfg.attention_levels), heads=cfg.heads,
+                   dropout=cfg.dropout, time_embed_dim=cfg.time_embed_dim, num_classes=cond_size,
+                   time_scale=time_scale, interval=interval)
 
-        Shapes: ``t`` (B,), ``y`` (B,) or ``None`` -> (B, emb_dim).
+    @staticmethod
+    def describe(cfg: Any) -> str:
+        return (f"U-Net, {cfg.channels} channels x {cfg.channel_mult}, {cfg.num_res_blocks} res blocks/level, "
+                f"attention at levels {cfg.attention_levels}")
+
+    def embed(self, t: Tensor, cond: Tensor | None, interval: Tensor | None = None) -> Tensor:
+        """The conditioning vector of every residual block: ``MLP(sin(t)) [+ MLP(sin(t - r))] + E[cond]``.
+
+        Shapes: ``t`` (B,), ``cond`` (B,) or ``None``, ``interval`` (B,) or ``None`` -> (B, emb_dim).
         """
         emb = add_interval(self.time_embed(t), self.interval_embed, interval)  # (B, emb_dim)
-        if self.label_embed is None:
-            if y is not None:
-                raise ValueError("class labels y were given to a UNet built with num_classes=None")
-            return emb
-        if y is None:
-            y = torch.full((t.shape[0],), self.num_classes, dtype=torch.long, device=t.device)  # all null
-        elif y.shape != t.shape or y.dtype.is_floating_point or y.dtype == torch.bool:
-            raise ValueError(f"y must be integer labels of shape {tuple(t.shape)}, got {y.dtype} {tuple(y.shape)}")
-        # the label range is checked once per run by the model (flowforge.models.conditioning), not here: a
-        # check of values reads them back to the host on every forward
-        return emb + self.label_embed(y)  # (B, emb_dim)
+        return add_labels(emb, self.label_embed, cond, t, "UNet")  # (B, emb_dim)
 
-    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None, interval: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None, interval: Tensor | None = None) -> Tensor:
         if x.shape[1:] != self.shape or t.shape != x.shape[:1]:
             raise ValueError(f"UNet on {self.shape} needs x (B, *{self.shape}) and t (B,), "
                              f"got {tuple(x.shape)} and {tuple(t.shape)}")
-        emb = self.embed(t, y, interval)  # (B, emb_dim)
+        emb = self.embed(t, cond, interval)  # (B, emb_dim)
         h = self.inp(x)  # (B, ch, H, W)
         hs = [h]
         for level, blocks in enumerate(self.enc):

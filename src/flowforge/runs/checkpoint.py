@@ -32,6 +32,7 @@ from safetensors import safe_open
 from safetensors.torch import load_model, save_file, save_model
 from torch import nn
 
+from ..config import upgrade_model_section
 from ..errors import RunError
 
 _NAME = re.compile(r"^step-(\d+)$")
@@ -251,6 +252,7 @@ def check_model_binding(state: dict[str, Any], model_section: dict[str, Any], ck
     trained_as = state.get("model")
     if trained_as is None:  # written before checkpoints recorded their model
         return
+    trained_as = upgrade_model_section(trained_as, warn=False)  # settings moved since, in their new place
     a, b = _flatten(trained_as, "model."), _flatten(model_section, "model.")
     d = _flatten(defaults or {}, "model.")
     changed = sorted(k for k in a.keys() | b.keys()

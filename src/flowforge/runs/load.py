@@ -102,11 +102,11 @@ def sample_options(config: Config, n: int, generator: torch.Generator | None = N
     A class-conditional model gets ``n`` labels cycling through its classes, so a
     picture shows every class and a sample set is balanced.
     """
-    if model is not None and not model.takes_sampler:
-        asked = [k for k in SAMPLER_SETTINGS if overrides.get(k) is not None]
+    if model is not None and not model.takes_sampler:  # the model's sample_settings say so, nobody else
+        asked = [k for k in SAMPLER_SETTINGS if overrides.get(k) is not None and k not in model.sample_settings]
         if asked:
             raise UserError(f"run {config.run.name!r} is a {config.model.kind} normalizing flow, sampled exactly by "
-                            f"inverting it; {', '.join(asked)} apply only to continuous models")
+                            f"inverting it; {', '.join(asked)} apply only to models with a sampler")
         return {"generator": generator} if generator is not None else {}
     options = config.sample.options()
     if overrides.get("sampler") not in (None, config.sample.sampler):  # another sampler: its own options

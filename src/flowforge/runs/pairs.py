@@ -33,11 +33,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from ..config import Config, apply_overrides, from_dict
 from ..errors import RunError
 from ..solvers import SOLVERS
 from .checkpoint import atomic_write_text
-from .load import Run, read_config
+from .load import Run
 
 FORMAT = 2  # 2: the directory and the manifest are keyed on the settings without the pair count
 
@@ -217,24 +216,3 @@ def reflow_pairs_of(run: Run, settings: PairSettings, progress: bool = False) ->
     (:func:`load_pairs`), the parent's weights hashed once."""
     weights = weights_sha256(run)
     return load_pairs(make_pairs(run, settings, progress, weights), settings, weights)
-
-
-def reflow_config(parent: str | Path, *, pairs: int, name: str | None = None, distill: int = 0,
-                  loss: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """The config of a run trained on ``parent``'s pairs: the parent's own config (same data, model and
-    network, so its weights initialise the child) with ``reflow.parent`` set, renamed, and for ``distill = k``
-    the grid time sampler and a ``k``-step Euler sampler; ``overrides`` (dotted ``key=value``) go last."""
-    parent = Path(parent)
-    base = read_config(parent)
-    data = base.to_dict()
-    if distill < 0:
-        raise RunError(f"--distill must be a number of steps >= 1 (or 0 for reflow), got {distill}")
-    suffix = f"distill{distill}" if distill else "reflow"
-    data["run"].update(name=name or f"{base.run.name}-{suffix}", dir="")
-    data["reflow"].update(parent=str(parent), pairs=pairs)
-    if distill:
-        data["model"].update(time_sampler="grid", grid_steps=distill)
-        data["sample"].update(sampler="euler", steps=distill, grid="uniform")
-    if loss is not None:
-        data["model"]["loss"] = loss
-    return from_dict(apply_overrides(data, list(overrides)))

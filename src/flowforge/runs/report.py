@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from ..models import describe_model
 from ..viz import plot_curves
 from ..errors import RunError
 from .checkpoint import atomic_write_text, latest_checkpoint, read_state
-from .image_eval import image_table
 from .load import read_config
 from .metrics_log import read_metrics
 
@@ -46,6 +46,30 @@ def eval_tables(ev: dict) -> list[str]:
                       f"in the linear path's time, {st['n']} paths, {st['steps']} RK4 steps."]
     if "image" in ev:
         lines += [""] + image_table(ev["image"])
+    return lines
+
+
+def image_table(scores: dict[str, Any]) -> list[str]:
+    """Markdown lines: one row per yardstick, FD / KD / precision / recall (and label accuracy when scored)."""
+    if "skipped" in scores:
+        return [f"Image scores skipped: {scores['skipped']}"]
+    labelled = "label_accuracy" in scores["model"]
+    head = "| | FD | KD | precision | recall | confidence |" + (" label accuracy |" if labelled else "")
+    lines = [f"In the features of the `{scores['extractor']}` extractor (weights sha256 "
+             f"{scores['weights_sha256'][:12]}): {scores['n_samples']} images per row against the "
+             f"{scores['n_reference']} images of `{scores['reference']}`. FD is the Fréchet distance in these "
+             f"features (FID only in Inception's, under its protocol); KD the unbiased kernel distance (KID's "
+             f"estimator) ± its standard error." + (f" The classifier's accuracy on the test split: "
+             f"{scores['classifier_test_accuracy']:.4f} (on the training images of the floor row it was trained on)."
+             if "classifier_test_accuracy" in scores else ""), "", head,
+             "|---|---:|---:|---:|---:|---:|" + ("---:|" if labelled else "")]
+    for key, label in (("model", "model"), ("noise_floor", "noise floor (training images)"),
+                       ("matched_gaussian", "matched Gaussian")):
+        r = scores[key]
+        conf = f"{r['confidence']:.3f}" if "confidence" in r else "-"
+        acc = f" {r['label_accuracy']:.3f} |" if "label_accuracy" in r else (" - |" if labelled else "")
+        lines.append(f"| {label} | {r['fd']:.2f} | {r['kd']:.4g} ± {r['kd_stderr']:.2g} | "
+                     f"{r['precision']:.3f} | {r['recall']:.3f} | {conf} |{acc}")
     return lines
 
 

@@ -8,10 +8,16 @@ diffusion methods (DDIM, DPM-Solver++, EDM's stochastic sampler) use
 ``step``; the loop, the function-evaluation count (NFE) and progress live here.
 
 Every sampler has the same signature: ``solve(field, x, times, progress=...,
-generator=...)``. Options specific to a method (``eta``, ``S_churn``, ...) are
+generator=..., callback=...)``. Options specific to a method (``eta``, ``S_churn``, ...) are
 constructor arguments, and a method declares what it needs of the field and the
 grid as class attributes; the configuration, the CLI and the models read those
 declarations instead of keeping lists of their own.
+
+``callback`` (k-diffusion's pattern, typed) is called after every step with a
+:class:`StepRecord`: the step's times, the state before and after it, and the
+model's prediction at its start. Previews, trajectories, progress bars and
+measurements of the path (:func:`~flowforge.solvers.straightness`) are callbacks,
+never copies of a sampler's loop.
 """
 
 from __future__ import annotations
@@ -78,23 +84,35 @@ class VelocityField:
 
 
 class CountedField:
-    """Counts model evaluations (NFE) of a field."""
+    """Counts model evaluations (NFE) of a field, and keeps the first evaluation since :meth:`reset`.
+
+    Every method evaluates the model first at its step's start, so ``first`` is the step's prediction
+    (``(target, output)``: ``velocity``, ``x0`` or ``mean-velocity``) that the base loop reports to a callback.
+    """
 
     def __init__(self, field: Field):
         self.field, self.nfe = field, 0
         self.finite_at_zero = field.finite_at_zero
+        self.first: tuple[str, Tensor] | None = None
+
+    def reset(self) -> None:
+        """Forget the first evaluation: the next one is the next step's prediction."""
+        self.first = None
+
+    def _seen(self, target: str, output: Tensor) -> Tensor:
+        self.nfe += 1
+        if self.first is None:
+            self.first = (target, output)
+        return output
 
     def velocity(self, x: Tensor, t: Tensor) -> Tensor:
-        self.nfe += 1
-        return self.field.velocity(x, t)
+        return self._seen("velocity", self.field.velocity(x, t))
 
     def denoise(self, x: Tensor, t: Tensor) -> Tensor:
-        self.nfe += 1
-        return self.field.denoise(x, t)
+        return self._seen("x0", self.field.denoise(x, t))
 
     def mean_velocity(self, x: Tensor, r: Tensor, t: Tensor) -> Tensor:
-        self.nfe += 1
-        return self.field.mean_velocity(x, r, t)
+        return self._seen("mean-velocity", self.field.mean_velocity(x, r, t))
 
     def coefficients(self, t: Tensor) -> Coefficients:
         return self.field.coefficients(t)
@@ -107,6 +125,59 @@ class CountedField:
 class SolveResult:
     x: Tensor  # state at the last grid time, shape of the initial state
     nfe: int  # number of model evaluations spent
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One step of a sampler, as its ``callback`` sees it (k-diffusion's ``callback`` dict, typed).
+
+    ``prediction`` is the model's output at the step's first evaluation, which every method makes at the
+    step's start ``(x, t)``: the velocity for the ODE methods, the denoised ``x0`` for the diffusion methods,
+    the average velocity ``u(x, t_next, t)`` for MeanFlow; ``target`` names which. EDM's stochastic sampler
+    first raises the noise level, so its prediction is ``D(x_hat, t_hat)`` at the churned point, as
+    k-diffusion reports it. An adaptive method reports its accepted steps (:class:`~flowforge.solvers.Dopri5`).
+    """
+
+    index: int  # the step: from times[index] to times[index + 1] (adaptive: the count of accepted steps)
+    t: float  # the step's start time
+    t_next: float  # its end time
+    x: Tensor  # (batch, ...) the state at t
+    x_next: Tensor  # (batch, ...) the state at t_next
+    prediction: Tensor | None  # (batch, ...) the model's output at the step's start (None: no evaluation)
+    target: str  # what prediction is: "velocity", "x0" or "mean-velocity" ("" without one)
+    nfe: int  # model evaluations so far, this step's included
+
+
+StepCallback = Callable[[StepRecord], None]
+
+
+class ProgressBar:
+    """A callback drawing a progress bar with the NFE (``total``: the steps, None when adaptive)."""
+
+    def __init__(self, name: str, total: int | None):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, desc=f"{name} sampling", leave=False)
+
+    def __call__(self, record: StepRecord) -> None:
+        self.bar.update(1)
+        self.bar.set_postfix(nfe=record.nfe)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def chain(*callbacks: StepCallback | None) -> StepCallback | None:
+    """One callback calling each of ``callbacks`` that is not None, in order (None when none is left)."""
+    live = [c for c in callbacks if c is not None]
+    if len(live) < 2:
+        return live[0] if live else None
+
+    def each(record: StepRecord) -> None:
+        for c in live:
+            c(record)
+
+    return each
 
 
 @dataclass
@@ -153,9 +224,22 @@ class Solver:
         if not (bool((diffs > 0).all()) or bool((diffs < 0).all())):
             raise ValueError("times must be strictly monotone")
 
+    def checked_field(self, field: Field | Callable[[Tensor, Tensor], Tensor]) -> Field:
+        """``field`` as a :class:`Field` (a bare function is a :class:`VelocityField`), if it offers what this
+        method needs; a clear ``ValueError`` if not."""
+        field = field if hasattr(field, "velocity") else VelocityField(field)
+        if self.needs_denoiser and isinstance(field, VelocityField):
+            raise ValueError(f"sampler {self.name!r} needs a denoiser on a noising path; a bare velocity function "
+                             f"supports only the samplers with needs_denoiser = False")
+        if self.needs_mean_velocity and not hasattr(field, "mean_velocity"):
+            raise ValueError(f"sampler {self.name!r} needs a model's average velocity u(x, r, t) (MeanFlow); a bare "
+                             f"velocity function has none: use an ODE sampler such as euler")
+        return field
+
     @torch.no_grad()
     def solve(self, field: Field | Callable[[Tensor, Tensor], Tensor], x: Tensor, times: Tensor,
-              progress: bool = False, generator: torch.Generator | None = None) -> SolveResult:
+              progress: bool = False, generator: torch.Generator | None = None,
+              callback: StepCallback | None = None) -> SolveResult:
         """Integrate from ``times[0]`` to ``times[-1]``.
 
         Arguments:
@@ -164,33 +248,38 @@ class Solver:
             times: the grid (steps + 1,), strictly monotone.
             progress: draw a progress bar with the NFE.
             generator: randomness of stochastic samplers.
+            callback: called after each step with its :class:`StepRecord` (a fixed-grid method: exactly
+                ``steps`` times, at the grid's times in order).
         """
         self.check_grid(times)
-        field = field if hasattr(field, "velocity") else VelocityField(field)
-        if self.needs_denoiser and isinstance(field, VelocityField):
-            raise ValueError(f"sampler {self.name!r} needs a denoiser on a noising path; a bare velocity function "
-                             f"supports only the samplers with needs_denoiser = False")
-        if self.needs_mean_velocity and not hasattr(field, "mean_velocity"):
-            raise ValueError(f"sampler {self.name!r} needs a model's average velocity u(x, r, t) (MeanFlow); a bare "
-                             f"velocity function has none: use an ODE sampler such as euler")
-        counted = CountedField(field)
+        counted = CountedField(self.checked_field(field))
+        bar = ProgressBar(self.name, len(times) - 1 if self.fixed_grid else None) if progress else None
+        try:
+            x = self.integrate(counted, x, times, generator, chain(callback, bar))
+        finally:
+            if bar is not None:
+                bar.close()
+        return SolveResult(x=x, nfe=counted.nfe)
+
+    def integrate(self, field: CountedField, x: Tensor, times: Tensor, generator: torch.Generator | None,
+                  callback: StepCallback | None) -> Tensor:
+        """Take :meth:`step` along the grid, reporting each step to ``callback``; the state at ``times[-1]``.
+
+        An adaptive method overrides this (it chooses its own steps; the grid gives only its ends).
+        """
         grid = times.tolist()
         ctx = StepContext(index=0, times=grid, generator=generator)
-        steps = range(len(grid) - 1)
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(steps, desc=f"{self.name} sampling", leave=False)
-            steps = bar
-        for i in steps:
+        for i in range(len(grid) - 1):
             ctx.index = i
-            x = self.step(counted, x, grid[i], grid[i + 1], ctx)
-            if bar is not None:
-                bar.set_postfix(nfe=counted.nfe)
-        if bar is not None:
-            bar.close()
-        return SolveResult(x=x, nfe=counted.nfe)
+            field.reset()
+            x_next = self.step(field, x, grid[i], grid[i + 1], ctx)
+            if callback is not None:
+                target, prediction = field.first or ("", None)
+                callback(StepRecord(index=i, t=grid[i], t_next=grid[i + 1], x=x, x_next=x_next,
+                                    prediction=prediction, target=target, nfe=field.nfe))
+            x = x_next
+        field.reset()  # no reference to the last prediction outlives the loop
+        return x
 
 
 def batch_time(t: float, x: Tensor) -> Tensor:

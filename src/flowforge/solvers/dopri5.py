@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import Tensor
 
-from .base import Field, SolveResult, Solver, VelocityField, CountedField
+from .base import CountedField, Solver, StepCallback, StepRecord
 
 
 def odeint_checked(func, state, ends: Tensor, **kwargs):
@@ -29,6 +27,11 @@ class Dopri5(Solver):
     only the grid's two ends matter. The NFE is what the tolerance required
     (Chen et al., 2018, arXiv:1806.07366; Lipman et al., 2023 report ~142 NFE
     on CIFAR-10 at 1e-5).
+
+    Its ``callback`` sees each accepted step (:class:`AcceptedSteps`): ``t`` and ``t_next`` are the step's ends,
+    which the method chose, ``x`` the state and ``prediction`` the velocity at ``t``. torchdiffeq steps past the
+    grid's end and interpolates back, so the last step may end beyond ``times[-1]`` and its ``x_next`` is not the
+    returned state.
     """
 
     name = "dopri5"
@@ -40,15 +43,41 @@ class Dopri5(Solver):
             raise ValueError(f"rtol and atol must be positive, got {rtol}, {atol}")
         self.rtol, self.atol = rtol, atol
 
-    @torch.no_grad()
-    def solve(self, field: Field | Callable[[Tensor, Tensor], Tensor], x: Tensor, times: Tensor,
-              progress: bool = False, generator: torch.Generator | None = None) -> SolveResult:
-        self.check_grid(times)
-        counted = CountedField(field if hasattr(field, "velocity") else VelocityField(field))
-
-        def func(t: Tensor, x: Tensor) -> Tensor:
-            return counted.velocity(x, t.to(x.dtype).expand(x.shape[0]))
-
+    def integrate(self, field: CountedField, x: Tensor, times: Tensor, generator: torch.Generator | None,
+                  callback: StepCallback | None) -> Tensor:
         ends = torch.stack([times[0], times[-1]]).to(device=x.device, dtype=torch.float64)
-        out = odeint_checked(func, x, ends, method="dopri5", rtol=self.rtol, atol=self.atol)
-        return SolveResult(x=out[-1], nfe=counted.nfe)
+        dynamics = AcceptedSteps(field, -1.0 if float(ends[1]) < float(ends[0]) else 1.0, callback)
+        return odeint_checked(dynamics, x, ends, method="dopri5", rtol=self.rtol, atol=self.atol)[-1]
+
+
+class AcceptedSteps:
+    """torchdiffeq's dynamics ``func(t, x)`` on a counted field, reporting each accepted step to ``callback``.
+
+    torchdiffeq calls ``callback_accept_step(t0, x0, dt)`` on ``func`` after it accepts a step from ``t0`` (in the
+    caller's time) of size ``dt`` (positive in its own time, which runs backwards when the grid decreases).
+    Dormand-Prince's last stage is evaluated at the step's end (first same as last), so the state and velocity at
+    the next step's start are the last evaluation of an accepted step, and the first evaluation of all at the
+    first step's start. Rejected attempts are not reported (their evaluations count in the NFE).
+    """
+
+    def __init__(self, field: CountedField, direction: float, callback: StepCallback | None):
+        self.field, self.direction, self.callback = field, direction, callback
+        self.index = 0
+        self.start: tuple[Tensor, Tensor] | None = None  # (state, velocity) at the current step's start
+        self.last: tuple[Tensor, Tensor] | None = None  # the latest evaluation
+
+    def __call__(self, t: Tensor, x: Tensor) -> Tensor:
+        v = self.field.velocity(x, t.to(x.dtype).expand(x.shape[0]))
+        self.last = (x, v)
+        if self.start is None:  # the first evaluation of all: at the first step's start
+            self.start = self.last
+        return v
+
+    def callback_accept_step(self, t0: Tensor, x0: Tensor, dt: Tensor) -> None:
+        if self.callback is not None and self.start is not None and self.last is not None:
+            t = float(t0)
+            self.callback(StepRecord(index=self.index, t=t, t_next=t + self.direction * float(dt), x=x0,
+                                     x_next=self.last[0], prediction=self.start[1], target="velocity",
+                                     nfe=self.field.nfe))
+        self.index += 1
+        self.start = self.last

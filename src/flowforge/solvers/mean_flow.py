@@ -10,7 +10,7 @@ from .base import Field, Solver, StepContext, batch_time
 class MeanFlowSampler(Solver):
     """``x_r = x_t - (t - r) u(x_t, r, t)`` from each grid time ``t`` to the next ``r`` (Geng et al., 2025,
     arXiv:2505.13447, eq. 12). Exact for a perfect average velocity at any number of steps; one step from
-    ``t = 1`` to ``0`` is one-step generation. Needs a model trained for it (``model.target=mean-velocity``).
+    ``t = 1`` to ``0`` is one-step generation. Needs a model trained for it (``model.objective=mean-flow``).
     """
 
     name = "mean-flow"

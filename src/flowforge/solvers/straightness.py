@@ -18,6 +18,9 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from .base import batch_time
+from .rk4 import RK4
+
 Velocity = Callable[[Tensor, Tensor], Tensor]
 
 
@@ -34,9 +37,10 @@ def straightness(velocity: Velocity, x: Tensor, times: Tensor) -> StraightnessRe
     """``S`` of the ODE ``dx/dt = velocity(x, t)`` integrated from ``x`` (batch, ...) at ``times[0]`` along
     ``times`` (steps + 1,) with classical Runge-Kutta 4 (4 evaluations per step, one more at the end).
 
-    The velocities at the grid times enter the time integral by the trapezoid rule; the displacement is
-    that of the whole integration, ``(x_end - x_start) / (t_end - t_start)`` per unit time, so the sign
-    convention of the direction of integration cancels. Only running sums are kept:
+    The velocities at the grid times enter the time integral by the trapezoid rule: each step's first
+    evaluation, which the :class:`~flowforge.solvers.RK4` solver reports to a callback, and one at the end. The
+    displacement is that of the whole integration, ``(x_end - x_start) / (t_end - t_start)`` per unit time, so
+    the sign convention of the direction of integration cancels. Only running sums are kept:
     ``sum_k w_k |v_k - c|^2 = sum_k w_k |v_k|^2 - 2 c . sum_k w_k v_k + |c|^2 sum_k w_k`` for the chord ``c``,
     known only at the end.
 
@@ -50,33 +54,28 @@ def straightness(velocity: Velocity, x: Tensor, times: Tensor) -> StraightnessRe
     grid = times.tolist()
     if len(grid) < 2:
         raise ValueError(f"times must hold at least 2 points, got {len(grid)}")
-
-    def v(state: Tensor, t: float) -> Tensor:
-        return velocity(state, torch.full((state.shape[0],), t, dtype=state.dtype, device=state.device))
-
     widths = [abs(b - a) for a, b in zip(grid[:-1], grid[1:])]
     weights = [0.5 * (left + right) for left, right in zip([0.0, *widths], [*widths, 0.0])]  # trapezoid, (K + 1,)
-    start = x
-    sq = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)  # sum_k w_k |v_k|^2 / D, (batch,)
-    weighted = torch.zeros_like(x, dtype=torch.float64)  # sum_k w_k v_k, (batch, ...)
-
-    def accumulate(speed: Tensor, w: float) -> None:
-        nonlocal sq, weighted
-        sq = sq + w * speed.double().flatten(1).square().mean(1)
-        weighted = weighted + w * speed.double()
-
-    for k, (t, t_next) in enumerate(zip(grid[:-1], grid[1:])):
-        h = t_next - t
-        k1 = v(x, t)
-        k2 = v(x + 0.5 * h * k1, t + 0.5 * h)
-        k3 = v(x + 0.5 * h * k2, t + 0.5 * h)
-        k4 = v(x + h * k3, t_next)
-        x = x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-        accumulate(k1, weights[k])
-    accumulate(v(x, grid[-1]), weights[-1])
+    sums = _WeightedSpeeds(x)
+    solved = RK4().solve(velocity, x, times, callback=lambda step: sums.add(step.prediction, weights[step.index]))
+    x_end = solved.x
+    sums.add(velocity(x_end, batch_time(grid[-1], x_end)), weights[-1])
     span = grid[-1] - grid[0]
-    chord = ((x - start) / span).double()  # the straight line's constant velocity
-    integral = sq - 2 * (chord * weighted).flatten(1).mean(1) + chord.flatten(1).square().mean(1) * sum(weights)
+    chord = ((x_end - x) / span).double()  # the straight line's constant velocity
+    integral = (sums.sq - 2 * (chord * sums.weighted).flatten(1).mean(1)
+                + chord.flatten(1).square().mean(1) * sum(weights))  # (batch,)
     per_path = integral / abs(span)
     stderr = float(per_path.std() / len(per_path) ** 0.5) if len(per_path) > 1 else float("nan")
-    return StraightnessResult(value=float(per_path.mean()), stderr=stderr, x_end=x, nfe=4 * (len(grid) - 1) + 1)
+    return StraightnessResult(value=float(per_path.mean()), stderr=stderr, x_end=x_end, nfe=solved.nfe + 1)
+
+
+class _WeightedSpeeds:
+    """The running sums ``sum_k w_k |v_k|^2 / D`` (batch,) and ``sum_k w_k v_k`` (batch, ...), in float64."""
+
+    def __init__(self, x: Tensor):
+        self.sq = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)  # (batch,)
+        self.weighted = torch.zeros_like(x, dtype=torch.float64)  # (batch, ...)
+
+    def add(self, speed: Tensor, w: float) -> None:
+        self.sq = self.sq + w * speed.double().flatten(1).square().mean(1)
+        self.weighted = self.weighted + w * speed.double()

@@ -1,5 +1,6 @@
-"""The training engine."""
+"""The training engine: :func:`train`, its ``on_step`` hook, and the weight averages (:func:`make_ema`)."""
 
-from .loop import TrainResult, train
+from .ema import EMA, make_ema
+from .loop import StepCallback, TrainResult, train
 
-__all__ = ["TrainResult", "train"]
+__all__ = ["EMA", "StepCallback", "TrainResult", "make_ema", "train"]

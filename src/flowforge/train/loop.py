@@ -16,7 +16,7 @@ import warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -44,13 +44,20 @@ class TrainResult:
     seconds: float
 
 
-def train(config: Config, *, resume: bool = False, progress: bool | None = None) -> TrainResult:
+StepCallback = Callable[[nn.Module, int], None]
+
+
+def train(config: Config, *, resume: bool = False, progress: bool | None = None,
+          on_step: StepCallback | None = None) -> TrainResult:
     """Train the model described by ``config`` and write the run directory.
 
     Arguments:
         config: the full run configuration.
         resume: continue from the newest checkpoint of ``config.run.path``.
         progress: draw a progress bar (default: when stderr is a terminal); ``False`` also silences log lines.
+        on_step: ``on_step(model, step)`` after each optimizer step and EMA update (1-based ``step``, every
+            process); it may read the weights, never change them or the random state (``benchmarks.ema_run_length``
+            follows one training with an :class:`~flowforge.train.ema.EMA` per schedule).
 
     Raises:
         TrainingDiverged: the loss or gradient became non-finite; checkpoints on disk are untouched.
@@ -66,49 +73,12 @@ def train(config: Config, *, resume: bool = False, progress: bool | None = None)
         params = list(model.parameters())  # listed once: parameters() walks every submodule
         model.train()
         for step in range(state.start_step + 1, tc.steps + 1):
-            # -- one optimisation step on this process's rows of global batch `step`
-            lr = tc.lr * lr_factor(step, tc)
-            for group in state.optimizer.param_groups:
-                group["lr"] = lr
-            if state.packs is None:
-                idx = state.order.indices(step)[state.rows].to(state.data.device)
-                rng = BatchRandom(torch.Generator().manual_seed(step_seed(config.run.seed, step)), tc.batch_size,
-                                  state.rows.start, state.rows.stop)
-                # Accelerate wraps a DDP model's forward in its autocast; it leaves an FSDP2 model's as it is
-                with acc.autocast() if state.sharded else nullcontext():
-                    loss = state.loss_module(state.data[idx], rng,
-                                             state.labels[idx] if state.labels is not None else None,
-                                             state.noise[idx] if state.noise is not None else None)
-            else:  # data.resolutions: one pack of images at several resolutions (one process)
-                xs, ys = pack_batch(state.packs.pack(step), state.data, state.labels)
-                n = sum(len(x) for x in xs)
-                rng = BatchRandom(torch.Generator().manual_seed(step_seed(config.run.seed, step)), n, 0, n)
-                loss = state.loss_module(xs, rng, ys)
-            acc.backward(loss)
-            grad_norm = clip_gradients(state.optimizer, params, tc.grad_clip, acc)
-            window.add(loss, grad_norm)  # on the device: read at the next log line or checkpoint, not here
-            state.optimizer.step()
-            state.optimizer.zero_grad(set_to_none=True)
-            if state.ema is not None:
-                state.ema.update(model, step)
-
-            # -- bookkeeping: log, pictures, validation, checkpoints, each after the divergence check
+            lr = optimisation_step(state, step, params, window)
+            if on_step is not None:
+                on_step(model, step)
             if bar is not None:
                 bar.update(1)
-            log_now = step % tc.log_every == 0 or step == tc.steps
-            picture_now = bool(tc.sample_every) and step % tc.sample_every == 0
-            validate_now = bool(tc.eval_every) and step % tc.eval_every == 0
-            save_now = step % tc.ckpt_every == 0 or step == tc.steps
-            if log_now or picture_now or validate_now or save_now:
-                check_divergence(state, window, step)  # nothing diverged is logged, drawn, scored or saved
-            if log_now:
-                log_window(state, window, step, lr, bar, progress)
-            if picture_now:
-                picture(state, step)
-            if validate_now:
-                validate(state, step)
-            if save_now:
-                state.last_good = save(state, step)
+            bookkeeping(state, window, step, lr, bar, progress)
     except BaseException:
         if state.lock is not None:
             state.lock.release()
@@ -128,20 +98,79 @@ def train(config: Config, *, resume: bool = False, progress: bool | None = None)
     finally:
         if state.lock is not None:
             state.lock.release()
-    # The last collective must be one whose tensors Python does not own. Gloo's worker thread frees a finished
-    # collective's tensors a moment after the caller's wait returns; freeing a Python-owned one (the broadcast
-    # above) needs the GIL, and if the interpreter is shutting down by then the process aborts ("terminate called
-    # without an active exception": 1 in 5 two-process runs here). DDP keeps the process group alive past
-    # destroy_process_group (torch 2.13), so the group's threads are never joined before exit. A barrier's
-    # waiting hands the GIL to that thread first, and the barrier itself holds no Python tensor: measured 1 abort
-    # in 70 runs with it. `flowforge train` then exits without interpreter shutdown, which closes the rest.
-    acc.wait_for_everyone()
-    acc.end_training()
+    _shut_down(acc)
     return TrainResult(run_dir=state.run_dir, step=tc.steps, model=model,
                        ema=state.ema.module if state.ema is not None else None, seconds=seconds)
 
 
+def _shut_down(acc) -> None:
+    """A clean end of the process group.
+
+    The last collective must be one whose tensors Python does not own. Gloo's worker thread frees a finished
+    collective's tensors a moment after the caller's wait returns; freeing a Python-owned one (the report's
+    broadcast) needs the GIL, and if the interpreter is shutting down by then the process aborts ("terminate
+    called without an active exception": 1 in 5 two-process runs here). DDP keeps the process group alive past
+    destroy_process_group (torch 2.13), so the group's threads are never joined before exit. A barrier's waiting
+    hands the GIL to that thread first, and the barrier itself holds no Python tensor: measured 1 abort in 70 runs
+    with it. `flowforge train` then exits without interpreter shutdown, which closes the rest.
+    """
+    acc.wait_for_everyone()
+    acc.end_training()
+
+
 # --------------------------------------------------------------------------- the loop's sections
+
+
+def optimisation_step(state: RunState, step: int, params: list[nn.Parameter], window: _Window) -> float:
+    """One optimisation step on this process's rows of global batch ``step``, then the EMA's update; returns the
+    step's learning rate. The loss and gradient norm stay on the device (``window``), read at the next log line."""
+    config, acc, model = state.config, state.accelerator, state.model
+    tc = config.train
+    lr = tc.lr * lr_factor(step, tc)
+    for group in state.optimizer.param_groups:
+        group["lr"] = lr
+    if state.packs is None:
+        idx = state.order.indices(step)[state.rows].to(state.data.device)
+        rng = BatchRandom(torch.Generator().manual_seed(step_seed(config.run.seed, step)), tc.batch_size,
+                          state.rows.start, state.rows.stop)
+        # Accelerate wraps a DDP model's forward in its autocast; it leaves an FSDP2 model's as it is
+        with acc.autocast() if state.sharded else nullcontext():
+            loss = state.loss_module(state.data[idx], rng,
+                                     state.labels[idx] if state.labels is not None else None,
+                                     state.noise[idx] if state.noise is not None else None,
+                                     state.context[idx] if state.context is not None else None)
+    else:  # data.resolutions: one pack of images at several resolutions (one process)
+        xs, ys = pack_batch(state.packs.pack(step), state.data, state.labels)
+        n = sum(len(x) for x in xs)
+        rng = BatchRandom(torch.Generator().manual_seed(step_seed(config.run.seed, step)), n, 0, n)
+        loss = state.loss_module(xs, rng, ys)
+    acc.backward(loss)
+    grad_norm = clip_gradients(state.optimizer, params, tc.grad_clip, acc)
+    window.add(loss, grad_norm)  # on the device: read at the next log line or checkpoint, not here
+    state.optimizer.step()
+    state.optimizer.zero_grad(set_to_none=True)
+    if state.ema is not None:
+        state.ema.update(model, step)
+    return lr
+
+
+def bookkeeping(state: RunState, window: _Window, step: int, lr: float, bar, progress: bool | None) -> None:
+    """Log, pictures, validation and checkpoints due after ``step``, each after the divergence check."""
+    tc = state.config.train
+    log_now = step % tc.log_every == 0 or step == tc.steps
+    picture_now = bool(tc.sample_every) and step % tc.sample_every == 0
+    validate_now = bool(tc.eval_every) and step % tc.eval_every == 0
+    save_now = step % tc.ckpt_every == 0 or step == tc.steps
+    if log_now or picture_now or validate_now or save_now:
+        check_divergence(state, window, step)  # nothing diverged is logged, drawn, scored or saved
+    if log_now:
+        log_window(state, window, step, lr, bar, progress)
+    if picture_now:
+        picture(state, step)
+    if validate_now:
+        validate(state, step)
+    if save_now:
+        state.last_good = save(state, step)
 
 
 def clip_gradients(optimizer: torch.optim.Optimizer, parameters, max_norm: float | None, accelerator=None) -> Tensor:
@@ -320,7 +349,11 @@ def picture(state: RunState, step: int) -> None:
         with evaluation_mode(sampling) as model:
             gen = torch.Generator().manual_seed(config.eval.seed)
             n = 2000 if state.dataset.kind == "points" else 64
-            samples = model.sample(n, **sample_options(config, n, gen, model=model))
+            options = sample_options(config, n, gen, model=model)
+            if state.dataset.test_context is not None:  # a conditional flow: x drawn for the test rows' contexts
+                contexts = state.dataset.test_context
+                options["context"] = contexts[torch.arange(n) % len(contexts)].to(state.accelerator.device)
+            samples = model.sample(n, **options)
         write_samples_picture(samples, state.dataset, state.run_dir / "samples" / f"step-{step:07d}.png",
                               title=f"{config.run.name}, step {step}")
 

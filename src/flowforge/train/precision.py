@@ -2,9 +2,10 @@
 
 ``train.precision: auto`` chooses bf16 autocast on a CUDA GPU of compute capability 8.0 or more (Ampere on) and
 on a CPU with AVX512-BF16 or AMX, whose oneDNN kernels do bf16 matmuls natively; float32 everywhere else. On a
-CPU without them autocast *emulates* bf16, far slower than float32: ``benchmarks/train_speed.py`` measures by
-how much and stores the figure per CPU capability in ``bf16_speed.json`` beside this file (and in
-``benchmarks/results/train_speed.json``), which the warning for an explicit ``bf16`` on such a CPU quotes.
+CPU without them autocast *emulates* bf16, far slower than float32: ``python -m benchmarks.train_speed``
+measures by how much per CPU capability (``benchmarks/results/train_speed.json``) and ``make library-data``
+(``tools/bf16_speed_table.py``) publishes the figure in ``bf16_speed.json`` beside this file, which the warning for
+an explicit ``bf16`` on such a CPU quotes.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def emulated_bf16_warning(choice: PrecisionChoice) -> str:
     """The warning for bf16 asked for explicitly on a CPU that emulates it, with the measured slow-down."""
     m = measured_emulation_speed()
     figure = (f"the {m['case']} trained at {m['bf16_over_fp32']:.2f}x the speed of fp32 on an {m['capability']} "
-              f"CPU ({m['cpu']}, {m['date'][:10]}; benchmarks/train_speed.py)" if m else
-              "benchmarks/train_speed.py measures by how much it is slower than fp32 here")
+              f"CPU ({m['cpu']}, {m['date'][:10]}; python -m benchmarks.train_speed)" if m else
+              "python -m benchmarks.train_speed measures by how much it is slower than fp32 here")
     return (f"train.precision=bf16 on a CPU without native bf16 ({choice.hardware}): autocast emulates it; {figure}; "
             f"train.precision=fp32 or auto is faster here")

@@ -25,7 +25,7 @@ from ..config import Config, ConfigError, TrainConfig
 from ..data import Dataset, load_dataset
 from ..data.packing import PackSampler, check_resolutions, pack_batch
 from ..errors import RunError, UserError
-from ..models import GenerativeModel, build_model
+from ..models import NETS, GenerativeModel, Paired, build_model
 from ..rng import BatchRandom
 from ..runs import (MetricsLog, RunLock, atomic_write_text, check_model_binding, latest_checkpoint, load_checkpoint,
                     load_weights, read_config, read_state, read_vocabulary, set_rng_state, write_vocabulary)
@@ -55,10 +55,13 @@ class LossModule(nn.Module):
         self.model = model
 
     def forward(self, x: Tensor, rng: BatchRandom, labels: Tensor | None = None,
-                noise: Tensor | None = None) -> Tensor:
-        if noise is None:
+                noise: Tensor | None = None, context: Tensor | None = None) -> Tensor:
+        # reflow's rows come with their noise: a coupling fixed in advance (flowforge.models.objectives.Paired)
+        x = x if noise is None else Paired(x, noise)
+        # a conditional flow's rows come with their context c (data.context_columns): p(x | c)
+        if context is None:
             return self.model.loss(x, rng, labels)
-        return self.model.loss(x, rng, labels, noise=noise)  # a coupling's paired noise (reflow)
+        return self.model.loss(x, rng, labels, context=context)
 
 
 @dataclass
@@ -84,6 +87,7 @@ class RunState:
     last_good: Path | None  # the newest checkpoint on disk
     lock: RunLock | None  # held by the main process for the run's lifetime
     packs: PackSampler | None = None  # data.resolutions: the pack of each step, instead of `order`
+    context: Tensor | None = None  # (N, C) the context of each row, for a conditional flow p(x | c)
     sharded: bool = False  # train.distributed=fsdp: model, optimizer and EMA hold this process's shards
     build: Callable[[], GenerativeModel] | None = None  # a fresh unsharded model, for the gathered weights
     t0: float = field(default_factory=time.perf_counter)
@@ -263,9 +267,10 @@ def _open_run_dir(config: Config, dataset: Dataset, resume: bool, changed: dict[
 def _pack_sampler(config: Config, dataset: Dataset, world: int) -> PackSampler:
     """The packs of a run on ``data.resolutions``, after checking that the model and the run can train on them."""
     m = config.model
-    if m.kind != "continuous" or m.net.name != "dit" or m.precond != "none":
+    if m.kind != "continuous" or not NETS[m.net.name].packs or m.precond != "none":
+        packers = " or ".join(name for name, net in NETS.items() if net.packs)
         raise ConfigError(f"data.resolutions={config.data.resolutions} trains on packs of several resolutions, "
-                          f"which needs model.kind=continuous, model.net.name=dit and model.precond=none (got "
+                          f"which needs model.kind=continuous, model.net.name={packers} and model.precond=none (got "
                           f"{m.kind}, {m.net.name}, {m.precond}); unset data.resolutions otherwise")
     if world > 1:
         raise UserError(f"data.resolutions: packed training runs in one process for now, not {world}; train "
@@ -320,6 +325,7 @@ def setup(config: Config, resume: bool) -> RunState:
         noise = pairs.noise.to(accelerator.device) if pairs is not None else None
         labels = _training_labels(config, dataset) if pairs is None else pairs.labels
         labels = labels.to(accelerator.device) if labels is not None and config.model.num_classes else None
+        context = dataset.train_context.to(accelerator.device) if dataset.train_context is not None else None
         order = BatchOrder(len(data), tc.batch_size, config.run.seed)
         model.to(accelerator.device)
         with torch.no_grad():  # data-dependent initialisation (Glow's ActNorm) from one global batch, alike everywhere
@@ -331,7 +337,8 @@ def setup(config: Config, resume: bool) -> RunState:
             n_first = sum(len(x) for x in first) if packs is not None else len(first)
             LossModule(model)(first, BatchRandom(torch.Generator().manual_seed(step_seed(config.run.seed, 0xA11)),
                                                  n_first, 0, n_first), first_labels,
-                              noise[rows0] if noise is not None else None)
+                              noise[rows0] if noise is not None else None,
+                              context[rows0] if context is not None else None)
         if tc.compile:  # after the data-dependent initialisation; nn.Module.compile keeps the state dict's keys
             model.net.compile()
         loss_module, optimizer = accelerator.prepare(LossModule(model), optimizer)
@@ -355,7 +362,7 @@ def setup(config: Config, resume: bool) -> RunState:
                     optimizer=optimizer, loss_module=loss_module, data=data, labels=labels, noise=noise, order=order,
                     rows=rows,
                     val_x=val_x[:tc.eval_examples].to(accelerator.device), start_step=start_step, elapsed=elapsed,
-                    log=log, last_good=ckpt, lock=lock, packs=packs, sharded=sharded, build=build)
+                    log=log, last_good=ckpt, lock=lock, packs=packs, sharded=sharded, build=build, context=context)
 
 
 def reflow_pairs(config: Config, shape: tuple[int, ...]) -> tuple[Run, Pairs]:

@@ -1,8 +1,9 @@
 """Sharded data parallelism, ``train.distributed: fsdp``: FSDP2 (``fully_shard``) through Accelerate's plugin.
 
 For a transformer that does not fit one GPU: each of N processes keeps 1/N of every parameter, gradient and AdamW
-moment, and gathers one block's parameters at a time for its forward and backward (each ``DiTBlock`` of a DiT,
-each ``JointBlock`` of an MMDiT is a unit; the rest of the model is the root unit). The EMA copy is sharded the
+moment, and gathers one block's parameters at a time for its forward and backward (each block of the class the backbone
+declares as its ``shard_unit``: ``DiTBlock`` for a DiT, ``JointBlock`` for an MMDiT; the rest of the model is the
+root unit). The EMA copy is sharded the
 same way and averages its shards. A checkpoint is the same as a DDP run's: the full state dicts are gathered to
 the main process and written there as safetensors, so a sharded run resumes, samples, evaluates and exports
 like any other, and can be resumed with ``train.distributed`` changed.
@@ -23,18 +24,22 @@ from torch import nn
 
 from ..config import Config, ConfigError
 from ..errors import UserError
+from ..models import NETS
 
-# the transformer block class of each backbone that FSDP shards as one unit (gathered for its forward alone)
-SHARD_UNITS = {"dit": ["DiTBlock"], "mmdit": ["JointBlock"]}
+
+def shard_unit(config: Config) -> type[nn.Module] | None:
+    """The block class that FSDP shards as one unit in ``config``'s model (its backbone's ``shard_unit``), or
+    ``None`` for a model that is not sharded."""
+    return NETS[config.model.net.name].shard_unit if config.model.kind == "continuous" else None
 
 
 def check_config(config: Config) -> None:
     """Raise unless ``config`` trains a model that ``train.distributed=fsdp`` shards."""
     m = config.model
-    if m.kind != "continuous" or m.net.name not in SHARD_UNITS:
-        raise ConfigError(f"train.distributed=fsdp shards the transformer backbones (model.net.name "
-                          f"{' or '.join(SHARD_UNITS)}), not model.kind={m.kind} with model.net.name={m.net.name}; "
-                          f"use train.distributed=ddp")
+    if shard_unit(config) is None:
+        sharded = " or ".join(name for name, net in NETS.items() if net.shard_unit is not None)
+        raise ConfigError(f"train.distributed=fsdp shards the transformer backbones (model.net.name {sharded}), "
+                          f"not model.kind={m.kind} with model.net.name={m.net.name}; use train.distributed=ddp")
     if config.data.resolutions:
         raise ConfigError("train.distributed=fsdp: packed multi-resolution training (data.resolutions) runs in "
                           "one process; unset one of them")
@@ -47,11 +52,10 @@ def fsdp_plugin(config: Config, bf16: bool):
     from torch.distributed.fsdp import MixedPrecisionPolicy
 
     check_config(config)
-    m = config.model
     policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else None
     return FullyShardedDataParallelPlugin(
         fsdp_version=2, auto_wrap_policy="transformer_based_wrap",
-        transformer_cls_names_to_wrap=SHARD_UNITS[m.net.name],
+        transformer_cls_names_to_wrap=[shard_unit(config).__name__],
         reshard_after_forward=True, mixed_precision_policy=policy, cpu_ram_efficient_loading=False,
         state_dict_type="FULL_STATE_DICT")
 
@@ -141,5 +145,5 @@ def load_sharded_optimizer(state: dict[str, Any], loss_module: nn.Module, optimi
     set_optimizer_state_dict(loss_module, inner_optimizer(optimizer), by_name, options=StateDictOptions(full_state_dict=True))
 
 
-__all__ = ["SHARD_UNITS", "accelerate_shards_on", "check_config", "check_sharded", "fsdp_plugin", "gathered",
-           "gathered_optimizer", "inner_optimizer", "load_sharded_optimizer", "refuse_on_cpu", "shard_like_the_model"]
+__all__ = ["accelerate_shards_on", "check_config", "check_sharded", "fsdp_plugin", "gathered", "gathered_optimizer",
+           "inner_optimizer", "load_sharded_optimizer", "refuse_on_cpu", "shard_like_the_model", "shard_unit"]

@@ -1,0 +1,33 @@
+"""``flowforge eval RUN_DIR``: score samples and likelihood beside the noise floor and a matched Gaussian
+(:mod:`flowforge.jobs.evaluate`). Registered in :data:`.main.VERBS`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from ..jobs import evaluate
+    from ..runs.report import eval_tables
+
+    record = evaluate(args.run_dir, n_samples=args.n, sampler=args.sampler, steps=args.steps, grid=args.grid,
+                      n_likelihood=args.n_likelihood, progress=sys.stderr.isatty())
+    print("\n".join(eval_tables(record)))
+    print(f"stored in {Path(args.run_dir) / 'eval.json'}")
+
+
+def add_parser(sub) -> None:
+    """The ``eval`` subcommand on ``sub`` (argparse sub-parsers)."""
+    from ..solvers import GRIDS, SOLVERS
+
+    p = sub.add_parser("eval", help="score samples against held-out data, the noise floor and a Gaussian baseline")
+    p.add_argument("run_dir")
+    p.add_argument("--n", type=int, help="number of samples (default: the run's eval.n_samples)")
+    p.add_argument("--steps", type=int, help="sampler steps (default: the run's sample.steps)")
+    p.add_argument("--sampler", choices=sorted(SOLVERS))
+    p.add_argument("--grid", choices=GRIDS, help="time grid (default: the run's sample.grid)")
+    p.add_argument("--n-likelihood", type=int, dest="n_likelihood",
+                   help="held-out examples scored by the likelihood, the first N (default: eval.n_likelihood; 0 = all)")
+    p.set_defaults(fn=_eval)

@@ -1,0 +1,40 @@
+"""``flowforge inpaint RUN_DIR --mask M --out FILE.png``: fill masked parts of held-out images
+(:mod:`flowforge.jobs.inpaint`). Registered in :data:`.main.VERBS`."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from ..errors import UserError
+
+
+def _inpaint(args: argparse.Namespace) -> None:
+    from ..jobs import inpaint_run
+
+    if Path(args.out).suffix != ".png":
+        raise UserError(f"--out {args.out}: inpainting writes a picture; give a .png path")
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
+        raise UserError(f"--lr {args.lr}: expected a positive finite step size, e.g. --lr 0.05")
+    options = {k: v for k, v in (("steps", args.steps), ("lr", args.lr), ("sampler", args.sampler),
+                                 ("resample", args.resample)) if v is not None}
+    path = inpaint_run(args.run_dir, args.mask, n=args.n, out=args.out, seed=args.seed, **options)
+    print(f"wrote {path}: rows of (original, masked, filled)")
+
+
+def add_parser(sub) -> None:
+    """The ``inpaint`` subcommand on ``sub`` (argparse sub-parsers)."""
+    from ..solvers import SOLVERS
+
+    p = sub.add_parser("inpaint", help="fill masked parts of held-out images; writes (original, masked, filled)")
+    p.add_argument("run_dir")
+    p.add_argument("--mask", required=True, help="what is missing: left, right, top, bottom, center or random:P")
+    p.add_argument("--n", type=int, default=8, help="number of images (default 8)")
+    p.add_argument("--out", required=True, help="output picture (.png)")
+    p.add_argument("--steps", type=int, help="optimisation / sampling steps of the model's inpainting")
+    p.add_argument("--lr", type=float, help="step size of gradient-based inpainting (normalizing flows)")
+    p.add_argument("--sampler", choices=sorted(SOLVERS), help="sampler (continuous models; default: sample.sampler)")
+    p.add_argument("--resample", type=int, help="RePaint resampling per step (continuous models; default 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=_inpaint)

@@ -1,0 +1,73 @@
+"""``flowforge sample``: draw samples of a trained run into an array (``.npy``) or a picture (``.png``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data import load_dataset
+from ..errors import UserError
+from ..runs import Run, check_finite_samples, check_sample_memory, draw_samples, load_run, write_samples_picture
+
+SAMPLE_CHUNK = 10_000  # examples drawn per model call
+
+
+def image_size(text: str, data_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """``HxW`` as an image shape with the data's channels.
+
+    Example:
+        >>> image_size("16x24", (1, 8, 8))
+        (1, 16, 24)
+    """
+    parts = text.lower().split("x")
+    if len(data_shape) != 3 or len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise UserError(f"--size {text}: expected HEIGHTxWIDTH such as 16x16, for a model of images "
+                        f"(this run's data has shape {data_shape})")
+    return (data_shape[0], int(parts[0]), int(parts[1]))
+
+
+def _check_request(run: Run, run_dir: str | Path, *, prompt: str | None, guidance: float | None,
+                   compile: bool) -> None:
+    """Refuse what this run cannot do, naming what would work."""
+    if compile and not run.model.takes_sampler:
+        raise UserError(f"--compile: {run_dir} is a {run.config.model.kind} flow, sampled by its exact "
+                        f"inverse in one pass; --compile applies to models with a sampler, drop it")
+    if prompt is not None and run.config.model.text.captions == "none":
+        raise UserError(f"--prompt {prompt!r}: {run_dir} has no text input (model.text.captions is unset); "
+                        f"sample it without --prompt, or train a text model such as configs/mmdit-fashion-text.yaml")
+    if guidance is not None and run.config.model.num_classes is None:
+        raise UserError(f"--guidance {guidance}: {run_dir} is not class-conditional (model.num_classes is "
+                        "unset); guidance needs a model trained with model.num_classes and label_dropout > 0")
+
+
+def sample_run(run_dir: str | Path, *, n: int, out: str | Path, seed: int = 0, size: str | None = None,
+               prompt: str | None = None, compile: bool = False, progress: bool = False,
+               **settings: object) -> Path:
+    """Draw ``n`` samples of ``run_dir`` (the run's sample settings, ``settings`` such as ``sampler``,
+    ``steps``, ``grid``, ``guidance`` on top; None = the run's) and write them to ``out``: ``.npy``, the array
+    in model space, or ``.png``, a picture. ``size`` (``HxW``) samples images at another resolution; ``prompt``
+    is every sample's caption (text models); ``compile`` runs the network through ``torch.compile`` first."""
+    out = Path(out)
+    if out.suffix not in (".npy", ".png"):
+        raise UserError(f"--out {out}: unsupported extension {out.suffix!r}; use .npy (array) or .png (picture)")
+    out.parent.mkdir(parents=True, exist_ok=True)  # a bad path fails now, not after sampling
+    run = load_run(run_dir)
+    _check_request(run, run_dir, prompt=prompt, guidance=settings.get("guidance"), compile=compile)
+    if compile:
+        run.model.net.compile()
+    shape = image_size(size, tuple(run.data["shape"])) if size else None
+    check_sample_memory(n, shape or tuple(run.data["shape"]))
+    options = run.sample_options(n, torch.Generator().manual_seed(seed), shape=shape, progress=progress, **settings)
+    if prompt is not None:  # the prompt replaces the labels' captions
+        options.pop("labels", None)
+        options["prompts"] = prompt
+    samples = draw_samples(run.model, n, options, SAMPLE_CHUNK)
+    check_finite_samples(samples)
+    if out.suffix == ".npy":
+        np.save(out, samples.cpu().numpy())
+    else:
+        title = run.config.run.name + (f": {prompt!r}" if prompt is not None else "")
+        write_samples_picture(samples, load_dataset(run.config.data), out, title=title)
+    return out

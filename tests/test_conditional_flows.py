@@ -1,0 +1,111 @@
+"""Conditional flows p(x | c): normalised for every context, sampled per context, trained from a CSV with context
+columns through the engine; and a short NSF training that beats the matched Gaussian."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from flowforge import load_config
+from flowforge.config import FlowConfig, ModelConfig
+from flowforge.models import build_model
+from _float64 import float64_seeded  # noqa: F401  (autouse: float64, seeded)
+
+CONDITIONAL = {"shape": [2], "kind": "points", "levels": None, "value_range": None, "context_dim": 3}
+FAMILIES = {
+    "nsf-ar": ("nsf", {}), "nsf-coupling": ("nsf", {"conditioner": "coupling"}), "maf": ("maf", {}),
+    "iaf-spline": ("maf", {"direction": "iaf", "elementwise": "spline"}),
+}
+
+
+def conditional_flow(name: str, data=CONDITIONAL):
+    kind, extra = FAMILIES[name]
+    model = build_model(ModelConfig(kind=kind, flow=FlowConfig(couplings=3, hidden=16, hidden_layers=2, bins=6,
+                                                               tail_bound=3.0, **extra)), data)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # off the identity start, so the context changes the density
+        for p in model.parameters():
+            p.add_(0.2 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_conditional_density_integrates_to_one_for_each_context(name):
+    model = conditional_flow(name)
+    lim, n = 9.0, 361
+    g = torch.linspace(-lim, lim, n)
+    grid = torch.stack(torch.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)  # (n^2, 2)
+    densities = []
+    for c in (torch.tensor([1.0, -0.5, 2.0]), torch.tensor([-2.0, 0.3, 0.0])):
+        with torch.no_grad():
+            p = model.log_prob(grid, context=c).exp()
+        densities.append(p)
+        assert float(p.sum() * (g[1] - g[0]) ** 2) == pytest.approx(1.0, abs=0.01)
+    assert (densities[0] - densities[1]).abs().max() > 1e-3  # the context matters
+
+
+def test_conditional_sampling_and_context_errors():
+    model = conditional_flow("nsf-ar")
+    c = torch.randn(5, 3)
+    x = model.sample(5, context=c, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (5, 2) and torch.isfinite(model.log_prob(x, context=c)).all()
+    assert model.sample(4, context=[0.0, 1.0, 2.0]).shape == (4, 2)
+    model.check_settings("sample", ["context"])
+    with pytest.raises(ValueError, match="conditional"):
+        model.log_prob(x)
+    with pytest.raises(ValueError, match=r"expected \(5, 3\)"):
+        model.log_prob(x, context=torch.zeros(5, 2))
+    unconditional = build_model(ModelConfig(kind="nsf", flow=FlowConfig(hidden=8, hidden_layers=1)), {"shape": [2]})
+    with pytest.raises(ValueError, match="unconditional"):
+        unconditional.log_prob(x, context=c)
+
+
+def two_moons_simulator(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A toy simulator: parameters theta ~ U(-1, 1)^2, observation x = theta + a noisy half circle."""
+    theta = rng.uniform(-1, 1, (n, 2))
+    angle = rng.uniform(-np.pi / 2, np.pi / 2, n)
+    x = np.stack([np.cos(angle) + 0.25, np.sin(angle)], 1) * 0.3 + theta + 0.01 * rng.normal(size=(n, 2))
+    return theta, x
+
+
+def test_a_csv_with_context_columns_trains_a_conditional_flow(tmp_path, tiny):
+    torch.set_default_dtype(torch.float32)
+    from flowforge import load
+    from flowforge.train import train
+
+    theta, x = two_moons_simulator(600, np.random.default_rng(0))
+    path = tmp_path / "sims.csv"
+    np.savetxt(path, np.hstack([theta, x]), delimiter=",", header="theta1,theta2,x1,x2", comments="")
+    overrides = [o for o in tiny(tmp_path / "run", **{"data.name": "tabular", "data.path": str(path),
+                                                       "data.context_columns": "[x1,x2]", "train.batch_size": 50,
+                                                       "model.flow.hidden": 16})
+                 if not o.startswith(("model.net", "data.n_"))]
+    result = train(load_config("configs/nsf-tabular.yaml", overrides), progress=False)
+    assert result.model.context_dim == 2
+    model = load(tmp_path / "run")
+    draws = model.sample(7, context=torch.tensor([0.2, -0.1]))
+    assert draws.shape == (7, 2) and torch.isfinite(draws).all()
+
+
+def test_nsf_beats_the_matched_gaussian_on_moons():
+    """Moons: the matched Gaussian scores about 1.9 nats on held-out points; 300 steps of a small NSF must beat it
+    by half a nat (a RealNVP of the same size gains about 0.3 nats in tests/test_flows.py)."""
+    from flowforge.data.toy import moons
+
+    torch.manual_seed(0)
+    points = torch.tensor(moons(3000, np.random.default_rng(0), 0.05))
+    train, test = points[:2500], points[2500:]
+    gaussian_nll = -torch.distributions.MultivariateNormal(train.mean(0), torch.cov(train.T)).log_prob(test).mean()
+    model = build_model(ModelConfig(kind="nsf", flow=FlowConfig(couplings=3, hidden=32, hidden_layers=2,
+                                                               tail_bound=4.0)), {"shape": [2]}).float()
+    train, test = train.float(), test.float()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(300):
+        opt.zero_grad()
+        model.loss(train[torch.randint(0, len(train), (250,), generator=gen)]).backward()
+        opt.step()
+    with torch.no_grad():
+        nll = -model.log_prob(test).mean().item()
+    assert nll < float(gaussian_nll) - 0.5, (nll, float(gaussian_nll))
