@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 
 .PHONY: demo app docs test test-slow install install-metrics install-app install-docs clean library-data \
-	docs-figures install-bench-peers mutate
+	docs-figures install-bench-peers install-latent mutate
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ install-app: $(BIN)/.installed
 # torch stays; what they import besides torch (numpy, POT, torchdiffeq) is in the project's own dependencies
 install-bench-peers: $(BIN)/.installed
 	$(BIN)/python -m pip install -q --no-deps torchcfm==1.0.7 flow_matching==1.0.10
+
+# latent flows: diffusers' AutoencoderKL (model.kind autoencoder, data.latent); tests/test_autoencoder.py and
+# tests/test_latents.py skip without it
+install-latent: $(BIN)/.installed
+	$(BIN)/python -m pip install -q -e ".[latent]"
 
 # the documentation site into site/ (mkdocs.yml; API reference from the docstrings); warnings fail the build
 install-docs: $(BIN)/.installed

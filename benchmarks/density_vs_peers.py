@@ -64,7 +64,7 @@ def digits(seed: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
     train = torch.cat([(levels[0] + torch.rand(levels[0].shape, generator=g)) / 17 for _ in range(20)])
     test = (levels[1] + torch.rand(levels[1].shape, generator=g)) / 17
     extra = {"gaussian_baseline_nll": gaussian_nll(train.double().numpy(), test.double().numpy()),
-             "nats_to_bits_per_dim": f"bits/dim = (NLL - 64 ln 17) / (64 ln 2)"}
+             "nats_to_bits_per_dim": "bits/dim = (NLL + 64 ln 17) / (64 ln 2)"}
     return train, test, extra
 
 

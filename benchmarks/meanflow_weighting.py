@@ -1,6 +1,7 @@
 """MeanFlow's loss weight on the 2-D sets: the paper's adaptive weight (p = 0.5, 1) against plain least squares
-(p = 0), the weight on ``r != t`` pairs only (``apart``) and one weight per group (``group``), and the ``r != t``
-share, each against flow matching with the same network, data, time law and budget.
+(p = 0), the weight on ``r != t`` pairs only (``apart``) and one weight per group (``group``), the ``r != t``
+share, and the time of the ``r = t`` pairs (the larger of two draws, as the paper's code, or one draw, flow
+matching's law: "FM times"), each against flow matching with the same network, data, time law and budget.
 
 Every run is ``configs/meanflow-checkerboard.yaml`` with the set's data and ``--overrides`` (flow matching: the
 same with ``model.objective=regression``), trained through the library as a user trains it. Scores, 5000 samples
@@ -38,15 +39,20 @@ from flowforge.train import train
 from benchmarks.harness import RESULTS, ROOT, mean_std, write_results
 
 # name -> overrides of the MeanFlow preset; "flow matching" is the reference every MeanFlow row is divided by
+PAPER_TIMES = "model.meanflow.flow_matching_times=false"  # r = t pairs at the larger of two draws (the paper's code)
 VARIANTS: dict[str, list[str]] = {
     "flow matching": ["model.objective=regression", "sample.sampler=euler", "sample.steps=100"],
-    "p=0": ["model.meanflow.p=0"],
-    "p=0.5": ["model.meanflow.p=0.5"],
-    "p=1 (paper)": ["model.meanflow.p=1"],
-    "p=1 apart": ["model.meanflow.p=1", "model.meanflow.weighting=apart"],
-    "p=1 group": ["model.meanflow.p=1", "model.meanflow.weighting=group"],
-    "p=0 ratio 0.5": ["model.meanflow.p=0", "model.meanflow.ratio=0.5"],
-    "p=0 ratio 0.75": ["model.meanflow.p=0", "model.meanflow.ratio=0.75"],
+    "p=0": ["model.meanflow.p=0", PAPER_TIMES],
+    "p=0.5": ["model.meanflow.p=0.5", "model.meanflow.weighting=example", PAPER_TIMES],
+    "p=1 (paper)": ["model.meanflow.p=1", "model.meanflow.weighting=example", PAPER_TIMES],
+    "p=1 apart": ["model.meanflow.p=1", "model.meanflow.weighting=apart", PAPER_TIMES],
+    "p=1 group": ["model.meanflow.p=1", "model.meanflow.weighting=group", PAPER_TIMES],
+    "p=0 ratio 0.5": ["model.meanflow.p=0", "model.meanflow.ratio=0.5", PAPER_TIMES],
+    "p=0 ratio 0.75": ["model.meanflow.p=0", "model.meanflow.ratio=0.75", PAPER_TIMES],
+    # flowforge's defaults: r = t pairs at flow matching's times (one draw)
+    "p=1 group, FM times": ["model.meanflow.p=1", "model.meanflow.weighting=group"],
+    "p=0, FM times": ["model.meanflow.p=0"],
+    "p=1 (paper), FM times": ["model.meanflow.p=1", "model.meanflow.weighting=example"],
 }
 FIELD_TIMES = (0.1, 0.3, 0.5, 0.7, 0.9)
 

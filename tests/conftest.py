@@ -15,7 +15,9 @@ MUST_NOT_SKIP = (
     "tests/test_app_browser.py::*",  # make install-app: gradio, playwright, Debian's chromium
     "tests/test_export.py::*",  # huggingface_hub (make install-app)
     "tests/test_bench_fm.py::*",  # make install-bench-peers: torchcfm, flow_matching (make test-slow)
+    "tests/test_autoencoder.py::*", "tests/test_latents.py::*",  # make install-latent: diffusers
     "tests/test_fsdp.py::*", "tests/test_train.py::*",  # torchrun, beside torch's Python
+    "tests/test_dit.py::test_two_processes_*", "tests/test_text.py::test_two_processes_*",  # torchrun (slow)
 )
 
 
@@ -75,3 +77,23 @@ def perturb_zero_layers(net, scale=0.1, seed=0):
             if not p.any():
                 p.copy_(scale * torch.randn(p.shape, generator=gen))
     return net
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny trained moons run, copied per test that edits it."""
+    from flowforge import load_config
+    from flowforge.train import train
+
+    root = tmp_path_factory.mktemp("trained")
+    train(load_config("configs/rf-moons.yaml", tiny_overrides(root / "run")), progress=False)
+    return root / "run"
+
+
+@pytest.fixture
+def run_copy(trained, tmp_path):
+    """A copy of :func:`trained` that a test may edit."""
+    import shutil
+
+    shutil.copytree(trained, tmp_path / "run")
+    return tmp_path / "run"

@@ -194,3 +194,43 @@ def test_a_text_model_samples_from_a_prompt(tmp_path, tiny, entries):
     assert np.array_equal(a.samples, b.numpy())
     with pytest.raises(AppError, match="has no text input"):
         logic.sample(pick(entries, "continuous", "image"), n=4, prompt="a seven")
+
+
+def test_first_contact_edges(entries, tmp_path, monkeypatch):
+    # issue 29, item 1: what a new user met on the first app run
+    points = pick(entries, "continuous", "points")
+    r = logic.sample(points, n=50, seed=0, sampler="dopri5")  # adaptive: the NFE it used, not the run's steps
+    assert r.how == f"dopri5, adaptive: {r.nfe} NFE" and r.nfe > 4
+    with pytest.raises(AppError, match=r"number of samples: expected a whole number .* got 2.5"):
+        logic.sample(points, n=2.5)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(logic.UserError, match=r"runs/nope: no such run folder"):
+        logic.open_entries(["runs/nope"])  # a typo of a local path, not a Hub id to download
+
+
+def test_the_page_neither_rounds_numbers_nor_offers_test_images_of_points(entries):
+    pytest.importorskip("gradio")
+    import gradio as gr
+
+    from flowforge.app import ui
+
+    assert ui.density_sources(pick(entries, "continuous", "points")) == ["typed points", "upload"]
+    assert "test image" in ui.density_sources(pick(entries, "continuous", "image"))
+    page = ui.build(entries)
+    numbers = [b for b in page.blocks.values() if isinstance(b, gr.Number)]
+    assert numbers and all(b.precision is None for b in numbers)  # 2.5 reaches the check, which refuses it
+
+
+def test_a_busy_port_says_port(entries, tmp_path):
+    pytest.importorskip("gradio")
+    import socket
+
+    from flowforge.app.ui import launch
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(AppError, match=rf"port {port} on 127.0.0.1 is busy .* --port"):
+            launch([pick(entries, "continuous", "points").run.dir], port=port, block=False)

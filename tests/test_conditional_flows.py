@@ -3,6 +3,8 @@ columns through the engine; and a short NSF training that beats the matched Gaus
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -79,10 +81,12 @@ def test_a_csv_with_context_columns_trains_a_conditional_flow(tmp_path, tiny):
     np.savetxt(path, np.hstack([theta, x]), delimiter=",", header="theta1,theta2,x1,x2", comments="")
     overrides = [o for o in tiny(tmp_path / "run", **{"data.name": "tabular", "data.path": str(path),
                                                        "data.context_columns": "[x1,x2]", "train.batch_size": 50,
-                                                       "model.flow.hidden": 16})
+                                                       "model.flow.hidden": 16, "train.eval_every": 10})
                  if not o.startswith(("model.net", "data.n_"))]
     result = train(load_config("configs/nsf-tabular.yaml", overrides), progress=False)
     assert result.model.context_dim == 2
+    val = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines() if '"val"' in line]
+    assert val and all(np.isfinite(r["nll"]) for r in val)  # held-out rows scored with their own contexts
     model = load(tmp_path / "run")
     draws = model.sample(7, context=torch.tensor([0.2, -0.1]))
     assert draws.shape == (7, 2) and torch.isfinite(draws).all()

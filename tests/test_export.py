@@ -165,13 +165,13 @@ def test_a_text_model_travels_with_its_vocabulary(tmp_path, tiny):
     train(load_config("configs/fm-digits.yaml", text_overrides(tiny, tmp_path / "run", **{
         "train.steps": 4, "train.ckpt_every": 4})), progress=False)
     out = export_run(tmp_path / "run", tmp_path / "folder")
-    assert (out / "tokenizer.json").read_text() == (tmp_path / "run" / "tokenizer.json").read_text()
+    assert (out / "vocabulary.json").read_text() == (tmp_path / "run" / "vocabulary.json").read_text()
     assert "prompts=" in (out / "README.md").read_text()
     original, reloaded = load(tmp_path / "run"), flowforge.from_pretrained(out)
     for options in ({"prompts": "a photo of a seven"}, {"labels": torch.arange(6)}):
         a = original.sample(6, steps=2, guidance=2.0, generator=torch.Generator().manual_seed(3), **options)
         b = reloaded.sample(6, steps=2, guidance=2.0, generator=torch.Generator().manual_seed(3), **options)
         assert torch.equal(a, b)
-    (out / "tokenizer.json").unlink()
-    with pytest.raises(RunError, match=r"folder/tokenizer.json: missing; .* describes a text model"):
+    (out / "vocabulary.json").unlink()
+    with pytest.raises(RunError, match=r"folder/vocabulary.json: missing; .* describes a text model"):
         flowforge.from_pretrained(out)

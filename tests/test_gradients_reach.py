@@ -17,7 +17,7 @@ from flowforge.models import MODELS, NETS, build_model
 from flowforge.rng import BatchRandom
 
 PRESETS = sorted(Path(__file__).resolve().parents[1].glob("configs/*.yaml"))
-IMAGES = {"shape": [1, 8, 8], "kind": "image", "levels": 256, "value_range": [0.0, 1.0]}
+IMAGES = {"shape": [1, 8, 8], "kind": "image", "levels": 256}
 POINTS = {"shape": [2], "kind": "points", "levels": None, "value_range": None}
 SMALL = {  # per backbone or flow: the least that keeps each of its parts
     "mlp": {"model.net.width": 16, "model.net.depth": 2, "model.net.time_embed_dim": 8},
@@ -25,6 +25,9 @@ SMALL = {  # per backbone or flow: the least that keeps each of its parts
              "model.net.attention_levels": "[1]", "model.net.heads": 2, "model.net.time_embed_dim": 16},
     "dit": {"model.net.size": "tiny", "model.net.patch": 2, "model.net.time_embed_dim": 16},
     "mmdit": {"model.net.size": "tiny", "model.net.patch": 2, "model.net.time_embed_dim": 16},
+    # the perceptual term's feature network is pinned (frozen, not the model's); the pixel and KL terms reach all
+    "autoencoder": {"model.autoencoder.width": 8, "model.autoencoder.groups": 4, "model.autoencoder.latent_channels": 2,
+                    "model.autoencoder.downsampling": 2, "model.autoencoder.perceptual": 0.0},
     "flow": {"model.flow.hidden": 8, "model.flow.hidden_layers": 1, "model.flow.blocks": 1, "model.flow.couplings": 2,
              "model.flow.steps_per_level": 2, "model.flow.levels": 2},
 }
@@ -38,10 +41,11 @@ UNREACHABLE = {"mmdit-fashion-text": {"net.blocks.3.text.attn.q_norm.weight"}}
 
 def small_model(preset: Path):
     cfg = load_config(preset)
-    part = "flow" if cfg.model.kind != "continuous" else cfg.model.net.name
+    part = {"continuous": cfg.model.net.name, "autoencoder": "autoencoder"}.get(cfg.model.kind, "flow")
     extra = {"model.label_dropout": 0.5} if cfg.model.num_classes else {}  # the "no label" embedding is used too
     cfg = load_config(preset, [f"{k}={v}" for k, v in {**SMALL[part], **extra}.items()])
-    data = {**(POINTS if cfg.data.name in ("moons", "checkerboard") else IMAGES), "name": cfg.data.name}
+    images = {**IMAGES, "value_range": [-1.0, 1.0] if cfg.data.image_range == "symmetric" else [0.0, 1.0]}
+    data = {**(POINTS if cfg.data.name in ("moons", "checkerboard") else images), "name": cfg.data.name}
     return cfg, build_model(cfg.model, data), data
 
 
@@ -49,7 +53,8 @@ def small_model(preset: Path):
 def test_one_backward_pass_reaches_every_parameter(preset):
     torch.manual_seed(0)
     cfg, model, data = small_model(preset)
-    x = torch.rand(8, *data["shape"])
+    lo, hi = data["value_range"] or (0.0, 1.0)
+    x = lo + (hi - lo) * torch.rand(8, *data["shape"])
     labels = torch.arange(8) % cfg.model.num_classes if cfg.model.num_classes else None
     model.train()
     model.loss(x, BatchRandom(torch.Generator().manual_seed(0), 8, 0, 8), labels)  # data-dependent init (ActNorm)

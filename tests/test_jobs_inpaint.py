@@ -10,10 +10,12 @@ import torch
 import flowforge.runs
 from flowforge.app import logic
 from flowforge.app.logic import AppError
+from flowforge import load_config
 from flowforge.errors import UserError
 from flowforge.flows import NormalizingFlow
 from flowforge.jobs import inpaint_run, sample_run
 from flowforge.models import ContinuousFlow
+from flowforge.train import train
 from test_app import tiny_runs
 
 
@@ -72,3 +74,25 @@ def test_runs_holds_only_run_directory_io():
     modules = {p.stem for p in Path(flowforge.runs.__file__).parent.glob("*.py")}
     assert modules == {"__init__", "checkpoint", "load", "lock", "metrics_log", "pairs", "pictures", "report",
                        "vocabulary"}
+
+
+def test_inpaint_run_uses_the_runs_sample_settings_and_true_labels(tmp_path, tiny, monkeypatch):
+    over = [o for o in tiny(tmp_path / "run", **{
+        "data.name": "digits", "model.net.name": "unet", "model.net.channels": 8, "model.net.channel_mult": "[1,2]",
+        "model.net.attention_levels": "[1]", "model.net.num_res_blocks": 1, "model.num_classes": 10,
+        "train.steps": 2, "train.batch_size": 16, "train.warmup_steps": 0, "sample.sampler": "ddim",
+        "sample.eta": 0.5, "sample.grid": "shifted", "sample.shift": 2.0, "sample.guidance": 1.5})
+        if not o.startswith(("model.net.width", "model.net.depth"))]
+    train(load_config("configs/fm-digits.yaml", over), progress=False)
+    seen = {}
+    real = ContinuousFlow.inpaint
+
+    def spy(self, x, mask, **options):
+        seen.update(options)
+        return real(self, x, mask, **options)
+
+    monkeypatch.setattr(ContinuousFlow, "inpaint", spy)
+    inpaint_run(tmp_path / "run", "left", n=4, out=tmp_path / "i.png", steps=3)
+    assert seen["sampler"] == "ddim" and seen["eta"] == 0.5 and seen["grid"] == "shifted"
+    assert seen["grid_options"]["shift"] == 2.0 and seen["guidance"] == 1.5 and seen["steps"] == 3
+    assert seen["labels"].shape == (4,) and (tmp_path / "i.png").is_file()

@@ -243,8 +243,7 @@ def test_with_r_equal_t_the_loss_is_flow_matching():
     x = torch.randn(64, 3)
     rng = BatchRandom(torch.Generator().manual_seed(5), 64, 0, 64)
     noise = rng.randn((3,), like=x)  # the loss's own order of draws: noise, then the two times
-    a, b = (mf.objective.time_sampler.sample(rng, mf.path, like=x) for _ in range(2))
-    t = torch.maximum(a, b)
+    t, _ = (mf.objective.time_sampler.sample(rng, mf.path, like=x) for _ in range(2))  # r = t: the first draw
     u, target = mf.objective.terms(mf, x, noise, t, t)
     torch.testing.assert_close(target, noise - x)
     z = (1 - t)[:, None] * x + t[:, None] * noise
@@ -330,15 +329,18 @@ def test_target_and_weight_are_under_a_stop_gradient():
 
 @pytest.mark.parametrize("ratio", [0.0, 0.25, 0.5, 0.75])
 def test_interval_sampler_share_of_r_not_t(ratio):
-    """``r != t`` on a fraction ``ratio`` of pairs, ``r <= t`` always, and both drawn from the time law."""
-    rng = BatchRandom(torch.Generator().manual_seed(1), 20000, 0, 20000)
-    r, t = draw_interval(rng, Uniform(), LinearPath(), ratio, like=torch.zeros(1))
-    assert bool((r <= t).all())
-    assert abs(float((r != t).float().mean()) - ratio) < 0.015
-    # t is the larger of two uniform draws (density 2t, mean 2/3); r != t ones are the smaller (mean 1/3)
-    assert abs(float(t.mean()) - 2 / 3) < 0.01
-    if ratio:
-        assert abs(float(r[r != t].mean()) - 1 / 3) < 0.02
+    """``r != t`` on a fraction ``ratio`` of pairs, ``r <= t`` always. There ``(r, t)`` are the smaller and larger
+    of two uniform draws (means 1/3 and 2/3); ``r = t`` pairs take one draw, flow matching's law (mean 1/2), or with
+    ``flow_matching_times=False`` (the paper's code) the larger of the two (mean 2/3)."""
+    for fm_times, same_mean in ((True, 1 / 2), (False, 2 / 3)):
+        rng = BatchRandom(torch.Generator().manual_seed(1), 20000, 0, 20000)
+        r, t = draw_interval(rng, Uniform(), LinearPath(), ratio, like=torch.zeros(1), flow_matching_times=fm_times)
+        apart = r != t
+        assert bool((r <= t).all())
+        assert abs(float(apart.float().mean()) - ratio) < 0.015
+        assert abs(float(t[~apart].mean()) - same_mean) < 0.01
+        if ratio:
+            assert abs(float(r[apart].mean()) - 1 / 3) < 0.02 and abs(float(t[apart].mean()) - 2 / 3) < 0.02
 
 
 def test_weightings_and_where_their_minimisers_lie():

@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from flowforge import load_config
 from flowforge.cli.main import main
 from flowforge.config import ConfigError
+from flowforge.errors import RunError
 from flowforge.models import ContinuousFlow, captions
 from flowforge.models.captions import CLASS_NAMES, TEMPLATES, UNK, Captions, WordTokenizer, words
 from flowforge.nets.mmdit import PAD, MMDiT
@@ -145,13 +146,14 @@ def test_a_text_model_trains_through_the_engine_resumes_exactly_and_keeps_its_vo
         a = load_file(latest_checkpoint(tmp_path / "full") / f"{part}.safetensors")
         b = load_file(latest_checkpoint(tmp_path / "split") / f"{part}.safetensors")
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
-    saved = json.loads((tmp_path / "full/tokenizer.json").read_text())
+    saved = json.loads((tmp_path / "full/vocabulary.json").read_text())
     assert saved["vocabulary"] == list(full.model.captions.tokenizer.vocabulary) and "seven" in saved["vocabulary"]
-    # loading uses the saved word list, not one rebuilt from the config: reorder it and the ids follow
+    # loading uses the saved word list, bound to the checkpoint: a reordered list is refused, not read with the
+    # wrong embeddings
     saved["vocabulary"] = saved["vocabulary"][::-1]
-    (tmp_path / "full/tokenizer.json").write_text(json.dumps(saved))
-    run = load_run(tmp_path / "full")
-    assert run.model.captions.tokenizer.vocabulary == tuple(saved["vocabulary"])
+    (tmp_path / "full/vocabulary.json").write_text(json.dumps(saved))
+    with pytest.raises(RunError, match="not the vocabulary the weights were trained with"):
+        load_run(tmp_path / "full")
 
 
 def test_cli_samples_a_text_run_from_a_prompt_and_refuses_one_elsewhere(tmp_path, tiny, capsys):

@@ -15,10 +15,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from benchmarks.tables import (attention_memory, bf16_dit, checkpointing, compare, compile_speed, ema_run_length,
-                               engine_overhead, few_step, few_step_images, flows_vs_peers, fm_vs_peers,
-                               guidance_mnist, heun_last_step, image_metric_floors, mmdit_text, multires_grids,
-                               nfe_curve, nice_curve, packing, time_to_quality, train_speed)
+from benchmarks.tables import (attention_memory, bf16_dit, checkpointing, compare, compile_speed, density,
+                               ema_run_length, engine_overhead, few_step, few_step_images, flows_vs_peers, fm_vs_peers,
+                               guidance_mnist, heun_last_step, image_metric_floors, latent_channels, latent_vs_pixel,
+                               meanflow_weighting, mmdit_text,
+                               multires_grids, nfe_curve, nice_curve, packing, time_to_quality, train_speed)
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,8 @@ TABLES: dict[str, Table] = {
     "heun_last_step_demo_digits": Table(("heun_last_step_demo_digits",),
                                         heun_last_step.heun_last_step("heun_last_step_demo_digits")),
     "image_metric_floors": Table(("image_metric_floors",), image_metric_floors.render),
+    "latent_channels": Table(("latent_channels",), latent_channels.render),
+    "latent_vs_pixel": Table(("latent_vs_pixel",), latent_vs_pixel.render),
     "compare_digits": Table(("compare_digits",), compare.compare_table("compare_digits")),
     "compare_mnist": Table(("compare_mnist",), compare.compare_table("compare_mnist")),
     "few_step": Table(("few_step",), few_step.few_step("few_step")),
@@ -52,6 +55,9 @@ TABLES: dict[str, Table] = {
     "few_step_pinwheel": Table(("few_step_pinwheel",), few_step.few_step("few_step_pinwheel")),
     "few_step_digits": Table(("few_step_digits",), few_step_images.few_step_images("few_step_digits")),
     "few_step_mnist": Table(("few_step_mnist",), few_step_images.few_step_images("few_step_mnist")),
+    "meanflow_weighting": Table(("meanflow_weighting", "meanflow_weighting_b"),
+                                meanflow_weighting.scores(("meanflow_weighting", "meanflow_weighting_b"))),
+    "meanflow_field_8gaussians": Table(("meanflow_weighting",), meanflow_weighting.field("meanflow_weighting")),
     "packing": Table(("packing",), packing.packing),
     "packing_attention": Table(("packing",), packing.packing_attention),
     "checkpointing": Table(("checkpointing",), checkpointing.render),
@@ -64,4 +70,7 @@ TABLES: dict[str, Table] = {
                                     time_to_quality.time_to_quality("time_to_quality_digits")),
     "nice_curve": Table(("nice_curve",), nice_curve.render),
     "bf16_dit": Table(("bf16_dit",), bf16_dit.render),
+    "density_vs_peers": Table(("density_vs_peers",), density.density_vs_peers),
+    "sbi_vs_zuko": Table(("sbi_vs_zuko",), density.sbi_vs_zuko),
+    "density_families": Table(("density_families",), density.density_families),
 }

@@ -34,7 +34,7 @@ def sbi_vs_zuko(files: dict[str, dict]) -> str:
     levels = list(next(iter(summary.values()))["coverage"])
     rows = [[lib, f"{r['median_ms_per_step']:.1f}", f"{r['ratio_to_flowforge_nsf']:.2f}", f"{r['final_test_nll']:.3f}",
              *(f"{r['coverage'][g]:.2f}" for g in levels)] for lib, r in summary.items()]
-    return table(["library", "ms / step", "vs flowforge NSF", "held-out NLL of (theta, x)",
+    return table(["library", "ms / step", "vs flowforge NSF", "held-out -log q(theta | x), nats",
                   *(f"coverage at {g}" for g in levels)], rows, ["---"] + ["---:"] * (3 + len(levels)))
 
 

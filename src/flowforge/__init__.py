@@ -10,9 +10,18 @@ A run exported by ``flowforge export RUN_DIR --out DIR`` loads with ``flowforge.
 repository id).
 """
 
-from .config import Config, ConfigError, load_config
 from .version import __version__
-from .errors import RunError, TrainingDiverged, UserError
+from .errors import ConfigError, RunError, TrainingDiverged, UserError
+
+
+def __getattr__(name: str):
+    """``Config`` and ``load_config`` on first use: the config's registries import torch, which ``flowforge
+    --version`` and ``--help`` need not wait for."""
+    if name in ("Config", "load_config"):
+        from . import config
+
+        return getattr(config, name)
+    raise AttributeError(f"module 'flowforge' has no attribute {name!r}")
 
 
 def load(run_dir, *, ema: bool = True, device: str = "cpu"):

@@ -24,11 +24,13 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from ..data import Dataset, load_dataset
+from ..data.latents import pixel_data
 from ..data.masks import make_mask
 from ..errors import UserError
 from ..jobs import load_pretrained
 from ..jobs.inpaint import inpaint_options
 from ..runs import Run, check_finite_samples, load_run
+from ..solvers import SOLVERS
 from ..viz import plot_points, plot_scores
 
 Progress = Callable[[float, str], None]  # (fraction done, what) -> None
@@ -107,7 +109,7 @@ class Entry:
     def dataset(self) -> Dataset:
         if self._dataset is None:
             try:
-                self._dataset = load_dataset(self.run.config.data)
+                self._dataset = load_dataset(pixel_data(self.run.config.data))  # latent models: images
             except UserError as err:
                 raise AppError(f"{self.name}: its data set is not available here ({err})") from None
         return self._dataset
@@ -214,6 +216,16 @@ def _sample_options(entry: Entry, n: int, generator: torch.Generator, *, label: 
     return options
 
 
+def describe_sampling(entry: Entry, options: dict[str, Any], nfe: int) -> str:
+    """How samples were drawn, for the page: the sampler and its steps, or for an adaptive sampler (dopri5, which
+    takes no steps) the model evaluations it spent."""
+    if not entry.takes_sampler:
+        return "exact inverse"
+    if not SOLVERS[options["sampler"]].fixed_grid:
+        return f"{options['sampler']}, adaptive: {nfe} NFE"
+    return f"{options['sampler']}, {options['steps']} steps"
+
+
 def sample(entry: Entry, *, n: int, seed: int = 0, sampler: str | None = None, steps: int | None = None,
            guidance: float | None = None, label: int | None = None, prompt: str | None = None,
            progress: bool = False) -> SampleResult:
@@ -236,7 +248,7 @@ def sample(entry: Entry, *, n: int, seed: int = 0, sampler: str | None = None, s
         check_finite_samples(samples)
     except UserError as err:
         raise AppError(str(err)) from None
-    how = (f"{options['sampler']}, {options['steps']} steps" if entry.takes_sampler else "exact inverse")
+    how = describe_sampling(entry, options, int(nfe))
     if prompt is not None:
         how += f", prompt {prompt!r}"
     if entry.kind == "image":

@@ -98,7 +98,8 @@ def sample_tab(entries: dict[str, Entry]) -> None:
                                          label=_label(label), prompt=prompt, progress=True)
         folder = Path(tempfile.mkdtemp(dir=downloads))
         path = logic.save_arrays(results, folder)
-        gallery = [(r.picture, f"{name}: {r.how}, {r.nfe} NFE, {r.seconds:.2f} s") for name, r in results.items()]
+        gallery = [(r.picture, f"{name}: {r.how}" + ("" if "NFE" in r.how else f", {r.nfe} NFE") + f", {r.seconds:.2f} s")
+                   for name, r in results.items()]
         rows = ["| model | sampler | NFE | seconds |", "|---|---|---:|---:|"]
         rows += [f"| {name} | {r.how} | {r.nfe} | {r.seconds:.2f} |" for name, r in results.items()]
         return gallery, str(path), "\n".join(rows)
@@ -108,16 +109,16 @@ def sample_tab(entries: dict[str, Entry]) -> None:
             with gr.Column(scale=1):
                 chosen = gr.CheckboxGroup(names, value=names[:1], label="models (several: side by side)",
                                           elem_id="sample-models")
-                n = gr.Number(0, precision=0, label="number of samples (0: 64 images, 2000 points)")
+                n = gr.Number(0, precision=None, label="number of samples (0: 64 images, 2000 points)")
                 sampler = gr.Dropdown(samplers, value=DEFAULT, label="sampler (continuous models)")
-                steps = gr.Number(0, precision=0, label="steps (0: the run's)")
+                steps = gr.Number(0, precision=None, label="steps (0: the run's)")
                 guidance = gr.Textbox("", label="guidance (class-conditional models; empty: the run's)",
                                      visible=max_classes > 0)
                 label = gr.Dropdown([ALL_CLASSES, *map(str, range(max_classes))], value=ALL_CLASSES,
                                     label="class", visible=max_classes > 0)
                 prompt = gr.Textbox("", label="prompt (text models; empty: the labels' captions)",
                                     visible=texts, elem_id="sample-prompt")
-                seed = gr.Number(0, precision=0, label="seed")
+                seed = gr.Number(0, precision=None, label="seed")
                 go = gr.Button("Sample", variant="primary", elem_id="sample-button")
             with gr.Column(scale=2):
                 gallery = gr.Gallery(label="samples", columns=2, height="auto", object_fit="contain",
@@ -173,7 +174,7 @@ def inpaint_tab(entries: dict[str, Entry]) -> None:
                                         elem_id="inpaint-model")
                 source = gr.Radio(["test image", "upload"], value="test image", label="image",
                                   elem_id="inpaint-source")
-                index = gr.Number(0, precision=0, label="test image number")
+                index = gr.Number(0, precision=None, label="test image number")
                 upload = gr.File(label="upload an image (the model's size)", type="filepath",
                                  elem_id="inpaint-upload")
                 load = gr.Button("Load image", elem_id="inpaint-load")
@@ -183,10 +184,10 @@ def inpaint_tab(entries: dict[str, Entry]) -> None:
                                   label="method (continuous models)", elem_id="inpaint-method")
                 resample = gr.Slider(1, 20, value=5, step=1, label="RePaint resampling per step")
                 inp_sampler = gr.Dropdown(samplers, value=DEFAULT, label="sampler (continuous models)")
-                inp_steps = gr.Number(0, precision=0, label="steps (0: the run's; flows: 500)")
+                inp_steps = gr.Number(0, precision=None, label="steps (0: the run's; flows: 500)")
                 inp_label = gr.Dropdown([UNCONDITIONAL, *map(str, range(max_classes))], value=UNCONDITIONAL,
                                         label="class", visible=max_classes > 0)
-                inp_seed = gr.Number(0, precision=0, label="seed")
+                inp_seed = gr.Number(0, precision=None, label="seed")
                 fill = gr.Button("Inpaint", variant="primary", elem_id="inpaint-button")
             with gr.Column(scale=2):
                 editor = gr.ImageEditor(type="numpy", image_mode="RGBA", sources=(), transforms=(),
@@ -204,6 +205,12 @@ def inpaint_tab(entries: dict[str, Entry]) -> None:
         fill.click(guarded(do_inpaint, 3), [inp_model, image_state, editor, preset, method, resample, inp_sampler,
                                             inp_steps, inp_label, inp_seed],
                    [original, masked, filled, inpaint_status])
+
+
+def density_sources(entry: Entry) -> list[str]:
+    """The Density tab's inputs for ``entry``: images from the test set, noise or an upload; points typed or
+    uploaded (a 2-D model has no "test image" to offer)."""
+    return ["test image", "uniform noise", "upload"] if entry.kind == "image" else ["typed points", "upload"]
 
 
 def density_tab(entries: dict[str, Entry], n_reference: int | None) -> None:
@@ -235,11 +242,11 @@ def density_tab(entries: dict[str, Entry], n_reference: int | None) -> None:
         with gr.Row():
             with gr.Column(scale=1):
                 den_model = gr.Dropdown(names, value=names[0], label="model", elem_id="density-model")
-                den_source = gr.Radio(["test image", "uniform noise", "upload", "typed points"],
-                                      value="test image" if entries[names[0]].kind == "image" else "typed points",
+                den_source = gr.Radio(density_sources(entries[names[0]]),
+                                      value=density_sources(entries[names[0]])[0],
                                       label="input (images: test image, noise or upload; points: typed or "
                                             "uploaded .npy / .csv)", elem_id="density-source")
-                den_index = gr.Number(0, precision=0, label="test image number (noise: its seed)")
+                den_index = gr.Number(0, precision=None, label="test image number (noise: its seed)")
                 den_upload = gr.File(label="upload an image, or points (.npy / .csv)", type="filepath",
                                      elem_id="density-upload")
                 den_points = gr.Textbox("0.5, 0.25\n4.0, 4.0", lines=4, label="points, one per line",
@@ -250,7 +257,8 @@ def density_tab(entries: dict[str, Entry], n_reference: int | None) -> None:
                 figure = gr.Image(label="held-out distribution (input in red)", elem_id="density-figure")
                 shown = gr.Image(label="the scored image", elem_id="density-input")
                 density_status = gr.Markdown(elem_id="density-status")
-        den_model.change(lambda name: "test image" if entries[name].kind == "image" else "typed points",
+        den_model.change(lambda name: gr.update(choices=density_sources(entries[name]),
+                                                value=density_sources(entries[name])[0]),
                          den_model, den_source)
         score.click(guarded(do_density, 3), [den_model, den_source, den_index, den_upload, den_points],
                     [table, figure, shown, density_status])
@@ -262,6 +270,15 @@ def launch(paths: list[str | Path], *, host: str = "127.0.0.1", port: int = 7860
     entries = logic.open_entries(paths)
     page = build(entries, n_reference=n_reference)
     page.queue(default_concurrency_limit=1)  # one model call at a time: the CPU is the bottleneck
-    page.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block, quiet=not block,
-                max_file_size="20mb", show_error=False)
+    try:
+        page.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True, quiet=True,
+                    max_file_size="20mb", show_error=False)
+    except OSError as err:  # Gradio's advice names an environment variable; the CLI has an option
+        if "port" not in str(err).lower():
+            raise
+        raise logic.AppError(f"port {port} on {host} is busy (another app, or an earlier flowforge app still "
+                             f"running); choose another with --port, e.g. --port {port + 1}") from None
+    if block:  # the server answers now: say where, then serve until Ctrl-C
+        print(f"serving {len(entries)} model(s) on {page.local_url} (Ctrl-C stops)", flush=True)
+        page.block_thread()
     return page

@@ -13,14 +13,16 @@ def _app(args: argparse.Namespace) -> None:
 
     if importlib.util.find_spec("gradio") is None:
         raise UserError("the app needs Gradio: pip install 'flowforge[app]' (or make install-app)")
-    print(f"serving {len(args.run_dirs)} run(s) on http://{args.host}:{args.port} (Ctrl-C stops)")
     launch(args.run_dirs, host=args.host, port=args.port, share=False)
+
+
+NAME = "app"
+HELP = "a local web app to sample, inpaint and score trained runs (pip install 'flowforge[app]')"
 
 
 def add_parser(sub) -> None:
     """The ``app`` subcommand on ``sub`` (argparse sub-parsers)."""
-    p = sub.add_parser("app", help="a local web app to sample, inpaint and score trained runs (pip install "
-                                   "'flowforge[app]')",
+    p = sub.add_parser(NAME, help=HELP,
                        description="Serve a Gradio app with three tabs (Sample, Inpaint, Density) over the given "
                                    "runs or exported model folders, on this machine only unless --host says "
                                    "otherwise.")

@@ -14,12 +14,15 @@ def _compare(args: argparse.Namespace) -> None:
     print(f"wrote {paths['markdown']}, {paths['csv']}, {paths['json']} and {paths['figure']}")
 
 
+NAME, HELP = "compare", "evaluated runs side by side: a table (markdown, CSV) and a figure"
+
+
 def add_parser(sub) -> None:
     """The ``compare`` subcommand on ``sub`` (argparse sub-parsers)."""
-    p = sub.add_parser("compare", help="evaluated runs side by side: a table (markdown, CSV) and a figure",
+    p = sub.add_parser(NAME, help=HELP,
                        description="Compare runs scored by `flowforge eval`: scores beside their noise floors, "
                                    "training time, parameters and sampling cost.")
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="runs scored by flowforge eval")
     p.add_argument("--out", default="comparison", help="output stem: writes STEM.md, STEM.csv, STEM.json, "
                                                        "STEM.png (default: comparison)")
     p.set_defaults(fn=_compare)

@@ -13,14 +13,16 @@ def _export(args: argparse.Namespace) -> None:
           f"load it with flowforge.from_pretrained({str(out)!r})")
 
 
+NAME, HELP = "export", "write a run as a shareable model folder (config.json, model.safetensors, model card)"
+
+
 def add_parser(sub) -> None:
     """The ``export`` subcommand on ``sub`` (argparse sub-parsers)."""
-    p = sub.add_parser("export", help="write a run as a shareable model folder (config.json, model.safetensors, "
-                                      "model card)",
+    p = sub.add_parser(NAME, help=HELP,
                        description="Write the run's newest checkpoint (EMA weights) as a model folder in the Hugging "
                                    "Face layout: config.json, model.safetensors, a README.md model card with its "
                                    "scores and a sample picture. flowforge.from_pretrained(DIR) loads it; upload "
                                    "the folder to the Hub as is (hf upload USER/NAME DIR).")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the trained run to export")
     p.add_argument("--out", required=True, help="the model folder to write (new, empty, or an earlier export)")
     p.set_defaults(fn=_export)

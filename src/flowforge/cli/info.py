@@ -30,8 +30,13 @@ def _info(args: argparse.Namespace) -> None:
             print(f"eval       {ev} is unreadable; run `flowforge eval {run.dir}` again")
 
 
+NAME, HELP = "info", "what a run holds: config, progress, checkpoints, metrics"
+
+
 def add_parser(sub) -> None:
     """The ``info`` subcommand on ``sub`` (argparse sub-parsers)."""
-    p = sub.add_parser("info", help="what a run holds: config, progress, checkpoints, metrics")
-    p.add_argument("run_dir")
+    p = sub.add_parser(NAME, help=HELP, description=(
+        "Print what a run holds: its model, data and training settings, the step it reached, its checkpoints "
+        "and the last logged metrics and scores."))
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory")
     p.set_defaults(fn=_info)

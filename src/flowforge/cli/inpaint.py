@@ -23,12 +23,18 @@ def _inpaint(args: argparse.Namespace) -> None:
     print(f"wrote {path}: rows of (original, masked, filled)")
 
 
+NAME, HELP = "inpaint", "fill masked parts of held-out images; writes (original, masked, filled)"
+
+
 def add_parser(sub) -> None:
     """The ``inpaint`` subcommand on ``sub`` (argparse sub-parsers)."""
     from ..solvers import SOLVERS
 
-    p = sub.add_parser("inpaint", help="fill masked parts of held-out images; writes (original, masked, filled)")
-    p.add_argument("run_dir")
+    p = sub.add_parser(NAME, help=HELP, description=(
+        "Hide part of N held-out images (--mask), let the run's model fill it in (replacement or RePaint for "
+        "continuous models, gradient ascent on the likelihood for normalizing flows), and write a picture of "
+        "original, masked and filled rows."))
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a trained image run")
     p.add_argument("--mask", required=True, help="what is missing: left, right, top, bottom, center or random:P")
     p.add_argument("--n", type=int, default=8, help="number of images (default 8)")
     p.add_argument("--out", required=True, help="output picture (.png)")
@@ -36,5 +42,5 @@ def add_parser(sub) -> None:
     p.add_argument("--lr", type=float, help="step size of gradient-based inpainting (normalizing flows)")
     p.add_argument("--sampler", choices=sorted(SOLVERS), help="sampler (continuous models; default: sample.sampler)")
     p.add_argument("--resample", type=int, help="RePaint resampling per step (continuous models; default 1)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the images' choice and the noise (default 0)")
     p.set_defaults(fn=_inpaint)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 from ..errors import UserError
 from . import app, compare, evaluate, export, info, inpaint, reflow, sample, train
@@ -17,16 +18,26 @@ from . import app, compare, evaluate, export, info, inpaint, reflow, sample, tra
 VERBS = (train, reflow, sample, evaluate, inpaint, compare, info, export, app)  # each: add_parser(sub)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with ``only``, that verb in full and the others by name and help alone, so that
+    ``flowforge --help`` and ``--version`` answer without importing torch (which a verb's choices need)."""
     from ..version import __version__
 
     parser = argparse.ArgumentParser(prog="flowforge",
                                      description="Flow-based generative models: train, sample, evaluate.")
     parser.add_argument("--version", action="version", version=f"flowforge {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for verb in VERBS:
-        verb.add_parser(sub)
+        if only is None or only == verb.NAME:
+            verb.add_parser(sub)
+        else:
+            sub.add_parser(verb.NAME, help=verb.HELP)
     return parser
+
+
+def _verb_of(argv: list[str]) -> str:
+    """The verb ``argv`` asks for ("" when none: top-level --help or --version)."""
+    return argv[0] if argv and argv[0] in {verb.NAME for verb in VERBS} else ""
 
 
 def _out_of_memory(err: BaseException) -> bool:
@@ -45,8 +56,23 @@ def _describe_error(err: BaseException) -> str:
     return f"{err} (set FLOWFORGE_DEBUG=1 for the traceback)"
 
 
+def _cli_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning as one line of the command's output, not a Python source location."""
+    return f"flowforge: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    previous = warnings.formatwarning
+    warnings.formatwarning = _cli_warning
+    try:
+        return _main(argv)
+    finally:
+        warnings.formatwarning = previous
+
+
+def _main(argv: list[str] | None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(only=_verb_of(argv))
     args, extra = parser.parse_known_args(argv)
     if extra:  # dotted overrides after an option (`reflow RUN --pairs N train.steps=10`) land here
         if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):

@@ -17,10 +17,13 @@ def _reflow(args: argparse.Namespace) -> None:
           f"-> {result.run_dir}")
 
 
+NAME = "reflow"
+HELP = "train the next rectified flow (or a k-step distillation) of a run on its own (noise, sample) pairs"
+
+
 def add_parser(sub) -> None:
     """The ``reflow`` subcommand on ``sub`` (argparse sub-parsers)."""
-    p = sub.add_parser("reflow", help="train the next rectified flow (or a k-step distillation) of a run on its "
-                                      "own (noise, sample) pairs",
+    p = sub.add_parser(NAME, help=HELP,
                        description="Draws --pairs noise vectors, integrates RUN_DIR's ODE to its samples (stored in "
                                    "checksummed, resumable shards under RUN_DIR/pairs/), then trains a new run on "
                                    "the pairs, starting from RUN_DIR's weights: the (k+1)-rectified flow, or with "

@@ -16,12 +16,17 @@ def _sample(args: argparse.Namespace) -> None:
     print(f"wrote {args.n} samples to {args.out}")
 
 
+NAME, HELP = "sample", "draw samples from a trained run"
+
+
 def add_parser(sub) -> None:
     """The ``sample`` subcommand on ``sub`` (argparse sub-parsers)."""
     from ..solvers import GRIDS, SOLVERS
 
-    p = sub.add_parser("sample", help="draw samples from a trained run")
-    p.add_argument("run_dir")
+    p = sub.add_parser(NAME, help=HELP, description=(
+        "Draw samples of a trained run (its newest checkpoint, EMA weights) with the run's sample settings, any of "
+        "them overridden here, and write them as an array (.npy, model space) or a picture (.png)."))
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (flowforge train) or a model folder")
     p.add_argument("--n", type=int, default=1000, help="number of samples (default 1000)")
     p.add_argument("--out", required=True, help="output file: .npy (array) or .png (picture)")
     p.add_argument("--steps", type=int, help="sampler steps (default: the run's sample.steps)")
@@ -36,5 +41,5 @@ def add_parser(sub) -> None:
                    help="torch.compile the network first: pays when sampling takes minutes (a sampler step took "
                         "0.77-0.84x of eager for the digits and MNIST U-Nets on one CPU thread, after 13-85 s of "
                         "compiling; docs/training.md)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the noise (default 0)")
     p.set_defaults(fn=_sample)

@@ -25,9 +25,12 @@ def _train(args: argparse.Namespace) -> None:
         os._exit(0)
 
 
+NAME, HELP = "train", "train a model from a YAML config"
+
+
 def add_parser(sub) -> None:
     """The ``train`` subcommand on ``sub`` (argparse sub-parsers)."""
-    p = sub.add_parser("train", help="train a model from a YAML config",
+    p = sub.add_parser(NAME, help=HELP,
                        description="Train a model. Overrides are dotted key=value pairs, e.g. train.steps=3000.")
     p.add_argument("config", help="YAML preset, e.g. configs/rf-checkerboard.yaml")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.steps=3000 model.net.width=256")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import math
 import types
 import typing
@@ -122,9 +123,10 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     unknown = sorted(set(data) - set(fields), key=str)
     if unknown:
         where = prefix or "top level"
-        raise ConfigError(
-            f"unknown key {prefix + '.' if prefix else ''}{unknown[0]} in {where}; valid keys: {', '.join(fields)}"
-        )
+        close = difflib.get_close_matches(str(unknown[0]), list(fields), n=1)
+        hint = f"; did you mean {prefix + '.' if prefix else ''}{close[0]}?" if close else ""
+        raise ConfigError(f"unknown key {prefix + '.' if prefix else ''}{unknown[0]} in {where}{hint} "
+                          f"(valid keys: {', '.join(fields)})")
     kwargs = {}
     for name, value in data.items():
         key = f"{prefix}.{name}" if prefix else name

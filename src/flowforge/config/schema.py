@@ -27,7 +27,7 @@ PredictionName = Literal[tuple(PREDICTIONS)]  # type: ignore[valid-type]
 TargetName = PredictionName
 # Choices whose registry sits above the config (in models/, which imports the config): tests/test_registries.py
 # checks that each Literal and its registry agree, and the registry's constructor is the one that validates.
-KindName = Literal["continuous", "nice", "realnvp", "glow", "nsf", "maf"]  # flowforge.models.MODELS
+KindName = Literal["continuous", "nice", "realnvp", "glow", "nsf", "maf", "autoencoder"]  # flowforge.models.MODELS
 NetName = Literal["mlp", "unet", "dit", "mmdit"]  # flowforge.models.NETS
 TimeSamplerName = Literal["uniform", "logit-normal", "log-normal", "grid"]  # flowforge.models.TIME_SAMPLERS
 ObjectiveName = Literal["regression", "mean-flow"]  # flowforge.models.objectives.OBJECTIVES
@@ -83,6 +83,9 @@ class DataConfig:
     download: bool = True  # fetch from the canonical source when no local copy exists
     # tabular: CSV columns (header names) that are the context c of a conditional flow p(x | c), not data
     context_columns: list[str] | None = None
+    # train on the latents of an autoencoder (flowforge.data.latents): a model.kind=autoencoder run directory, a
+    # diffusers AutoencoderKL folder, or a hub id; encoded once into a checksummed cache under data.cache_dir
+    latent: str | None = None
 
 
 @dataclass
@@ -150,6 +153,22 @@ class MeanFlowConfig:
     kappa: float = _bounded(0.0, 0.0, 1.0, hi_open=True)  # CFG kappa (the paper's appendix)
     # where the weight applies: per example (paper), r != t pairs only, or one weight per group (minimiser unmoved)
     weighting: Literal["example", "apart", "group"] = "example"
+    flow_matching_times: bool = True  # r = t pairs: one draw of the time law (false: the larger of two, the paper's)
+
+
+@dataclass
+class AutoencoderConfig:
+    """A KL autoencoder in the diffusers AutoencoderKL format (model.kind autoencoder; flowforge.nets.autoencoder)."""
+
+    latent_channels: int = _bounded(4, 1)  # channels of the latent (SD: 4, SD3: 16)
+    downsampling: int = _bounded(4, 1)  # the latent's height and width are the image's / this (a power of 2)
+    width: int = _bounded(32, 1)  # channels of the first level (then 2 x width)
+    layers_per_block: int = _bounded(1, 1)  # residual blocks per level
+    groups: int = _bounded(8, 1)  # GroupNorm groups (divides width)
+    attention: bool = False  # SD's mid-block self-attention
+    loss: Literal["l1", "l2"] = "l1"  # pixel reconstruction loss (LDM: l1)
+    perceptual: float = _bounded(0.1, 0.0)  # weight of the feature distance in the data set's pinned extractor
+    kl: float = _bounded(1e-6, 0.0)  # weight of the KL of the posterior to N(0, I), per pixel (LDM: 1e-6)
 
 
 @dataclass
@@ -183,6 +202,7 @@ class ModelConfig:
     text: TextConfig = field(default_factory=TextConfig)  # continuous with net mmdit: captions from the labels
     meanflow: MeanFlowConfig = field(default_factory=MeanFlowConfig)  # objective mean-flow: its training
     flow: FlowConfig = field(default_factory=FlowConfig)  # nice / realnvp / glow: the flow architecture
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)  # kind autoencoder: the network, loss
 
 
 @dataclass

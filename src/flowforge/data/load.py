@@ -11,6 +11,7 @@ from flowforge.data.cifar import load_cifar10
 from flowforge.data.digits import load_digits
 from flowforge.data.errors import DataError
 from flowforge.data.image_folder import load_image_folder
+from flowforge.data.latents import with_latents
 from flowforge.data.mnist import load_idx_set
 from flowforge.data.tabular import load_tabular
 from flowforge.data.uci import PREPROCESS, load_uci
@@ -37,4 +38,4 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     loader = LOADERS.get(cfg.name)
     if loader is None:
         raise DataError(f"data.name: unknown data set {cfg.name!r}; choose one of {', '.join(LOADERS)}")
-    return loader(cfg)
+    return with_latents(loader(cfg), cfg)  # data.latent: the autoencoder's latents, cached

@@ -63,16 +63,19 @@ def run_row(run_dir: Path) -> dict[str, Any]:
             "bits_per_dim": ev.get("likelihood", {}).get("bits_per_dim"),
             "energy_distance": ev["model"]["energy_distance"], "energy_floor": ev["noise_floor"]["energy_distance"],
         }
-    except (KeyError, TypeError, ValueError) as err:
+        image = ev.get("image")
+        if image and "skipped" not in image:
+            row.update(fd=image["model"]["fd"], fd_floor=image["noise_floor"]["fd"],
+                       fd_gaussian=image["matched_gaussian"]["fd"], kd=image["model"]["kd"],
+                       precision=image["model"]["precision"], recall=image["model"]["recall"],
+                       label_accuracy=image["model"].get("label_accuracy"), extractor=image["extractor"],
+                       n_images=image["n_samples"], reference=image["reference"])
+        for column in COLUMNS:  # a value of the wrong type (a string score) fails here, not in the table
+            if row.get(column.key) is not None:
+                column.fmt.format(row[column.key])
+    except (KeyError, TypeError, ValueError, AttributeError) as err:  # valid JSON of another shape included
         raise RunError(f"{ev_path} is not an eval record flowforge wrote ({type(err).__name__}: {err}); "
                        f"run `flowforge eval {run_dir}` again") from None
-    image = ev.get("image")
-    if image and "skipped" not in image:
-        row.update(fd=image["model"]["fd"], fd_floor=image["noise_floor"]["fd"],
-                   fd_gaussian=image["matched_gaussian"]["fd"], kd=image["model"]["kd"],
-                   precision=image["model"]["precision"], recall=image["model"]["recall"],
-                   label_accuracy=image["model"].get("label_accuracy"), extractor=image["extractor"],
-                   n_images=image["n_samples"], reference=image["reference"])
     return row
 
 

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from ..data import Dataset, load_dataset
+from ..data.latents import pixel_data
 from ..errors import UserError
 from ..metrics import heldout_likelihood, matched_gaussian, sample_distances
 from ..models.field import PathField
@@ -21,6 +22,8 @@ from ..runs import (MetricsLog, Run, atomic_write_text, check_finite_samples, ch
                     write_report, write_samples_picture)
 from ..solvers import straightness
 from .image_eval import image_extractor, image_scores
+from .latent_eval import reconstruction_floor, reconstruction_held_out, reconstructs
+from .progress import network_progress
 
 
 def path_straightness(model, n: int, steps: int, seed: int, labels: Tensor | None = None,
@@ -86,9 +89,9 @@ def sample_scores(dataset: Dataset, rows: dict[str, Tensor | None], ec) -> tuple
 
 
 def held_out_scores(run: Run, dataset: Dataset, references: list[Tensor], n: int, n_likelihood: int | None,
-                    options: dict[str, Any], phase: Callable[[str], None]) -> dict[str, Any]:
+                    options: dict[str, Any], phase: Callable[[str], None], progress: bool = False) -> dict[str, Any]:
     """The held-out likelihood (the test split, or the first fresh reference draw of a toy set) and, for a model
-    with a sampler, the straightness of its paths."""
+    with a sampler, the straightness of its paths; ``progress``: a bar of the network evaluations of each."""
     ec = run.config.eval
     # an ODE likelihood costs hundreds of network passes per example, so eval.n_likelihood can score the first N
     held_out = dataset.test if dataset.fresh is None else references[0]
@@ -97,12 +100,15 @@ def held_out_scores(run: Run, dataset: Dataset, references: list[Tensor], n: int
         raise UserError(f"n_likelihood must be >= 0 (0 = every held-out example), got {n_lik}")
     scored = held_out[:n_lik] if n_lik else held_out
     phase(f"likelihood of {len(scored)} held-out examples")
-    out = {"likelihood": heldout_likelihood(run.model, scored, seed=ec.seed)}
+    with network_progress(run.model, "likelihood", enabled=progress):
+        out = {"likelihood": heldout_likelihood(run.model, scored, seed=ec.seed)}
     if run.model.takes_sampler and ec.straightness_steps:
         paths = min(n, ec.straightness_samples or (200 if dataset.kind == "image" else 1000))
         phase(f"straightness of {paths} paths, {ec.straightness_steps} RK4 steps")
-        out["straightness"] = path_straightness(run.model, paths, ec.straightness_steps, ec.seed + 4,
-                                                options.get("labels"), options.get("guidance", 1.0))
+        # RK4: 4 evaluations a step and one at the end (guidance evaluates the network twice per evaluation)
+        with network_progress(run.model, "straightness", total=4 * ec.straightness_steps + 1, enabled=progress):
+            out["straightness"] = path_straightness(run.model, paths, ec.straightness_steps, ec.seed + 4,
+                                                    options.get("labels"), options.get("guidance", 1.0))
     return out
 
 
@@ -146,7 +152,7 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
     options = run.sample_options(n, torch.Generator().manual_seed(ec.seed), sampler=sampler, steps=steps, grid=grid,
                                  progress=progress)
     sampler, steps = options.get("sampler", run.sampler_name), options.get("steps")
-    dataset = load_dataset(cfg.data)
+    dataset = load_dataset(pixel_data(cfg.data))  # a latent model's samples are decoded: score pixels
     phase = phase_printer(time.perf_counter())
     phase(f"sampling {n} with {sampler}" + (f", {steps} steps" if steps else ""))
     t0 = time.perf_counter()
@@ -158,6 +164,8 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
         phase(f"sampling {n} from the raw (non-EMA) weights")
     rows = {"model": samples, "raw_weights": raw_weight_samples(run_dir, run, n, options), "noise_floor": None,
             "matched_gaussian": baseline}
+    phase(f"sample distances to {ec.repeats if dataset.fresh is not None else 1} reference draw(s), exact W2 on "
+          f"the first {min(n, ec.n_exact)} points of each row (an assignment problem each, no steps to count)")
     distances, references = sample_scores(dataset, rows, ec)
     record: dict[str, Any] = {
         "kind": "eval", "step": run.step, "weights": run.weights, "sampler": sampler, "steps": steps,
@@ -165,11 +173,15 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
         "sample_seconds": sample_seconds, "nfe": nfe, "parameters": sum(p.numel() for p in run.model.parameters()),
     }
     record.update(distances)
-    record.update(held_out_scores(run, dataset, references, n, n_likelihood, options, phase))
+    latent = reconstructs(run.model)  # a latent model or an autoencoder: scored by its reconstructions
+    record.update(reconstruction_held_out(run, dataset, n_likelihood, phase) if latent
+                  else held_out_scores(run, dataset, references, n, n_likelihood, options, phase, progress))
     if image_extractor(dataset) is not None:
         phase("image scores in the pinned feature extractor")
     images = image_scores(dataset, samples, baseline, labels=options.get("labels"), seed=ec.seed,
                           cache_dir=cfg.data.cache_dir)
+    if images is not None and latent:  # beside the samples: the autoencoder's own reconstructions
+        images["reconstruction_floor"] = reconstruction_floor(run.model, dataset, images["n_samples"], ec.seed)
     if images is not None:
         record["image"] = images
     write_eval(Path(run_dir), record, samples, dataset,

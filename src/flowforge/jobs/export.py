@@ -18,12 +18,14 @@ from safetensors.torch import save_model
 from ..config import Config, SampleConfig
 from ..data import Dataset, load_dataset
 from ..errors import RunError
+from ..data.latents import pixel_data
 from ..models import describe_model
+from ..models.latent import VAE_FOLDER, save_vae, unwrap_latent
 from ..runs import Run, atomic_write_text, check_finite_samples, load_run, read_state, write_samples_picture
 from ..runs.report import eval_tables
-from ..runs.vocabulary import VOCABULARY_FILE
+from ..runs.vocabulary import LEGACY_FILE, VOCABULARY_FILE, model_vocabulary, vocabulary_digest, vocabulary_path
 from ..version import __version__
-from .pretrained import CARD_FILE, CONFIG_FILE, FORMAT, WEIGHTS_FILE
+from .pretrained import CARD_FILE, CONFIG_FILE, FORMAT, MODEL_KEY, VOCABULARY_KEY, WEIGHTS_FILE
 
 PICTURE_FILE = "samples.png"
 PICTURE_SEED = 0
@@ -145,7 +147,7 @@ def model_card(run: Run, dataset: Dataset, picture: dict[str, Any], seconds: flo
            "```", ""]
     if cfg.model.text.captions != "none":
         use += [("A text model: `model.sample(16, prompts=\"...\", guidance=2.0)` draws from a caption instead of the "
-                "labels' captions (its words are in `tokenizer.json`)."), ""]
+                "labels' captions (its words are in `{VOCABULARY_FILE}`)."), ""]
     use += ["Or in the browser: `flowforge app path/to/this/folder`."]
     how_it_works = ("It samples by integrating its ODE with any of flowforge's samplers and scores ODE "
                     "likelihoods." if run.model.takes_sampler else
@@ -161,9 +163,24 @@ def model_card(run: Run, dataset: Dataset, picture: dict[str, Any], seconds: flo
         "## Files", "", f"- `{CONFIG_FILE}`: the flowforge config it was trained with and its data's shape",
         f"- `{WEIGHTS_FILE}`: the weights ({run.weights} of step {run.step})", f"- `{PICTURE_FILE}`: the picture above",
         *([f"- `{VOCABULARY_FILE}`: the caption vocabulary (the words of the text embeddings' rows)"]
-          if (run.dir / VOCABULARY_FILE).is_file() else []),
+          if vocabulary_path(run.dir) is not None else []),
         "", "## Training config", "", "```json", json.dumps(shareable_config(cfg), indent=1), "```", ""]
     return "\n".join(lines)
+
+
+def write_weights(run: Run, path: Path) -> None:
+    """The weights file of a model folder, readable by everyone (0644: safetensors writes 0600), with the model
+    section and vocabulary it was trained as in its metadata (:func:`.pretrained.load_folder` checks
+    ``config.json`` against them, as a run's checkpoint binds its ``config.yaml``)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    binding = {"format": "pt", "flowforge_step": str(run.step),
+               MODEL_KEY: json.dumps(run.config.to_dict()["model"], sort_keys=True)}
+    words = model_vocabulary(run.model)
+    if words is not None:
+        binding[VOCABULARY_KEY] = vocabulary_digest(words)
+    save_model(unwrap_latent(run.model), str(tmp), metadata=binding)  # a latent model: the flow's (vae/ apart)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
 
 
 def export_run(run_dir: str | Path, out: str | Path) -> Path:
@@ -174,7 +191,7 @@ def export_run(run_dir: str | Path, out: str | Path) -> Path:
     """
     run = load_run(run_dir)
     out = Path(out)
-    ours = {CONFIG_FILE, WEIGHTS_FILE, CARD_FILE, PICTURE_FILE, VOCABULARY_FILE}
+    ours = {CONFIG_FILE, WEIGHTS_FILE, CARD_FILE, PICTURE_FILE, VOCABULARY_FILE, LEGACY_FILE, VAE_FOLDER}
     if out.exists():
         if not out.is_dir():
             raise RunError(f"--out {out}: a file is in the way; give a new or empty directory")
@@ -183,15 +200,15 @@ def export_run(run_dir: str | Path, out: str | Path) -> Path:
             raise RunError(f"--out {out}: holds other files ({', '.join(foreign[:3])}); give a new or empty "
                            f"directory, or an earlier export")
     out.mkdir(parents=True, exist_ok=True)
-    dataset = load_dataset(run.config.data)
-    tmp = out / f".{WEIGHTS_FILE}.tmp-{os.getpid()}"
-    save_model(run.model, str(tmp), metadata={"format": "pt", "flowforge_step": str(run.step)})
-    os.replace(tmp, out / WEIGHTS_FILE)
+    dataset = load_dataset(pixel_data(run.config.data))  # a latent model samples decoded images
+    write_weights(run, out / WEIGHTS_FILE)
+    save_vae(run.model, out)  # a latent model's autoencoder: vae/, a diffusers folder, as pipelines keep it
     meta = {"library": "flowforge", "format": FORMAT, "flowforge_version": __version__, "name": run.config.run.name,
             "step": run.step, "weights": run.weights, "data": run.data, "config": shareable_config(run.config)}
     atomic_write_text(out / CONFIG_FILE, json.dumps(meta, indent=1))
-    vocabulary = run.dir / VOCABULARY_FILE
-    if vocabulary.is_file():  # a text model's caption words: its embeddings' rows in this order
+    vocabulary = vocabulary_path(run.dir)
+    (out / LEGACY_FILE).unlink(missing_ok=True)  # an earlier export's, under the name Hugging Face tools claim
+    if vocabulary is not None:  # a text model's caption words: its embeddings' rows in this order
         atomic_write_text(out / VOCABULARY_FILE, vocabulary.read_text())
     elif (out / VOCABULARY_FILE).exists():
         (out / VOCABULARY_FILE).unlink()  # an earlier export of another model

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from ..data import load_dataset
+from ..data.latents import pixel_data
 from ..data.masks import make_mask
 from ..errors import UserError
 from ..runs import Run, check_finite_samples, load_run
@@ -38,7 +39,7 @@ def inpaint_run(run_dir: str | Path, mask: str, *, n: int = 8, out: str | Path, 
     """Inpaint ``n`` held-out images of a trained run under the named ``mask``; write a grid whose rows are
     (original, masked, filled) triples. ``options`` go to the model's ``inpaint``."""
     run = load_run(run_dir)
-    dataset = load_dataset(run.config.data)
+    dataset = load_dataset(pixel_data(run.config.data))  # a latent model inpaints images
     if dataset.kind != "image":
         raise UserError(f"{run_dir}: inpainting pictures need image data, this run has {dataset.kind}; "
                         f"call model.inpaint(x, mask) from Python for other data")

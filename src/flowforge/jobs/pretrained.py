@@ -1,6 +1,6 @@
 """Model folders, the layout the Hugging Face ecosystem shares models in: ``config.json`` (what to build),
-``model.safetensors`` (the weights), ``README.md`` (the model card), and for a text model ``tokenizer.json`` (its
-caption vocabulary). :func:`from_pretrained` reads one from a
+``model.safetensors`` (the weights, with the model section they were trained as in their metadata),
+``README.md`` (the model card), and for a text model ``vocabulary.json`` (its caption vocabulary). :func:`from_pretrained` reads one from a
 local folder or, through ``huggingface_hub``, from a repository on the Hub; :mod:`.export` writes them.
 
 ``config.json``::
@@ -19,17 +19,22 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, from_dict
+from safetensors import safe_open
+
+from ..config import Config, ConfigError, from_dict
 from ..errors import RunError, UserError
 from ..models import GenerativeModel, build_model
-from ..runs import Run, load_weights, read_vocabulary
-from ..runs.vocabulary import VOCABULARY_FILE
+from ..models.latent import VAE_FOLDER, wrap_latent
+from ..runs import Run, check_model_binding, load_weights, read_vocabulary
+from ..runs.vocabulary import LEGACY_FILE, VOCABULARY_FILE
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "README.md"
 FORMAT = 1  # the version of config.json's layout
-HUB_FILES = [CONFIG_FILE, WEIGHTS_FILE, CARD_FILE, VOCABULARY_FILE, "*.png"]
+HUB_FILES = [CONFIG_FILE, WEIGHTS_FILE, CARD_FILE, VOCABULARY_FILE, LEGACY_FILE, "*.png", "vae/*"]
+MODEL_KEY = "flowforge_model"  # the weights' metadata: the model section they were trained as (JSON)
+VOCABULARY_KEY = "flowforge_vocabulary"  # and a text model's vocabulary_digest
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -60,6 +65,20 @@ def read_folder_config(folder: Path) -> dict[str, Any]:
     return meta
 
 
+def weights_binding(path: Path) -> dict[str, Any]:
+    """What the weights' metadata says they were trained as: ``{MODEL_KEY: model section, VOCABULARY_KEY:
+    digest}``, each where recorded."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        out: dict[str, Any] = {k: meta[k] for k in (VOCABULARY_KEY,) if k in meta}
+        if MODEL_KEY in meta:
+            out[MODEL_KEY] = json.loads(meta[MODEL_KEY])
+    except Exception as err:  # safetensors raises several types for a damaged header
+        raise RunError(f"cannot read weights from {path}: {err}") from None
+    return out
+
+
 def load_folder(folder: str | Path, *, device: str = "cpu") -> Run:
     """A model folder as a :class:`Run` (config, model in eval mode, data spec), so that everything that takes
     a loaded run (sample options, the app) takes a model folder too."""
@@ -69,7 +88,16 @@ def load_folder(folder: str | Path, *, device: str = "cpu") -> Run:
         config = from_dict(meta["config"])
     except ConfigError as err:
         raise RunError(f"{folder / CONFIG_FILE}: its \"config\" is not a valid flowforge config: {err}") from None
-    vocabulary = read_vocabulary(folder)  # a text model's words, in the order of its embeddings' rows
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        raise RunError(f"{weights}: missing; the folder's config.json describes the model, this file holds its "
+                       f"weights")
+    binding = weights_binding(weights)
+    if MODEL_KEY in binding:  # written by an export that bound them (older folders load as before)
+        check_model_binding({"model": binding[MODEL_KEY]}, config.to_dict()["model"], weights,
+                            Config().to_dict()["model"], described_by=f"{folder / CONFIG_FILE}")
+    # a text model's words, in the order of its embeddings' rows
+    vocabulary = read_vocabulary(folder, binding.get(VOCABULARY_KEY))
     if config.model.text.captions != "none" and vocabulary is None:
         raise RunError(f"{folder / VOCABULARY_FILE}: missing; {folder / CONFIG_FILE} describes a text model, whose "
                        f"caption vocabulary this file holds")
@@ -77,11 +105,8 @@ def load_folder(folder: str | Path, *, device: str = "cpu") -> Run:
         model = build_model(config.model, meta["data"], vocabulary)
     except (ConfigError, KeyError, TypeError, ValueError) as err:
         raise RunError(f"{folder / CONFIG_FILE}: cannot build its model for data {meta['data']} ({err})") from None
-    weights = folder / WEIGHTS_FILE
-    if not weights.is_file():
-        raise RunError(f"{weights}: missing; the folder's config.json describes the model, this file holds its "
-                       f"weights")
     load_weights(model, weights)
+    model = wrap_latent(model, meta["data"], folder / VAE_FOLDER)  # a latent model decodes with its vae/
     model.to(device).eval()
     return Run(dir=folder, config=config, model=model, checkpoint=weights, step=meta["step"], data=meta["data"],
                weights=str(meta.get("weights", "ema")))
@@ -114,6 +139,10 @@ def resolve(name_or_path: str | Path, **hub: Any) -> Path:
     if path.is_dir():
         return path
     text = str(name_or_path)
+    if _REPO_ID.match(text) and not text.startswith((".", "/")) and path.parent.is_dir():
+        # "runs/nope": a typo of a local path (its folder is here), not a Hub id to download
+        raise RunError(f"{text}: no such run folder ({path.parent}/ is here, but holds no {path.name!r}); a run "
+                       f"directory or a model folder (flowforge export) is expected")
     if path.exists() or not _REPO_ID.match(text) or text.startswith((".", "/")):
         raise RunError(f"{text}: no such model folder (a directory holding {CONFIG_FILE} and {WEIGHTS_FILE}), "
                        f"and not a Hugging Face Hub repository id such as 'user/flowforge-moons'")

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..data import load_dataset
+from ..data.latents import pixel_data
 from ..errors import UserError
 from ..runs import Run, check_finite_samples, check_sample_memory, draw_samples, load_run, write_samples_picture
 
@@ -26,6 +27,33 @@ def image_size(text: str, data_shape: tuple[int, ...]) -> tuple[int, int, int]:
         raise UserError(f"--size {text}: expected HEIGHTxWIDTH such as 16x16, for a model of images "
                         f"(this run's data has shape {data_shape})")
     return (data_shape[0], int(parts[0]), int(parts[1]))
+
+
+MAX_SIZE_FACTOR = 8  # --size: each side at most this many times the trained one (64x the pixels)
+
+
+def check_size(run: Run, shape: tuple[int, int, int]) -> None:
+    """Refuse a ``--size`` the network cannot take (one forward of one example at that size, so every backbone's
+    own limits apply: a fixed-size net, a patch size that does not divide it) or that is beyond
+    :data:`MAX_SIZE_FACTOR` times the trained size on a side."""
+    trained = tuple(run.data["shape"])
+    if any(s > MAX_SIZE_FACTOR * t for s, t in zip(shape[1:], trained[1:])):
+        raise UserError(f"--size {shape[1]}x{shape[2]}: more than {MAX_SIZE_FACTOR}x the {trained[1]}x{trained[2]} "
+                        f"the model was trained at on a side; it never saw such images, and sampling them takes "
+                        f"memory and time that grow with the square of the pixels. Ask for at most "
+                        f"{MAX_SIZE_FACTOR * trained[1]}x{MAX_SIZE_FACTOR * trained[2]}")
+    net = getattr(run.model, "net", None)
+    if net is None or shape == trained:
+        return
+    probe = torch.zeros(1, *shape)
+    try:
+        with torch.no_grad():
+            net(probe, torch.full((1,), 0.5))
+    except (RuntimeError, ValueError, AssertionError) as err:
+        raise UserError(f"--size {shape[1]}x{shape[2]}: this run's network ({run.config.model.net.name}) does not "
+                        f"take images of that size ({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
+                        f"sample at its {trained[1]}x{trained[2]}, or train a backbone that takes several "
+                        f"resolutions (model.net.name=dit with model.net.positions=rope)") from None
 
 
 def _check_request(run: Run, run_dir: str | Path, *, prompt: str | None, guidance: float | None,
@@ -58,6 +86,8 @@ def sample_run(run_dir: str | Path, *, n: int, out: str | Path, seed: int = 0, s
     if compile:
         run.model.net.compile()
     shape = image_size(size, tuple(run.data["shape"])) if size else None
+    if shape is not None:
+        check_size(run, shape)
     check_sample_memory(n, shape or tuple(run.data["shape"]))
     options = run.sample_options(n, torch.Generator().manual_seed(seed), shape=shape, progress=progress, **settings)
     if prompt is not None:  # the prompt replaces the labels' captions
@@ -69,5 +99,5 @@ def sample_run(run_dir: str | Path, *, n: int, out: str | Path, seed: int = 0, s
         np.save(out, samples.cpu().numpy())
     else:
         title = run.config.run.name + (f": {prompt!r}" if prompt is not None else "")
-        write_samples_picture(samples, load_dataset(run.config.data), out, title=title)
+        write_samples_picture(samples, load_dataset(pixel_data(run.config.data)), out, title=title)
     return out

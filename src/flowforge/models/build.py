@@ -17,6 +17,7 @@ from ..flows import glow, maf, nice, nsf, realnvp
 from ..nets import MLP, Backbone, DiT, MMDiT, UNet
 from ..paths import PATHS
 from ..protocol import GenerativeModel
+from .autoencoder import build_autoencoder, describe_autoencoder
 from .captions import CLASS_NAMES, TEMPLATES, Captions, WordTokenizer
 from .continuous import ContinuousFlow
 from .objectives import (OBJECTIVES, WEIGHTINGS, GridTimes, Independent, LogitNormal, LogNormalSigma, MinibatchOT,
@@ -164,6 +165,7 @@ MODELS: dict[str, ModelFamily] = {
     "glow": ModelFamily(_flow(glow), _describe_glow),
     "nsf": ModelFamily(_flow(nsf), _describe_nsf),
     "maf": ModelFamily(_flow(maf), _describe_maf),
+    "autoencoder": ModelFamily(build_autoencoder, describe_autoencoder),
 }
 
 

@@ -89,12 +89,13 @@ class WordTokenizer:
     def encode(self, texts: Sequence[str], length: int | None = None) -> Tensor:
         """Token ids (len(texts), L), right-padded with ``<pad>`` to the longest text (or to ``length``).
 
-        An empty text is the empty caption (all padding); a text whose words are all unknown is an error.
+        An empty text is the empty caption (all padding); a text whose words are all unknown, or that has no
+        word at all (``"?!"``), is an error.
         """
         rows = []
         for text in texts:
             ids = [self.ids.get(w, UNK) for w in words(text)]
-            if ids and all(i == UNK for i in ids):
+            if all(i == UNK for i in ids) and (ids or text.strip()):  # '?!' has no word at all: the same case
                 raise ValueError(f"prompt {text!r}: none of its words is in this model's vocabulary, which is "
                                  f"{', '.join(self.vocabulary)}; e.g. --prompt \"{self.vocabulary[-1]}\"")
             rows.append(ids)

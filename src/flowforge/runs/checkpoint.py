@@ -149,21 +149,27 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _remove_dead_leftovers(root: Path) -> None:
-    """Temporary checkpoints of processes that died mid-write; another live process's are left alone."""
-    for leftover in root.glob(".tmp-step-*"):
+def remove_dead_leftovers(root: Path, pattern: str = ".tmp-step-*") -> None:
+    """Temporary files or directories (``pattern``, named ``...-PID``) of processes that died mid-write, such as
+    a checkpoint or a pairs shard; another live process's are left alone."""
+    for leftover in root.glob(pattern):
         pid = leftover.name.rsplit("-", 1)[-1]
         if pid.isdigit() and (int(pid) == os.getpid() or not _pid_alive(int(pid))):
-            shutil.rmtree(leftover, ignore_errors=True)
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
 
 
 def save_checkpoint(run_dir: Path, step: int, *, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    ema: nn.Module | None, state: dict[str, Any], keep_last: int) -> Path:
-    """Write checkpoint ``step`` atomically and delete all but the newest ``keep_last``."""
+                    ema: nn.Module | None, state: dict[str, Any], keep_last: int,
+                    keep: Path | None = None) -> Path:
+    """Write checkpoint ``step`` atomically and delete all but the newest ``keep_last`` and ``keep`` (the newest
+    healthy one, which a diverged run goes on from: :mod:`flowforge.train.health`)."""
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:07d}"
-    _remove_dead_leftovers(root)
+    remove_dead_leftovers(root)
     tmp = root / f".tmp-step-{step:07d}-{os.getpid()}"
     tmp.mkdir()
     save_model(model, str(tmp / "model.safetensors"))
@@ -183,7 +189,8 @@ def save_checkpoint(run_dir: Path, step: int, *, model: nn.Module, optimizer: to
         os.rename(tmp, final)
     _fsync_dir(root)  # the rename is durable before older checkpoints go
     for stale in checkpoint_dirs(run_dir)[:-keep_last]:
-        shutil.rmtree(stale, ignore_errors=True)
+        if keep is None or stale.name != Path(keep).name:
+            shutil.rmtree(stale, ignore_errors=True)
     return final
 
 
@@ -242,7 +249,7 @@ def changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[Any]]:
 
 
 def check_model_binding(state: dict[str, Any], model_section: dict[str, Any], ckpt: Path,
-                        defaults: dict[str, Any] | None = None) -> None:
+                        defaults: dict[str, Any] | None = None, described_by: str = "config.yaml") -> None:
     """Refuse a checkpoint trained as another model than ``model_section`` describes (``config.yaml`` edited).
 
     A setting the checkpoint did not record (one added to flowforge after it was written) passes when
@@ -258,9 +265,9 @@ def check_model_binding(state: dict[str, Any], model_section: dict[str, Any], ck
     changed = sorted(k for k in a.keys() | b.keys()
                      if (a[k] != b.get(k) if k in a else not (k in d and d[k] == b.get(k))))
     if changed:
-        diffs = ", ".join(f"{k} was {a.get(k)!r}, config.yaml says {b.get(k)!r}" for k in changed[:4])
-        raise RunError(f"checkpoint {ckpt} was trained as another model than config.yaml describes ({diffs}); "
-                       f"restore those settings in config.yaml, or train a new run")
+        diffs = ", ".join(f"{k} was {a.get(k)!r}, {described_by} says {b.get(k)!r}" for k in changed[:4])
+        raise RunError(f"checkpoint {ckpt} was trained as another model than {described_by} describes ({diffs}); "
+                       f"restore those settings in {described_by}, or train a new run")
 
 
 def load_weights(module: nn.Module, path: Path) -> None:

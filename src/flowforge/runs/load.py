@@ -14,6 +14,7 @@ import torch
 from ..config import Config, ConfigError, load_config
 from ..errors import RunError, UserError
 from ..models import GenerativeModel, build_model
+from ..models.latent import wrap_latent
 from .checkpoint import check_model_binding, latest_checkpoint, load_weights, read_state
 from .vocabulary import read_vocabulary
 
@@ -74,9 +75,10 @@ def load_run(run_dir: str | Path, *, ema: bool = True, device: str = "cpu") -> R
     state = read_state(ckpt)
     check_model_binding(state, config.to_dict()["model"], ckpt, Config().to_dict()["model"])
     data = state["data"]
-    model = build_model(config.model, data, read_vocabulary(run_dir))
+    model = build_model(config.model, data, read_vocabulary(run_dir, state.get("vocabulary_sha256")))
     use_ema = ema and (ckpt / "ema.safetensors").is_file()
     load_weights(model, ckpt / ("ema.safetensors" if use_ema else "model.safetensors"))
+    model = wrap_latent(model, data)  # data.latent: a model of images that decodes its latents
     model.to(device).eval()
     return Run(dir=run_dir, config=config, model=model, checkpoint=ckpt, step=state["step"], data=data,
                weights="ema" if use_ema else "model")

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import shutil
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,7 +37,7 @@ from torch import Tensor
 
 from ..errors import RunError
 from ..solvers import SOLVERS
-from .checkpoint import atomic_write_text
+from .checkpoint import atomic_write_text, remove_dead_leftovers
 from .load import Run
 
 FORMAT = 2  # 2: the directory and the manifest are keyed on the settings without the pair count
@@ -63,6 +65,7 @@ class Pairs:
     x: Tensor
     labels: Tensor | None
     directory: Path
+    weights: str = ""  # the sha256 of the parent weights they were drawn from (weights_sha256)
 
 
 def sha256_file(path: Path) -> str:
@@ -133,6 +136,37 @@ def draw_shard(run: Run, settings: PairSettings, index: int, n: int) -> dict[str
     return out
 
 
+def _manifest_shape_ok(manifest: Any) -> bool:
+    """Whether ``manifest`` has the layout :func:`make_pairs` writes (valid JSON of another shape would fail
+    later with a traceback)."""
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("shards"), dict):
+        return False
+    return all(isinstance(e, dict) and isinstance(e.get("n"), int) and isinstance(e.get("sha256"), str)
+               for e in manifest["shards"].values())
+
+
+def pair_bytes(shape: tuple[int, ...], n: int, labels: bool) -> int:
+    """Bytes of ``n`` pairs as stored and loaded: noise and end point in float32, labels in int64."""
+    return n * (2 * 4 * math.prod(shape) + (8 if labels else 0))
+
+
+def check_pairs_fit(run: Run, settings: PairSettings, directory: Path, todo: int) -> None:
+    """Refuse a pair count whose shards would not fit on the disk, or whose tensors (training loads them all)
+    would not fit in half this machine's memory, before the first shard is drawn."""
+    labels = run.config.model.num_classes is not None
+    shape = tuple(run.model.shape)
+    total = pair_bytes(shape, settings.pairs, labels)
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if total > memory // 2:
+        raise RunError(f"reflow.pairs={settings.pairs:,}: the pairs take {total / 2**30:,.1f} GiB, more than half "
+                       f"of this machine's {memory / 2**30:.0f} GiB of memory, where training holds them all; "
+                       f"ask for fewer pairs (--pairs)")
+    need, free = pair_bytes(shape, todo, labels), shutil.disk_usage(directory).free
+    if need > free:
+        raise RunError(f"reflow.pairs={settings.pairs:,}: the shards still to draw take {need / 2**30:,.1f} GiB, "
+                       f"and {directory} has {free / 2**30:,.1f} GiB free; free some space or ask for fewer pairs")
+
+
 def _read_manifest(directory: Path, settings: PairSettings, weights: str) -> dict[str, Any]:
     path = directory / "pairs.json"
     fresh = {"format": FORMAT, "settings": _draw_settings(settings), "weights": weights, "shards": {}}
@@ -144,6 +178,10 @@ def _read_manifest(directory: Path, settings: PairSettings, weights: str) -> dic
         warnings.warn(f"{path} is unreadable; every shard in {directory} is checked against a new manifest, "
                       f"i.e. drawn again", stacklevel=3)
         return fresh
+    if not _manifest_shape_ok(manifest):
+        raise RunError(f"{path} is valid JSON but not a pairs manifest (an object with format, settings, weights "
+                       f"and a shards object of {{file, n, sha256}}); delete {path} (its shards are then checked "
+                       f"and drawn again)")
     if manifest.get("settings") != _draw_settings(settings) or manifest.get("format") != FORMAT:
         return fresh
     if manifest.get("weights") != weights:
@@ -165,8 +203,11 @@ def make_pairs(run: Run, settings: PairSettings, progress: bool = False, weights
     weights = weights or weights_sha256(run)
     directory = pairs_dir(run, settings, weights)
     directory.mkdir(parents=True, exist_ok=True)
+    remove_dead_leftovers(directory, ".shard-*.tmp-*")  # shards half-written by a killed draw
     manifest = _read_manifest(directory, settings, weights)
     sizes = shard_sizes(settings)
+    done = {int(k): e["n"] for k, e in manifest["shards"].items() if k.isdigit()}
+    check_pairs_fit(run, settings, directory, sum(n for i, n in enumerate(sizes) if done.get(i) != n))
     for index, n in enumerate(sizes):
         name = f"shard-{index:05d}.safetensors"
         path = directory / name
@@ -204,15 +245,34 @@ def load_pairs(directory: Path, settings: PairSettings, weights: str) -> Pairs:
             if key in tensors:
                 parts[key].append(tensors[key])
     labels = torch.cat(parts["labels"]) if parts["labels"] else None
-    return Pairs(noise=torch.cat(parts["noise"]), x=torch.cat(parts["x"]), labels=labels, directory=directory)
+    return Pairs(noise=torch.cat(parts["noise"]), x=torch.cat(parts["x"]), labels=labels, directory=directory,
+                 weights=weights)
 
 
 __all__ = ["PairSettings", "Pairs", "draw_shard", "weights_sha256", "load_pairs", "make_pairs", "pairs_dir",
            "sha256_file", "reflow_config", "reflow_pairs_of", "shard_sizes"]
 
 
-def reflow_pairs_of(run: Run, settings: PairSettings, progress: bool = False) -> Pairs:
+def reflow_pairs_of(run: Run, settings: PairSettings, progress: bool = False, recorded: str | None = None) -> Pairs:
     """``run``'s pairs for ``settings``: drawn where missing (:func:`make_pairs`), then loaded and checked
-    (:func:`load_pairs`), the parent's weights hashed once."""
+    (:func:`load_pairs`), the parent's weights hashed once.
+
+    ``recorded``: the parent weights a resumed child trained on so far. If the parent has trained further since,
+    the child goes on with the pairs of those recorded weights (never new pairs from other weights), and is
+    refused when those pairs are no longer complete.
+    """
     weights = weights_sha256(run)
-    return load_pairs(make_pairs(run, settings, progress, weights), settings, weights)
+    if recorded is None or recorded == weights:
+        return load_pairs(make_pairs(run, settings, progress, weights), settings, weights)
+    directory = pairs_dir(run, settings, recorded)
+    try:
+        pairs = load_pairs(directory, settings, recorded)
+    except RunError:
+        raise RunError(f"the reflow parent {run.dir} has trained further since this run drew its pairs (its weights "
+                       f"had sha256 {recorded[:12]}..., now {weights[:12]}...), and the pairs of the recorded weights "
+                       f"({directory}) are incomplete; this run cannot go on as it began: train a new reflow run "
+                       f"from the parent as it is now") from None
+    warnings.warn(f"the reflow parent {run.dir} has trained further since this run began; resuming on the pairs "
+                  f"drawn from its recorded weights (sha256 {recorded[:12]}..., in {directory}), not its new ones",
+                  stacklevel=2)
+    return pairs

@@ -32,6 +32,16 @@ def eval_tables(ev: dict) -> list[str]:
         lines = [f"Held-out negative log-likelihood: **{lk['nll']:.3f} ± {lk['nll_stderr']:.3f} nats** per example "
                  f"(log-likelihood {lk['log_likelihood']:.2f}), **{lk['bits_per_dim']:.4f} bits/dim**, "
                  f"on {lk['n']} examples.", ""] + lines
+    if "reconstruction" in ev:  # a latent model or an autoencoder
+        rc = ev["reconstruction"]
+        lines = [f"Reconstructions of {rc['n']} held-out images by the autoencoder: PSNR **{rc['psnr']:.2f} dB**, "
+                 f"SSIM **{rc['ssim']:.4f}**.", ""] + lines
+    if "latent_likelihood" in ev:  # a latent model: the density of latents, never pixel bits/dim
+        lk = ev["latent_likelihood"]
+        lines = [f"Held-out negative log-likelihood of the **latents** (not of the pixels): "
+                 f"**{lk['nll_latent_nats']:.3f} ± {lk['nll_stderr']:.3f} latent nats** per example, "
+                 f"**{lk['bits_per_latent_dim']:.4f} bits per latent dimension** ({lk['latent_dims']} dims), "
+                 f"on {lk['n']} examples.", ""] + lines
     for key, label in _ROWS:
         if key not in ev:  # raw_weights: runs with an EMA, evaluated since eval scores both
             continue
@@ -64,7 +74,10 @@ def image_table(scores: dict[str, Any]) -> list[str]:
              if "classifier_test_accuracy" in scores else ""), "", head,
              "|---|---:|---:|---:|---:|---:|" + ("---:|" if labelled else "")]
     for key, label in (("model", "model"), ("noise_floor", "noise floor (training images)"),
-                       ("matched_gaussian", "matched Gaussian")):
+                       ("matched_gaussian", "matched Gaussian"),
+                       ("reconstruction_floor", "reconstruction floor (the autoencoder's reconstructions)")):
+        if scores.get(key) is None:  # reconstruction_floor: latent models only
+            continue
         r = scores[key]
         conf = f"{r['confidence']:.3f}" if "confidence" in r else "-"
         acc = f" {r['label_accuracy']:.3f} |" if "label_accuracy" in r else (" - |" if labelled else "")

@@ -29,8 +29,10 @@ from ..metrics import heldout_likelihood
 from ..models import GenerativeModel
 from ..rng import BatchRandom
 from ..runs import checkpoint_dirs, rng_state, sample_options, save_checkpoint, write_report, write_samples_picture
+from ..runs.vocabulary import model_vocabulary, vocabulary_digest
 from . import sharding
 from .batches import step_seed
+from .health import GROWTH, set_aside_unhealthy, weights_health
 from .schedule import lr_factor
 from .setup import RunState, make_optimizer, on_main, setup
 
@@ -249,12 +251,19 @@ def check_divergence(state: RunState, window: _Window, step: int) -> None:
     first = step - len(new) + 1 + row
     what = ("the loss is not finite (NaN or inf)" if bool(bad[row, 0])
             else f"the gradient norm is {float(new[row, 1])}")
+    set_aside = ""
+    if state.last_good is not None and state.last_good != state.last_healthy:  # weights blew up before the NaN
+        moved = on_main(state.accelerator, lambda: set_aside_unhealthy(state.run_dir, state.last_healthy)) or []
+        set_aside = (f"The checkpoints after it ({', '.join(p.name for p in moved)}) hold weights grown more than "
+                     f"{GROWTH:g}x and were set aside, so --resume starts from it. ")
+        state.last_good = state.last_healthy
     if state.last_good is None:
-        where = ("no checkpoint was written before it; start again with a lower train.lr or a train.grad_clip "
-                 "(and check the data)")
+        where = ("no checkpoint was written before it with healthy weights; start again with a lower train.lr or a "
+                 "train.grad_clip (and check the data)")
     else:
         clip = state.config.train.grad_clip
-        where = (f"the last good checkpoint, {state.last_good}, is intact. Resuming it unchanged would diverge at "
+        where = (f"the last good checkpoint, {state.last_good}, is intact. {set_aside}Resuming it unchanged would "
+                 f"diverge at "
                  f"the same step (resume is exact); resume with a lower learning rate or a tighter gradient clip, "
                  f"which may change on --resume: flowforge train CONFIG --resume "
                  f"train.lr={state.config.train.lr / 4:g} train.grad_clip={clip / 2 if clip else 1.0:g} "
@@ -319,13 +328,21 @@ def save(state: RunState, step: int) -> Path:
               "world_size": state.world, "data": state.dataset.spec(), "model": state.config.to_dict()["model"],
               "ema_n_averaged": int(state.ema.n_averaged) if state.ema is not None else 0,
               "distributed": state.config.train.distributed if state.world > 1 else None,
+              "reflow_parent_weights": state.parent_weights,  # a resumed reflow run keeps to these pairs
+              "vocabulary_sha256": vocabulary_digest(model_vocabulary(state.model)),  # binds vocabulary.json
               # what the engine chose on this hardware, for the report
               "engine": {"precision": state.accelerator.precision_choice.describe(),
                          "optimizer": optimizer_description(state.optimizer)}}
+    health = weights_health(model, state.reference_rms) if model is not None else None
+    record["health"] = health
     on_main(state.accelerator, lambda: save_checkpoint(
         state.run_dir, step, model=model, optimizer=optimizer, ema=ema, state=record,
-        keep_last=state.config.train.keep_last))
-    return checkpoint_dirs(state.run_dir)[-1]
+        keep_last=state.config.train.keep_last, keep=state.last_healthy))
+    saved = checkpoint_dirs(state.run_dir)[-1]
+    if health is None or health["healthy"]:
+        state.last_healthy = saved
+        state.reference_rms = health["reference_rms"] if health is not None else state.reference_rms
+    return saved
 
 
 def sampling_copy(state: RunState) -> nn.Module | None:
@@ -366,7 +383,10 @@ def validate(state: RunState, step: int) -> None:
 
     def score() -> None:
         with evaluation_mode(sampling) as model:
-            lk = heldout_likelihood(model, state.val_x, seed=state.config.eval.seed)
+            context = state.dataset.test_context  # a conditional flow's: the rows of val_x, the test split's first
+            lk = heldout_likelihood(model, state.val_x, seed=state.config.eval.seed,
+                                    context=context[:len(state.val_x)].to(state.val_x.device) if context is not None
+                                    else None)
         state.log.log({"kind": "val", "step": step, **lk})
 
     on_main(state.accelerator, score)

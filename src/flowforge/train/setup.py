@@ -35,6 +35,7 @@ from ..runs.pairs import PairSettings, Pairs, reflow_pairs_of
 from . import sharding
 from .batches import BatchOrder, step_seed
 from .ema import EMA, make_ema
+from .health import newest_healthy, reference_rms
 from .precision import choose_precision, emulated_bf16_warning
 
 # Settings that may change when a run is resumed; anything else would train a different model. train.lr and
@@ -90,6 +91,9 @@ class RunState:
     context: Tensor | None = None  # (N, C) the context of each row, for a conditional flow p(x | c)
     sharded: bool = False  # train.distributed=fsdp: model, optimizer and EMA hold this process's shards
     build: Callable[[], GenerativeModel] | None = None  # a fresh unsharded model, for the gathered weights
+    parent_weights: str | None = None  # reflow: the sha256 of the parent weights its pairs were drawn from
+    last_healthy: Path | None = None  # the newest checkpoint with healthy weights (train/health.py)
+    reference_rms: float | None = None  # the weights' RMS at the run's first checkpoint
     t0: float = field(default_factory=time.perf_counter)
 
     @property
@@ -300,12 +304,13 @@ def setup(config: Config, resume: bool) -> RunState:
         if config.reflow.parent is not None:
             if config.data.resolutions:
                 raise ConfigError("reflow trains on the parent's pairs at its one resolution; unset data.resolutions")
+            recorded = read_state(ckpt).get("reflow_parent_weights") if resume else None
             with accelerator.main_process_first():  # the main process draws the pairs, the others read them
-                parent, pairs = reflow_pairs(config, dataset.shape)
+                parent, pairs = reflow_pairs(config, dataset.shape, recorded)
         packs = _pack_sampler(config, dataset, accelerator.num_processes) if config.data.resolutions else None
         torch.manual_seed(config.run.seed)  # identical initial weights on every process
         # a text model's vocabulary: the run's own on resume, the parent's for reflow (the pairs keep its captions)
-        vocabulary = (read_vocabulary(run_dir) if resume
+        vocabulary = (read_vocabulary(run_dir, read_state(ckpt).get("vocabulary_sha256")) if resume
                       else read_vocabulary(Path(config.reflow.parent)) if pairs is not None else None)
         build = functools.partial(build_model, config.model, dataset.spec(), vocabulary)
         model = build()
@@ -362,13 +367,16 @@ def setup(config: Config, resume: bool) -> RunState:
                     optimizer=optimizer, loss_module=loss_module, data=data, labels=labels, noise=noise, order=order,
                     rows=rows,
                     val_x=val_x[:tc.eval_examples].to(accelerator.device), start_step=start_step, elapsed=elapsed,
-                    log=log, last_good=ckpt, lock=lock, packs=packs, sharded=sharded, build=build, context=context)
+                    log=log, last_good=ckpt, lock=lock, packs=packs, sharded=sharded, build=build, context=context,
+                    parent_weights=pairs.weights if pairs is not None else None,
+                    last_healthy=newest_healthy(run_dir) if resume else None, reference_rms=reference_rms(ckpt))
 
 
-def reflow_pairs(config: Config, shape: tuple[int, ...]) -> tuple[Run, Pairs]:
+def reflow_pairs(config: Config, shape: tuple[int, ...], recorded: str | None = None) -> tuple[Run, Pairs]:
     """The parent run ``config.reflow.parent`` (loaded once, for its pairs and its weights) and its (noise, sample)
     pairs, drawn into its run directory if not there yet (:mod:`flowforge.runs.pairs`; resumable and
-    checksummed)."""
+    checksummed). ``recorded``: on resume, the parent weights' sha256 the run's checkpoint recorded (a parent
+    that trained on since is not used: see :func:`~flowforge.runs.pairs.reflow_pairs_of`)."""
     rc = config.reflow
     parent = Path(rc.parent)
     if not (parent / "config.yaml").is_file():
@@ -390,7 +398,7 @@ def reflow_pairs(config: Config, shape: tuple[int, ...]) -> tuple[Run, Pairs]:
                             rtol=rc.rtol, atol=rc.atol, guidance=rc.guidance, seed=rc.seed)
     if rc.pairs < config.train.batch_size:
         raise ConfigError(f"reflow.pairs ({rc.pairs}) is smaller than train.batch_size ({config.train.batch_size})")
-    return run, reflow_pairs_of(run, settings, progress=True)
+    return run, reflow_pairs_of(run, settings, progress=True, recorded=recorded)
 
 
 def init_from_parent(model: nn.Module, parent: Run) -> None:

@@ -32,14 +32,19 @@ from .time_sampling import TimeSampler
 
 
 
-def draw_interval(rng: BatchRandom, sampler: TimeSampler, path: AffinePath, ratio: float,
-                  like: Tensor) -> tuple[Tensor, Tensor]:
-    """``(r, t)`` (B,) each: two draws of the training-time law, ``t`` the larger; ``r = t`` except on a
-    fraction ``ratio`` of the batch (the paper's sampling of the pair, Sec. 4.3)."""
+def draw_interval(rng: BatchRandom, sampler: TimeSampler, path: AffinePath, ratio: float, like: Tensor,
+                  flow_matching_times: bool = True) -> tuple[Tensor, Tensor]:
+    """``(r, t)`` (B,) each: ``r != t`` on a fraction ``ratio`` of the batch, there ``t`` the larger and ``r`` the
+    smaller of two draws of the training-time law (the paper's sampling of the pair, Sec. 4.3); ``r = t``
+    elsewhere, with ``t`` one draw of the law (``flow_matching_times``: flow matching's own times) or, as the
+    paper's code does, the larger of the two, which moves the instantaneous field's training towards noise.
+    Measured (moons, MLP 3x128, 2000 steps; benchmarks.meanflow_weighting): the field at 100 Euler steps scored
+    energy distance 0.0026 with one draw and 0.0079 with the larger, flow matching 0.0014."""
     a, b = sampler.sample(rng, path, like), sampler.sample(rng, path, like)
     t, r = torch.maximum(a, b), torch.minimum(a, b)
     apart = rng.rand((), like=like) < ratio  # (B,)
-    return torch.where(apart, r, t), t
+    same = a if flow_matching_times else t
+    return torch.where(apart, r, same), torch.where(apart, t, same)
 
 
 # how the adaptive weight is applied (model.meanflow.weighting); see :func:`adaptive_loss`
@@ -92,6 +97,8 @@ class MeanFlow(Objective):
         kappa: the mixing-scale ``kappa`` of the paper's Appendix (0 = its eq. 13 form).
         weighting: where the adaptive weight applies (:func:`adaptive_loss`): ``example`` (the paper's),
             ``apart`` (``r != t`` pairs only) or ``group`` (one weight per group, the minimiser unmoved).
+        flow_matching_times: ``r = t`` pairs take one draw of the time law, as flow matching does, not the
+            larger of two (:func:`draw_interval`).
         time_sampler, coupling: as :class:`~flowforge.models.objectives.Objective`.
 
     Draws, from the batch's stream: the coupling's, the label dropout, then ``(r, t)`` (:func:`draw_interval`).
@@ -104,8 +111,8 @@ class MeanFlow(Objective):
     time_scale = 1.0
 
     def __init__(self, ratio: float = 0.25, p: float = 1.0, c: float = 1e-3, guidance: float = 1.0,
-                 kappa: float = 0.0, weighting: str = "example", *, time_sampler: TimeSampler | None = None,
-                 coupling: Coupling | None = None):
+                 kappa: float = 0.0, weighting: str = "example", flow_matching_times: bool = True, *,
+                 time_sampler: TimeSampler | None = None, coupling: Coupling | None = None):
         super().__init__(time_sampler, coupling)
         if not 0.0 <= ratio <= 1.0:
             raise ValueError(f"MeanFlow ratio (fraction of r != t) must be in [0, 1], got {ratio}")
@@ -117,7 +124,7 @@ class MeanFlow(Objective):
         if weighting not in MEANFLOW_WEIGHTINGS:
             raise ValueError(f"MeanFlow weighting must be one of {MEANFLOW_WEIGHTINGS}, got {weighting!r}")
         self.ratio, self.p, self.c, self.guidance, self.kappa = ratio, p, c, guidance, kappa
-        self.weighting = weighting
+        self.weighting, self.flow_matching_times = weighting, flow_matching_times
 
     @classmethod
     def from_config(cls, cfg: Any, time_sampler: TimeSampler, coupling: Coupling) -> MeanFlow:
@@ -126,8 +133,8 @@ class MeanFlow(Objective):
                              "torch.utils.checkpoint cannot replay the forward-mode JVP of its target; set "
                              "model.net.checkpoint=false")
         m = cfg.meanflow
-        return cls(m.ratio, m.p, m.c, m.guidance, m.kappa, m.weighting, time_sampler=time_sampler,
-                   coupling=coupling)
+        return cls(m.ratio, m.p, m.c, m.guidance, m.kappa, m.weighting, m.flow_matching_times,
+                   time_sampler=time_sampler, coupling=coupling)
 
     def check(self, model: FlowModel) -> None:
         if model.precond is not None or model.target != "velocity" or not isinstance(model.path, LinearPath):
@@ -142,7 +149,8 @@ class MeanFlow(Objective):
                  labels: Tensor | None = None) -> Tensor:
         x0, noise, rng = self.pair(model, x, rng)  # (B, *shape) each
         labels = training_labels(model, labels, rng, x0.shape[0], like=x0)
-        r, t = draw_interval(rng, self.time_sampler, model.path, self.ratio, like=x0)  # (B,) each, r <= t
+        r, t = draw_interval(rng, self.time_sampler, model.path, self.ratio, like=x0,  # (B,) each, r <= t
+                             flow_matching_times=self.flow_matching_times)
         u, target = self.terms(model, x0, noise, r, t, labels)
         err = (u.float() - target.float()).square().flatten(1).sum(1)  # (B,)
         return adaptive_loss(err, self.p, self.c, r != t, self.weighting)

@@ -1,0 +1,97 @@
+"""SD3's latent-width claim at this machine's scale: KL autoencoders with 4, 8 and 16 latent channels on
+Fashion-MNIST, the same architecture and budget otherwise, scored on the test split.
+
+Each autoencoder is ``configs/ae-fashion.yaml`` with ``model.autoencoder.latent_channels`` changed and the same
+``train.steps``; each is scored on the first ``--n`` test images by
+
+- PSNR (dB) and SSIM (Wang et al., 2004: 11 x 11 Gaussian window, sigma 1.5) of the reconstructions (posterior
+  mean, decoded) in [0, 1] pixels;
+- rFD: the Fréchet distance, in the pinned Fashion-MNIST CNN's features, of the reconstructions of the test images
+  against the test images themselves (the protocol of SD's rFID), beside the floor of real training images.
+
+Optionally (``--flow-steps``) a latent DiT of the same size and budget on each autoencoder's latents: FD of its
+decoded samples. Command (about 3 x 6 min of training on one thread of a loaded 2-core machine at 300 steps):
+
+    OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python -m benchmarks.latent_channels --steps 300
+
+Results: benchmarks/results/latent_channels.json; the table of docs/latent-flows.md is rendered from it
+(``python -m benchmarks.render_tables --print latent_channels``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from flowforge.config import DataConfig, load_config
+from flowforge.data import load_dataset
+from flowforge.data.latents import load_autoencoder, to_ae_range
+from flowforge.metrics import load_extractor, reference_features, score_images
+from flowforge.metrics.reconstruction import psnr, ssim
+from flowforge.runs import latest_checkpoint
+from flowforge.train import train
+
+from benchmarks.harness import command_line, write_results
+from benchmarks.tables import latent_channels as table
+
+CHANNELS = (4, 8, 16)
+PRESET = "configs/ae-fashion.yaml"
+
+
+def train_autoencoder(channels: int, steps: int, root: Path) -> tuple[Path, float]:
+    run_dir = root / f"ae-{channels}"
+    if latest_checkpoint(run_dir) is not None:
+        return run_dir, float("nan")  # trained by an earlier call
+    config = load_config(PRESET, [f"run.dir={run_dir}", f"run.name=ae-{channels}",
+                                  f"model.autoencoder.latent_channels={channels}", f"train.steps={steps}",
+                                  f"train.ckpt_every={steps}", "train.sample_every=0", "train.log_every=50",
+                                  "train.tensorboard=false", f"train.warmup_steps={min(100, steps // 10)}"])
+    t = time.perf_counter()
+    train(config, progress=False)
+    return run_dir, time.perf_counter() - t
+
+
+@torch.no_grad()
+def score(run_dir: Path, n: int, seed: int) -> dict:
+    data = load_dataset(DataConfig(name="fashion-mnist"))
+    ae = load_autoencoder(str(run_dir)).eval()
+    x = data.test[:n]
+    recon = torch.cat([ae.decode(ae.encode(to_ae_range(b, data.value_range))[0]) for b in x.split(500)])
+    lo, hi = data.value_range
+    x01, r01 = (x - lo) / (hi - lo), ((recon + 1) / 2).clamp(0, 1)
+    extractor = load_extractor("fashion-mnist")
+    reference = reference_features(x, dataset="fashion-mnist", split=f"test[:{n}]", extractor=extractor,
+                                   value_range=data.value_range, cache=False)
+    rfd = score_images(r01 * (hi - lo) + lo, reference, extractor=extractor, value_range=data.value_range,
+                       seed=seed)
+    pick = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(seed))[:n]
+    floor = score_images(data.train[pick], reference, extractor=extractor, value_range=data.value_range, seed=seed)
+    return {"psnr": float(psnr(r01, x01).mean()), "ssim": float(ssim(r01, x01).mean()), "rfd": rfd["fd"],
+            "floor_fd": floor["fd"], "n": n, "parameters": sum(p.numel() for p in ae.parameters()),
+            "latent_shape": list(ae.latent_shape(tuple(data.shape)))}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=300, help="training steps of each autoencoder (batch 64)")
+    p.add_argument("--n", type=int, default=2000, help="test images scored")
+    p.add_argument("--root", default="runs/bench-latent", help="where the runs are written")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    rows = {}
+    for c in CHANNELS:
+        run_dir, seconds = train_autoencoder(c, args.steps, Path(args.root))
+        rows[str(c)] = {**score(run_dir, args.n, args.seed), "train_seconds": seconds, "steps": args.steps}
+        print(c, {k: v for k, v in rows[str(c)].items() if k in ("psnr", "ssim", "rfd", "train_seconds")},
+              flush=True)
+    record = {"command": command_line(argv), "preset": PRESET, "rows": rows}
+    path = write_results("latent_channels", record)
+    print(table.render({"latent_channels": record}))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
