@@ -9,8 +9,9 @@ Each autoencoder is ``configs/ae-fashion.yaml`` with ``model.autoencoder.latent_
 - rFD: the Fréchet distance, in the pinned Fashion-MNIST CNN's features, of the reconstructions of the test images
   against the test images themselves (the protocol of SD's rFID), beside the floor of real training images.
 
-Optionally (``--flow-steps``) a latent DiT of the same size and budget on each autoencoder's latents: FD of its
-decoded samples. Command (about 3 x 6 min of training on one thread of a loaded 2-core machine at 300 steps):
+Not built yet: a latent DiT of the same size and budget on each autoencoder's latents (FD of its decoded samples),
+the generation half of the claim. Command (10-13 min of training per autoencoder at 300 steps, one thread of a
+loaded 2-core machine):
 
     OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python -m benchmarks.latent_channels --steps 300
 
@@ -74,13 +75,32 @@ def score(run_dir: Path, n: int, seed: int) -> dict:
             "latent_shape": list(ae.latent_shape(tuple(data.shape)))}
 
 
+@torch.no_grad()
+def figure(root: Path, out: Path, n: int = 8) -> Path:
+    """Rows: ``n`` test images, then their reconstructions by each width's autoencoder."""
+    from flowforge.viz import image_grid
+
+    data = load_dataset(DataConfig(name="fashion-mnist"))
+    x = data.test[:n]
+    rows = [data.to_pixels(x)]
+    for c in CHANNELS:
+        ae = load_autoencoder(str(root / f"ae-{c}")).eval()
+        rows.append(((ae.decode(ae.encode(to_ae_range(x, data.value_range))[0]) + 1) / 2).clamp(0, 1))
+    return image_grid(torch.cat(rows), out, nrow=n, scale=3)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=300, help="training steps of each autoencoder (batch 64)")
     p.add_argument("--n", type=int, default=2000, help="test images scored")
     p.add_argument("--root", default="runs/bench-latent", help="where the runs are written")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--figure", help="only write the picture of reconstructions (test images, then 4 / 8 / 16 "
+                                    "channels) of the trained runs to this PNG")
     args = p.parse_args(argv)
+    if args.figure:
+        print(f"wrote {figure(Path(args.root), Path(args.figure))}")
+        return
     rows = {}
     for c in CHANNELS:
         run_dir, seconds = train_autoencoder(c, args.steps, Path(args.root))

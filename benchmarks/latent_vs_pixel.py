@@ -7,7 +7,7 @@ same DiT on the 28 x 28 images at patch 2 (196 tokens). Both train ``--steps`` s
 guidance 2), the latent one beside its reconstruction floor; step time and tokens per image are recorded. The
 autoencoder's own training is reported by ``benchmarks.latent_channels``, the encoding here.
 
-    OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python -m benchmarks.latent_vs_pixel --steps 600
+    OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python -m benchmarks.latent_vs_pixel --steps 300 --n 500
 
 Results: benchmarks/results/latent_vs_pixel.json (``python -m benchmarks.render_tables --print latent_vs_pixel``).
 """

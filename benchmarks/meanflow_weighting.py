@@ -33,7 +33,7 @@ from flowforge.config import load_config
 from flowforge.data import load_dataset
 from flowforge.data.toy import TOY_SETS
 from flowforge.metrics import energy_distance
-from flowforge.runs import load_run
+from flowforge.runs import load_run, read_metrics
 from flowforge.train import train
 
 from benchmarks.harness import RESULTS, ROOT, mean_std, write_results
@@ -124,7 +124,9 @@ def score_run(run_dir: Path, data: str, refs: list[torch.Tensor], seed: int) -> 
     """The scores of one trained run (see the module's docstring)."""
     run = load_run(run_dir)
     model = run.model
+    seconds = [r["seconds"] for r in read_metrics(run_dir) if "seconds" in r and r.get("kind", "train") == "train"]
     row = {"euler_100": energy(model, "euler", 100, refs, seed), "steps": run.step,
+           "train_seconds": seconds[-1] if seconds else None,
            "parameters": sum(p.numel() for p in model.parameters())}
     if model.objective.trains_interval:
         row["meanflow_1"] = energy(model, "mean-flow", 1, refs, seed)

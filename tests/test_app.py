@@ -234,3 +234,24 @@ def test_a_busy_port_says_port(entries, tmp_path):
         port = busy.getsockname()[1]
         with pytest.raises(AppError, match=rf"port {port} on 127.0.0.1 is busy .* --port"):
             launch([pick(entries, "continuous", "points").run.dir], port=port, block=False)
+
+
+def test_the_address_is_printed_once_the_server_answers(entries, monkeypatch, capsys):
+    pytest.importorskip("gradio")
+    import socket
+    import urllib.request
+
+    import gradio as gr
+
+    from flowforge.app.ui import launch
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    monkeypatch.setattr(gr.Blocks, "block_thread", lambda self: None)  # return instead of serving until Ctrl-C
+    page = launch([pick(entries, "continuous", "points").run.dir], port=port, block=True)
+    try:
+        assert f"serving 1 model(s) on http://127.0.0.1:{port}/" in capsys.readouterr().out
+        assert urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).status == 200  # it answers already
+    finally:
+        page.close()

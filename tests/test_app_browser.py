@@ -38,9 +38,10 @@ def test_app_in_a_browser(tmp_path):
     from flowforge.app.ui import launch
     from flowforge.train import train
 
-    train(load_config("configs/rf-moons.yaml", tiny_overrides(tmp_path / "points", **{"train.steps": 60,
-                                                                                      "sample.steps": 8})),
-          progress=False)
+    # the first-run models of `make app`, shrunk: the 2-D demo (configs/rf-checkerboard.yaml) and the digits
+    # U-Net (configs/fm-digits.yaml)
+    train(load_config("configs/rf-checkerboard.yaml", tiny_overrides(tmp_path / "points", **{
+        "data.name": "checkerboard", "train.steps": 60, "sample.steps": 8})), progress=False)
     unet = {"data.name": "digits", "model.net.name": "unet", "model.net.channels": 8, "model.net.channel_mult": "[1,2]",
             "model.net.attention_levels": "[1]", "model.net.num_res_blocks": 1, "train.steps": 10,
             "train.batch_size": 32, "train.warmup_steps": 0, "train.ckpt_every": 10, "sample.steps": 4}

@@ -73,7 +73,12 @@ def two_moons_simulator(n: int, rng: np.random.Generator) -> tuple[np.ndarray, n
 
 def test_a_csv_with_context_columns_trains_a_conditional_flow(tmp_path, tiny):
     torch.set_default_dtype(torch.float32)
-    from flowforge import load
+    import subprocess
+    import sys
+
+    from flowforge import evaluate, load
+    from flowforge.errors import UserError
+    from flowforge.jobs import sample_run
     from flowforge.train import train
 
     theta, x = two_moons_simulator(600, np.random.default_rng(0))
@@ -90,6 +95,14 @@ def test_a_csv_with_context_columns_trains_a_conditional_flow(tmp_path, tiny):
     model = load(tmp_path / "run")
     draws = model.sample(7, context=torch.tensor([0.2, -0.1]))
     assert draws.shape == (7, 2) and torch.isfinite(draws).all()
+    lk = evaluate(tmp_path / "run")["likelihood"]  # the held-out rows with their contexts, the Gaussian beside
+    assert np.isfinite(lk["nll"]) and np.isfinite(lk["matched_gaussian_nll"])
+    proc = subprocess.run([sys.executable, "-m", "flowforge.cli", "sample", str(tmp_path / "run"), "--n", "5",
+                           "--context", "0.2,-0.1", "--out", str(tmp_path / "s.npy")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert np.load(tmp_path / "s.npy").shape == (5, 2)
+    with pytest.raises(UserError, match="has 2 values, got 3"):
+        sample_run(tmp_path / "run", n=2, out=tmp_path / "t.npy", context="1,2,3")
 
 
 def test_nsf_beats_the_matched_gaussian_on_moons():

@@ -175,3 +175,47 @@ def test_a_text_model_travels_with_its_vocabulary(tmp_path, tiny):
     (out / "vocabulary.json").unlink()
     with pytest.raises(RunError, match=r"folder/vocabulary.json: missing; .* describes a text model"):
         flowforge.from_pretrained(out)
+
+
+def test_the_card_parses_with_huggingface_hub_and_keeps_its_body(runs, tmp_path):
+    hub = pytest.importorskip("huggingface_hub")
+    out = export_run(runs / "rf", tmp_path / "rf")
+    card = hub.ModelCard.load(out / "README.md")
+    assert card.data.library_name == "flowforge" and card.data.license == "mit"
+    assert "flowforge" in card.data.tags and "flow-matching" in card.data.tags
+    metrics = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    scored = json.loads((runs / "rf" / "eval.json").read_text())
+    assert metrics["energy_distance"] == pytest.approx(scored["model"]["energy_distance"])
+    assert metrics["bits_per_dim"] == pytest.approx(scored["likelihood"]["bits_per_dim"])
+    assert card.data.pipeline_tag is None  # 2-D points: the Hub has no task for them
+    for section in ("## Training budget", "## Scores", "## How to load it", "noise floor"):
+        assert section in card.text
+    image = hub.ModelCard.load(export_run(runs / "nvp", tmp_path / "nvp") / "README.md")
+    assert image.data.pipeline_tag == "unconditional-image-generation" and not image.data.eval_results
+
+
+def test_push_to_hub_uploads_the_folder(runs, tmp_path):
+    from flowforge.jobs import push_to_hub
+
+    class LocalHub:  # HfApi's two calls, into a folder: this machine reaches no Hub
+        def __init__(self):
+            self.calls = []
+
+        def create_repo(self, repo_id, private=False, exist_ok=False):
+            self.calls.append(("create_repo", repo_id, private, exist_ok))
+            return f"https://huggingface.co/{repo_id}"
+
+        def upload_folder(self, folder_path, repo_id, commit_message):
+            import shutil
+
+            self.calls.append(("upload_folder", repo_id, commit_message))
+            shutil.copytree(folder_path, tmp_path / "hub" / repo_id)
+
+    api = LocalHub()
+    url = push_to_hub(runs / "rf", "someone/rf-moons", api=api)  # a run: exported on the way
+    assert url == "https://huggingface.co/someone/rf-moons"
+    assert api.calls[0] == ("create_repo", "someone/rf-moons", False, True)
+    assert api.calls[1][2].startswith("flowforge ") and "rf-moons, step 20" in api.calls[1][2]
+    uploaded = tmp_path / "hub/someone/rf-moons"
+    assert {"config.json", "model.safetensors", "README.md", "samples.png"} <= {p.name for p in uploaded.iterdir()}
+    flowforge.from_pretrained(uploaded)  # what arrived loads

@@ -108,4 +108,5 @@ def test_presets_train_and_evaluate_through_the_engine(tmp_path, tiny, preset, e
     result = train(load_config(preset, overrides), progress=False)
     lk = evaluate(tmp_path / "run")["likelihood"]
     assert math.isfinite(lk["nll"]) and math.isfinite(lk["bits_per_dim"])
+    assert ("matched_gaussian_nll" in lk) == ("moons" in preset)  # continuous points: the baseline's NLL beside
     assert load(tmp_path / "run").sample(3).shape == (3, *result.model.shape)

@@ -238,20 +238,48 @@ def test_the_likelihood_and_straightness_stages_draw_bars(rf, monkeypatch):
     from flowforge.jobs.evaluate import held_out_scores
 
     bars = []
-    real = tqdm.auto.tqdm
 
-    class Recording(real):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **{**kwargs, "disable": False})
+    class Recording:  # what network_progress draws, without a terminal (and beside Gradio's tqdm patch)
+        def __init__(self, total=None, desc="", **kwargs):
+            self.total, self.desc, self.n = total, desc, 0
             bars.append(self)
+
+        def update(self, k):
+            self.n += k
+
+        def close(self):
+            pass
 
     monkeypatch.setattr(tqdm.auto, "tqdm", Recording)
     run = load_run(rf)
     references = [run.model.sample(100, steps=2)]
-    dataset = type("Points", (), {"kind": "points", "fresh": lambda *a: None, "test": None})()
+    from flowforge.data import load_dataset
+
+    dataset = load_dataset(run.config.data)
     out = held_out_scores(run, dataset, references, 100, 30, {}, lambda what: None, progress=True)
     by_name = {b.desc: b for b in bars}
     assert {"likelihood", "straightness"} <= set(by_name)
     assert by_name["likelihood"].n > 10  # one tick per network evaluation of the adaptive ODE
     assert by_name["straightness"].n == by_name["straightness"].total == 4 * run.config.eval.straightness_steps + 1
     assert out["straightness"]["nfe"] == by_name["straightness"].n
+
+
+# --------------------------------------------------------------------------- TensorBoard (item 4)
+
+
+def test_tensorboard_gets_sample_pictures_and_eval_scores(tmp_path, tiny):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = tmp_path / "run"
+    train(load_config("configs/rf-moons.yaml", tiny(run_dir, **{"train.tensorboard": True, "train.sample_every": 10,
+                                                                "train.steps": 10})),
+          progress=False)
+    flowforge.evaluate(run_dir, n_samples=50, n_likelihood=5)
+    tags = {"images": set(), "scalars": set()}
+    for events in (run_dir / "tb").glob("events.*"):
+        acc = EventAccumulator(str(events), size_guidance={"images": 0, "scalars": 0})
+        acc.Reload()
+        for kind in tags:
+            tags[kind] |= set(acc.Tags()[kind])
+    assert {"samples", "eval/samples"} <= tags["images"]
+    assert {"train/loss", "eval/model/energy_distance", "eval/likelihood/bits_per_dim"} <= tags["scalars"]

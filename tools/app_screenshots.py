@@ -119,6 +119,9 @@ def drive(url: str, out: Path, *, points_model: str, image_model: str, bad_file:
             # Density: typed points on the 2-D model, then uniform noise on the image model
             page.get_by_role("tab", name="Density").click()
             _select(page, "density-model", points_model)
+            page.wait_for_timeout(500)
+            # a 2-D model offers no "test image" (it would silently score the typed points)
+            assert page.locator("#density-source").get_by_text("test image", exact=True).count() == 0
             page.locator("#density-source").get_by_text("typed points", exact=True).click()
             page.fill("#density-points textarea", "0.5, 0.25\n40, 40")
             page.click("#density-button")

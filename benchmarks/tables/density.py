@@ -13,7 +13,7 @@ def density_vs_peers(files: dict[str, dict]) -> str:
     for name, s in files["density_vs_peers"]["sets"].items():
         block, values = [], []
         for lib, r in s["summary"].items():
-            late = "" if r["reached_flowforge_nsf_time"] else "*"
+            late = "" if r["reached_flowforge_nsf_time"] else " *"
             block.append([name, lib, f"{r['params']:,}", f"{r['median_ms_per_step']:.1f}",
                           f"{r['ratio_to_flowforge_nsf']:.2f}", f"{r['final_test_nll']:.3f}",
                           f"{r['nll_at_flowforge_nsf_time']:.3f}{late}"])

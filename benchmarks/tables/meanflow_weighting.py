@@ -39,11 +39,12 @@ def _scores(files: dict[str, dict]) -> str:
             rows.append([data, r["variant"], sig(one, 2) if one else "", sig(two, 2) if two else "",
                          sig(r["euler_100"], 2),
                          _ratio(one, fm, GOAL_ONE_STEP) if one and fm else "",
-                         _ratio(r["euler_100"], fm, GOAL_FIELD) if fm and one else "", f"{r['seconds']:.0f}"])
+                         _ratio(r["euler_100"], fm, GOAL_FIELD) if fm and one else "",
+                         f"{r['train_seconds']:.0f}" if r.get("train_seconds") else ""])
         rows.append([data, "noise floor / matched Gaussian", "", "", f"{sig(sets[data]['noise_floor'], 2)} / "
                      f"{sig(sets[data]['gaussian'], 2)}", "", "", ""])
     header = ["set", "training", "ED 1 step", "ED 2 steps", "ED field, 100 Euler", "1 step / FM 100",
-              "field / FM 100", "train + score s"]
+              "field / FM 100", "train s"]
     return clean_table(table(header, rows, ["---", "---"] + ["---:"] * 6))
 
 

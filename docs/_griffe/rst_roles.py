@@ -1,8 +1,9 @@
 """A griffe extension for the API reference: flowforge's docstrings use a few reStructuredText forms (zuko's
 habit) that Markdown does not read. They are rewritten, for the docs only, before griffe parses them:
 
-- ``:class:`~a.b.C``` and the other roles become inline code (``C``; the full path without ``~``);
-- a ``.. math::`` block becomes a fenced ``text`` block, so the formula shows as written, and a literal block
+- ``:class:`~a.b.C``` and the other roles become cross-references to the object's entry (``C``; the full path
+  without ``~``), optional ones, so a target without an entry stays inline code; ``:math:`x``` becomes ``$x$``;
+- a ``.. math::`` block becomes display math (``$$ ... $$``, arithmatex, rendered by MathJax), and a literal block
   (a paragraph ending in ``::``, then an indented block) a fenced ``text`` block after a paragraph ending in ``:``;
 - ``Example:`` becomes ``Examples:``, the Google-style section whose ``>>>`` lines render as code (griffe reads
   the singular as an admonition of Markdown text).
@@ -16,13 +17,25 @@ import re
 
 import griffe
 
-ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|obj|exc|math):`(~?)([^`]+)`")
+ROLE = re.compile(r":(class|func|meth|mod|data|attr|obj|exc|math):`(~?)([^`]+)`")
 MATH_BLOCK = re.compile(r"^(?P<indent>[ \t]*)\.\. math::[ \t]*(?P<inline>.*)$")
 
 
 def _role(match: re.Match) -> str:
-    tilde, target = match.groups()
-    return f"`{target.rsplit('.', 1)[-1] if tilde else target}`"
+    """A role as a cross-reference to the object's entry in the API reference (inline code where the target is
+    not a full ``flowforge.`` path, or has no entry: autorefs' optional references fail no build)."""
+    kind, tilde, target = match.groups()
+    if kind == "math":
+        return f"${target}$"
+    shown = f"<code>{target.rsplit('.', 1)[-1] if tilde else target}</code>"
+    if not target.startswith("flowforge."):
+        return shown
+    return f'<autoref identifier="{target}" optional>{shown}</autoref>'
+
+
+def _math(indent: str, body: list[str]) -> list[str]:
+    """A ``.. math::`` block as arithmatex's display math (MathJax renders it)."""
+    return [f"{indent}$$", *(f"{indent}{b}" for b in body), f"{indent}$$", ""]
 
 
 def _math_blocks(lines: list[str]) -> list[str]:
@@ -40,7 +53,7 @@ def _math_blocks(lines: list[str]) -> list[str]:
             i += 1
         while body and not body[-1]:
             body.pop()
-        out += [f"{indent}```text", *(f"{indent}{b}" for b in body), f"{indent}```", ""]
+        out += _math(indent, body)
     return out
 
 

@@ -121,8 +121,8 @@ def sample_tab(entries: dict[str, Entry]) -> None:
                 seed = gr.Number(0, precision=None, label="seed")
                 go = gr.Button("Sample", variant="primary", elem_id="sample-button")
             with gr.Column(scale=2):
-                gallery = gr.Gallery(label="samples", columns=2, height="auto", object_fit="contain",
-                                     elem_id="sample-gallery")
+                gallery = gr.Gallery(label="samples", show_label=False, columns=2, height="auto",
+                                     object_fit="contain", elem_id="sample-gallery")
                 sample_status = gr.Markdown(elem_id="sample-status")
                 download = gr.DownloadButton("Download the array (.npy / .npz)", elem_id="sample-download")
         go.click(guarded(do_sample, 2), [chosen, n, sampler, steps, guidance, label, prompt, seed],
@@ -264,6 +264,15 @@ def density_tab(entries: dict[str, Entry], n_reference: int | None) -> None:
                     [table, figure, shown, density_status])
 
 
+# The gallery draws each picture's caption over its bottom edge and its label over the top, which hid the bottom
+# panels' axes and the figure's title: the caption goes below the picture (in the flow of the cell), each cell
+# takes its picture's shape, and the label is off (gr.Gallery(show_label=False)).
+PAGE_CSS = ("#sample-gallery .thumbnail-item { aspect-ratio: auto; height: auto; display: flex; "
+            "flex-direction: column; } "
+            "#sample-gallery .thumbnail-item img { object-fit: contain; height: auto; } "
+            "#sample-gallery .caption-label { position: static; max-width: 100%; white-space: normal; }")
+
+
 def launch(paths: list[str | Path], *, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
            block: bool = True, n_reference: int | None = None) -> gr.Blocks:
     """Load ``paths`` and serve the page on ``host:port``; ``block=False`` returns the running page (tests)."""
@@ -272,7 +281,7 @@ def launch(paths: list[str | Path], *, host: str = "127.0.0.1", port: int = 7860
     page.queue(default_concurrency_limit=1)  # one model call at a time: the CPU is the bottleneck
     try:
         page.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True, quiet=True,
-                    max_file_size="20mb", show_error=False)
+                    max_file_size="20mb", show_error=False, css=PAGE_CSS)
     except OSError as err:  # Gradio's advice names an environment variable; the CLI has an option
         if "port" not in str(err).lower():
             raise

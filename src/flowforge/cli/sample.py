@@ -12,7 +12,7 @@ def _sample(args: argparse.Namespace) -> None:
 
     sample_run(args.run_dir, n=args.n, out=args.out, seed=args.seed, size=args.size, prompt=args.prompt,
                compile=args.compile, progress=sys.stderr.isatty(), sampler=args.sampler, steps=args.steps,
-               grid=args.grid, guidance=args.guidance)
+               grid=args.grid, guidance=args.guidance, context=args.context)
     print(f"wrote {args.n} samples to {args.out}")
 
 
@@ -41,5 +41,7 @@ def add_parser(sub) -> None:
                    help="torch.compile the network first: pays when sampling takes minutes (a sampler step took "
                         "0.77-0.84x of eager for the digits and MNIST U-Nets on one CPU thread, after 13-85 s of "
                         "compiling; docs/training.md)")
+    p.add_argument("--context", help="comma-separated context vector c of a conditional flow (data.context_columns), "
+                                     "e.g. 0.1,0.3: every sample is drawn from p(x | c)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the noise (default 0)")
     p.set_defaults(fn=_sample)

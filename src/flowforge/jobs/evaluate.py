@@ -16,6 +16,7 @@ from ..data import Dataset, load_dataset
 from ..data.latents import pixel_data
 from ..errors import UserError
 from ..metrics import heldout_likelihood, matched_gaussian, sample_distances
+from ..metrics.likelihood import matched_gaussian_nll
 from ..models.field import PathField
 from ..paths import LinearPath
 from ..runs import (MetricsLog, Run, atomic_write_text, check_finite_samples, check_sample_memory, load_run,
@@ -101,7 +102,10 @@ def held_out_scores(run: Run, dataset: Dataset, references: list[Tensor], n: int
     scored = held_out[:n_lik] if n_lik else held_out
     phase(f"likelihood of {len(scored)} held-out examples")
     with network_progress(run.model, "likelihood", enabled=progress):
-        out = {"likelihood": heldout_likelihood(run.model, scored, seed=ec.seed)}
+        context = dataset.test_context[:len(scored)] if dataset.test_context is not None else None
+        out = {"likelihood": heldout_likelihood(run.model, scored, seed=ec.seed, context=context)}
+    if dataset.kind == "points" and run.model.quantization is None:  # the trivial baseline's NLL, beside the model's
+        out["likelihood"]["matched_gaussian_nll"] = matched_gaussian_nll(dataset.train, scored)
     if run.model.takes_sampler and ec.straightness_steps:
         paths = min(n, ec.straightness_samples or (200 if dataset.kind == "image" else 1000))
         phase(f"straightness of {paths} paths, {ec.straightness_steps} RK4 steps")
@@ -119,6 +123,15 @@ def phase_printer(start: float) -> Callable[[str], None]:
         print(f"eval [{time.perf_counter() - start:6.0f} s] {what}", file=sys.stderr, flush=True)
 
     return phase
+
+
+def timed_samples(run: Run, n: int, options: dict[str, Any]) -> tuple[Tensor, int, float]:
+    """``n`` samples of ``run``'s model (checked finite), the network evaluations and the seconds they took."""
+    t0 = time.perf_counter()
+    samples, nfe = run.model.sample_with_nfe(n, **options)
+    seconds = time.perf_counter() - t0
+    check_finite_samples(samples)
+    return samples, nfe, seconds
 
 
 def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str | None = None,
@@ -153,19 +166,17 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
                                  progress=progress)
     sampler, steps = options.get("sampler", run.sampler_name), options.get("steps")
     dataset = load_dataset(pixel_data(cfg.data))  # a latent model's samples are decoded: score pixels
+    if dataset.test_context is not None:  # a conditional flow: x drawn for the held-out rows' contexts, cycled
+        options["context"] = dataset.test_context[torch.arange(n) % len(dataset.test_context)]
     phase = phase_printer(time.perf_counter())
     phase(f"sampling {n} with {sampler}" + (f", {steps} steps" if steps else ""))
-    t0 = time.perf_counter()
-    samples, nfe = run.model.sample_with_nfe(n, **options)
-    sample_seconds = time.perf_counter() - t0
-    check_finite_samples(samples)
+    samples, nfe, sample_seconds = timed_samples(run, n, options)
     baseline = matched_gaussian(dataset.train, n, seed=ec.seed + 3)
     if run.weights == "ema":
         phase(f"sampling {n} from the raw (non-EMA) weights")
     rows = {"model": samples, "raw_weights": raw_weight_samples(run_dir, run, n, options), "noise_floor": None,
             "matched_gaussian": baseline}
-    phase(f"sample distances to {ec.repeats if dataset.fresh is not None else 1} reference draw(s), exact W2 on "
-          f"the first {min(n, ec.n_exact)} points of each row (an assignment problem each, no steps to count)")
+    phase(f"sample distances, exact W2 on {min(n, ec.n_exact)} points per row and draw (no steps to count)")
     distances, references = sample_scores(dataset, rows, ec)
     record: dict[str, Any] = {
         "kind": "eval", "step": run.step, "weights": run.weights, "sampler": sampler, "steps": steps,
@@ -176,23 +187,37 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
     latent = reconstructs(run.model)  # a latent model or an autoencoder: scored by its reconstructions
     record.update(reconstruction_held_out(run, dataset, n_likelihood, phase) if latent
                   else held_out_scores(run, dataset, references, n, n_likelihood, options, phase, progress))
-    if image_extractor(dataset) is not None:
-        phase("image scores in the pinned feature extractor")
-    images = image_scores(dataset, samples, baseline, labels=options.get("labels"), seed=ec.seed,
-                          cache_dir=cfg.data.cache_dir)
-    if images is not None and latent:  # beside the samples: the autoencoder's own reconstructions
-        images["reconstruction_floor"] = reconstruction_floor(run.model, dataset, images["n_samples"], ec.seed)
+    images = feature_scores(run, dataset, samples, baseline, options, phase)
     if images is not None:
         record["image"] = images
     write_eval(Path(run_dir), record, samples, dataset,
-               title=f"{cfg.run.name}: {sampler}" + (f", {steps} steps" if steps else ""))
+               title=f"{cfg.run.name}: {sampler}" + (f", {steps} steps" if steps else ""),
+               tensorboard=cfg.train.tensorboard)
     return record
 
 
-def write_eval(run_dir: Path, record: dict[str, Any], samples: Tensor, dataset: Dataset, title: str) -> None:
+def feature_scores(run: Any, dataset: Dataset, samples: Tensor, baseline: Tensor, options: dict[str, Any],
+                   phase: Callable[[str], None]) -> dict[str, Any] | None:
+    """The image scores in the data set's pinned feature extractor (None where none serves it); for a latent model
+    or an autoencoder with its own reconstructions' floor beside them."""
+    ec = run.config.eval
+    if image_extractor(dataset) is not None:
+        phase("image scores in the pinned feature extractor")
+    images = image_scores(dataset, samples, baseline, labels=options.get("labels"), seed=ec.seed,
+                          cache_dir=run.config.data.cache_dir)
+    if images is not None and reconstructs(run.model):
+        images["reconstruction_floor"] = reconstruction_floor(run.model, dataset, images["n_samples"], ec.seed)
+    return images
+
+
+def write_eval(run_dir: Path, record: dict[str, Any], samples: Tensor, dataset: Dataset, title: str,
+               tensorboard: bool = False) -> None:
     """``eval.json``, a record in ``metrics.jsonl``, ``samples/eval.png`` and a refreshed ``report.md``."""
     atomic_write_text(run_dir / "eval.json", json.dumps(record, indent=1))
-    MetricsLog(run_dir, tensorboard=False).log(record)
+    log = MetricsLog(run_dir, tensorboard=tensorboard)  # the scores beside the training curves
+    log.log(record)
     write_samples_picture(samples, dataset, run_dir / "samples" / "eval.png", title=title)
+    log.add_picture("eval/samples", run_dir / "samples" / "eval.png", record["step"])
+    log.close()
     write_report(run_dir)
 

@@ -17,7 +17,7 @@ from safetensors.torch import save_model
 
 from ..config import Config, SampleConfig
 from ..data import Dataset, load_dataset
-from ..errors import RunError
+from ..errors import RunError, UserError
 from ..data.latents import pixel_data
 from ..models import describe_model
 from ..models.latent import VAE_FOLDER, save_vae, unwrap_latent
@@ -97,6 +97,54 @@ def _score_lines(run: Run) -> list[str]:
     return note + lines
 
 
+# Hub dataset ids of the data sets that have one; pipeline tags the Hub lists for what these models do
+HUB_DATASETS = {"mnist": "ylecun/mnist", "fashion-mnist": "zalando-datasets/fashion_mnist", "cifar10": "uoft-cs/cifar10"}
+IMAGE_TASK, TEXT_TASK = "unconditional-image-generation", "text-to-image"
+CARD_SCORES = (("energy_distance", "energy distance"), ("sliced_w2", "sliced W2"), ("w2", "W2"))
+
+
+def _eval_results(run: Run, task: str) -> list[Any]:
+    """The run's eval.json scores as the Hub's ``model-index`` results (none when it was not scored)."""
+    from huggingface_hub import EvalResult
+
+    try:
+        record = json.loads((run.dir / "eval.json").read_text())
+        model = record["model"]
+        found = [(key, name, model[key]) for key, name in CARD_SCORES if isinstance(model.get(key), (int, float))]
+        bits = record.get("likelihood", {}).get("bits_per_dim")
+        found += [("bits_per_dim", "bits/dim (held-out)", bits)] if isinstance(bits, (int, float)) else []
+        image = record.get("image") or {}
+        fd = image.get("model", {}).get("fd") if "skipped" not in image else None
+        found += [("fd", f"FD ({image.get('extractor')})", fd)] if isinstance(fd, (int, float)) else []
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # not scored, or unreadable: no results
+        return []
+    data = run.config.data.name
+    return [EvalResult(task_type=task, dataset_type=HUB_DATASETS.get(data, data), dataset_name=data,
+                       metric_type=key, metric_name=name, metric_value=float(value)) for key, name, value in found]
+
+
+def card_metadata(run: Run, family: str) -> str:
+    """The model card's YAML front matter: ``huggingface_hub``'s ``ModelCardData`` (license, pipeline tag, data
+    set, the scores as ``model-index`` results) where it is installed, the same fields but the results by hand
+    otherwise."""
+    cfg = run.config
+    text = cfg.model.text.captions != "none"
+    task = TEXT_TASK if text else IMAGE_TASK if run.data["kind"] == "image" else None
+    fields = {"library_name": "flowforge", "license": "mit", "pipeline_tag": task,
+              "tags": ["flowforge", family, "generative-model", cfg.model.kind],
+              "datasets": [HUB_DATASETS[cfg.data.name]] if cfg.data.name in HUB_DATASETS else None}
+    try:
+        from huggingface_hub import ModelCardData
+    except ImportError:  # the app extra is not installed: the plain fields, no model-index
+        lines = [f"{k}: {v}" for k, v in fields.items() if isinstance(v, str)]
+        for key in ("tags", "datasets"):
+            lines += [f"{key}:", *(f"- {v}" for v in fields[key])] if fields[key] else []
+        return "\n".join(lines)
+    results = _eval_results(run, task or "unconditional-generation")
+    return ModelCardData(**fields, model_name=cfg.run.name if results else None,
+                         eval_results=results or None).to_yaml()
+
+
 def sample_arguments(run: Run, n: int) -> list[str]:
     """The keyword arguments (as Python source) that make ``model.sample(n, ...)`` draw what the run's sample
     settings draw: sampler, steps, and whichever of the grid, its options, the sampler's own options, labels and
@@ -123,8 +171,7 @@ def model_card(run: Run, dataset: Dataset, picture: dict[str, Any], seconds: flo
     name = cfg.run.name
     shape = tuple(run.data["shape"])
     family = FAMILY_TAGS.get(cfg.model.kind, cfg.model.kind)
-    front = ["---", "library_name: flowforge", "tags:", "- flowforge", f"- {family}", "- generative-model",
-             f"- {cfg.model.kind}", "---", ""]
+    front = ["---", card_metadata(run, family).strip(), "---", ""]
     data = [(f"`{cfg.data.name}`: {dataset.kind}, example shape {shape}, {len(dataset.train):,} training and "
             f"{len(dataset.test):,} held-out examples")]
     if run.data.get("levels"):
@@ -181,6 +228,37 @@ def write_weights(run: Run, path: Path) -> None:
     save_model(unwrap_latent(run.model), str(tmp), metadata=binding)  # a latent model: the flow's (vae/ apart)
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
+
+
+def push_to_hub(source: str | Path, repo_id: str, *, private: bool = False, api: Any = None,
+                commit_message: str | None = None) -> str:
+    """Upload a model folder (or a run, exported first into a temporary folder) to Hub repository ``repo_id``,
+    creating it if needed: ``HfApi.create_repo`` and ``HfApi.upload_folder`` (``api``: an ``HfApi``, the
+    default one, logged in by ``hf auth login``). Returns the repository's URL."""
+    import tempfile
+
+    from .pretrained import read_folder_config
+
+    if api is None:
+        try:
+            from huggingface_hub import HfApi
+        except ImportError:
+            raise UserError("uploading to the Hugging Face Hub needs huggingface_hub: pip install huggingface_hub")
+        api = HfApi()
+    source = Path(source)
+    with tempfile.TemporaryDirectory(prefix="flowforge-push-") as tmp:
+        folder = source if (source / CONFIG_FILE).is_file() else export_run(source, Path(tmp) / "folder")
+        meta = read_folder_config(folder)  # a folder that would not load is not uploaded
+        url = api.create_repo(repo_id, private=private, exist_ok=True)
+        api.upload_folder(folder_path=str(folder), repo_id=repo_id,
+                          commit_message=commit_message or f"flowforge {__version__}: {meta['name']}, step "
+                                                           f"{meta['step']}")
+    return str(url)
+
+
+def save_pretrained(source: str | Path, out: str | Path) -> Path:
+    """The model folder of a run (:func:`export_run`) at ``out``: the name Hugging Face libraries give it."""
+    return export_run(source, out)
 
 
 def export_run(run_dir: str | Path, out: str | Path) -> Path:

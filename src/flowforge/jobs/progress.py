@@ -23,7 +23,10 @@ def network_progress(model: Any, what: str, total: int | None = None, enabled: b
     from tqdm.auto import tqdm
 
     bar = tqdm(total=total, desc=what, unit="NFE", leave=False, dynamic_ncols=True)
-    handle = net.register_forward_hook(lambda *args: bar.update(1))
+    def tick(*args: Any) -> None:  # returns None: a forward hook's return value would replace the output
+        bar.update(1)
+
+    handle = net.register_forward_hook(tick)
     try:
         yield
     finally:

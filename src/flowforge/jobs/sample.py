@@ -70,13 +70,35 @@ def _check_request(run: Run, run_dir: str | Path, *, prompt: str | None, guidanc
                         "unset); guidance needs a model trained with model.num_classes and label_dropout > 0")
 
 
+def parse_context(text: str, run: Run, run_dir: str | Path) -> torch.Tensor:
+    """``--context 0.1,0.3`` as the (C,) context vector of a conditional flow, checked against the run.
+
+    Example:
+        >>> class R: model = type("M", (), {"context_dim": 2})()
+        >>> parse_context("0.1, -2", R(), "runs/x").tolist()
+        [0.10000000149011612, -2.0]
+    """
+    size = getattr(run.model, "context_dim", 0)
+    if not size:
+        raise UserError(f"--context: {run_dir} is not a conditional flow (no data.context_columns); drop --context")
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise UserError(f"--context {text}: expected {size} comma-separated numbers, e.g. "
+                        f"{','.join(['0.0'] * size)}") from None
+    if len(values) != size:
+        raise UserError(f"--context {text}: this run's context has {size} values, got {len(values)}")
+    return torch.tensor(values)
+
+
 def sample_run(run_dir: str | Path, *, n: int, out: str | Path, seed: int = 0, size: str | None = None,
                prompt: str | None = None, compile: bool = False, progress: bool = False,
-               **settings: object) -> Path:
+               context: str | None = None, **settings: object) -> Path:
     """Draw ``n`` samples of ``run_dir`` (the run's sample settings, ``settings`` such as ``sampler``,
     ``steps``, ``grid``, ``guidance`` on top; None = the run's) and write them to ``out``: ``.npy``, the array
     in model space, or ``.png``, a picture. ``size`` (``HxW``) samples images at another resolution; ``prompt``
-    is every sample's caption (text models); ``compile`` runs the network through ``torch.compile`` first."""
+    is every sample's caption (text models); ``compile`` runs the network through ``torch.compile`` first;
+    ``context`` (``"0.1,0.3"``) draws a conditional flow's samples from ``p(x | c)``."""
     out = Path(out)
     if out.suffix not in (".npy", ".png"):
         raise UserError(f"--out {out}: unsupported extension {out.suffix!r}; use .npy (array) or .png (picture)")
@@ -93,6 +115,10 @@ def sample_run(run_dir: str | Path, *, n: int, out: str | Path, seed: int = 0, s
     if prompt is not None:  # the prompt replaces the labels' captions
         options.pop("labels", None)
         options["prompts"] = prompt
+    if context is not None or getattr(run.model, "context_dim", 0):
+        if context is None:
+            raise UserError(f"{run_dir} is a conditional flow: give --context with {run.model.context_dim} values")
+        options["context"] = parse_context(context, run, run_dir)
     samples = draw_samples(run.model, n, options, SAMPLE_CHUNK)
     check_finite_samples(samples)
     if out.suffix == ".npy":

@@ -41,6 +41,18 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
+def _scalars(values: dict[str, Any], prefix: str) -> list[tuple[str, float]]:
+    """The finite numbers of a record, nested ones included (an eval record's ``model.energy_distance`` becomes
+    ``eval/model/energy_distance``), as TensorBoard tags."""
+    out: list[tuple[str, float]] = []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out += _scalars(value, f"{prefix}/{key}")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            out.append((f"{prefix}/{key}", float(value)))
+    return out
+
+
 class MetricsLog:
     """Append-only metrics log of one run, optionally mirrored to TensorBoard (``run_dir/tb``).
 
@@ -64,10 +76,18 @@ class MetricsLog:
             f.write(json.dumps(record) + "\n")
         if self.writer is not None:
             step = record.get("step", 0)
-            prefix = record.get("kind", "train")
-            for key, value in record.items():
-                if key not in ("step", "kind") and isinstance(value, (int, float)):
-                    self.writer.add_scalar(f"{prefix}/{key}", value, step)
+            for tag, value in _scalars({k: v for k, v in record.items() if k not in ("step", "kind")},
+                                       record.get("kind", "train")):
+                self.writer.add_scalar(tag, value, step)
+
+    def add_picture(self, tag: str, path: Path, step: int) -> None:
+        """A picture file (a sample grid or scatter plot) on TensorBoard's Images tab at ``step``."""
+        if self.writer is not None:
+            import numpy as np
+            from PIL import Image
+
+            with Image.open(path) as image:
+                self.writer.add_image(tag, np.asarray(image.convert("RGB")), step, dataformats="HWC")
 
     def close(self) -> None:
         if self.writer is not None:

@@ -31,7 +31,9 @@ def eval_tables(ev: dict) -> list[str]:
         lk = ev["likelihood"]
         lines = [f"Held-out negative log-likelihood: **{lk['nll']:.3f} ± {lk['nll_stderr']:.3f} nats** per example "
                  f"(log-likelihood {lk['log_likelihood']:.2f}), **{lk['bits_per_dim']:.4f} bits/dim**, "
-                 f"on {lk['n']} examples.", ""] + lines
+                 f"on {lk['n']} examples"
+                 + (f"; the matched Gaussian scores {lk['matched_gaussian_nll']:.3f} nats"
+                    if "matched_gaussian_nll" in lk else "") + ".", ""] + lines
     if "reconstruction" in ev:  # a latent model or an autoencoder
         rc = ev["reconstruction"]
         lines = [f"Reconstructions of {rc['n']} held-out images by the autoencoder: PSNR **{rc['psnr']:.2f} dB**, "

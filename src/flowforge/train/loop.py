@@ -371,8 +371,10 @@ def picture(state: RunState, step: int) -> None:
                 contexts = state.dataset.test_context
                 options["context"] = contexts[torch.arange(n) % len(contexts)].to(state.accelerator.device)
             samples = model.sample(n, **options)
-        write_samples_picture(samples, state.dataset, state.run_dir / "samples" / f"step-{step:07d}.png",
-                              title=f"{config.run.name}, step {step}")
+        path = state.run_dir / "samples" / f"step-{step:07d}.png"
+        write_samples_picture(samples, state.dataset, path, title=f"{config.run.name}, step {step}")
+        if state.log is not None:  # TensorBoard's Images tab, at train.sample_every
+            state.log.add_picture("samples", path, step)
 
     on_main(state.accelerator, draw)
 

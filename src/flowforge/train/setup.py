@@ -283,6 +283,53 @@ def _pack_sampler(config: Config, dataset: Dataset, world: int) -> PackSampler:
     return PackSampler(len(dataset.train), resolutions, m.net.patch, config.train.pack_tokens, config.run.seed)
 
 
+def _training_tensors(config: Config, dataset: Dataset, pairs: Pairs | None, device: torch.device
+                      ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
+    """``(data, noise, labels, context)`` on ``device``: the data set's training rows, or a reflow run's pairs
+    (their samples, their noise and the labels they were drawn with); labels only for a class-conditional model."""
+    data = (pairs.x if pairs is not None else dataset.train).to(device)
+    noise = pairs.noise.to(device) if pairs is not None else None
+    labels = _training_labels(config, dataset) if pairs is None else pairs.labels
+    labels = labels.to(device) if labels is not None and config.model.num_classes else None
+    context = dataset.train_context.to(device) if dataset.train_context is not None else None
+    return data, noise, labels, context
+
+
+@torch.no_grad()
+def _first_batch_init(model: GenerativeModel, order: BatchOrder, packs: PackSampler | None, data: Tensor,
+                      labels: Tensor | None, noise: Tensor | None, context: Tensor | None, start_step: int,
+                      seed: int) -> None:
+    """Data-dependent initialisation (Glow's ActNorm) from the first step's global batch, alike on every process;
+    with packs it also checks, before the first step, that the model takes them."""
+    rows0 = None
+    if packs is None:
+        rows0 = order.indices(start_step + 1).to(data.device)
+        first, first_labels = data[rows0], None
+    else:
+        first, first_labels = pack_batch(packs.pack(start_step + 1), data, labels)
+    n_first = sum(len(x) for x in first) if packs is not None else len(first)
+    LossModule(model)(first, BatchRandom(torch.Generator().manual_seed(step_seed(seed, 0xA11)), n_first, 0, n_first),
+                      first_labels, noise[rows0] if noise is not None else None,
+                      context[rows0] if context is not None else None)
+
+
+def _prepare(accelerator: Any, model: GenerativeModel, ema: Any, optimizer: torch.optim.Optimizer,
+             resumed: Path | None, sharded: bool) -> tuple[Any, torch.optim.Optimizer]:
+    """The loss module and optimizer wrapped by Accelerate, the EMA on the device; when sharded, the EMA sharded
+    like the model and a resumed run's full optimizer moments loaded shard by shard."""
+    loss_module, optimizer = accelerator.prepare(LossModule(model), optimizer)
+    if ema is not None:
+        ema.to(accelerator.device)
+    if sharded:
+        if ema is not None:  # averaged shard by shard, in the model's placements
+            ema.module = sharding.shard_like_the_model(accelerator, ema.module)
+        if resumed is not None:  # the checkpoint's full moments, each process keeping its shards
+            with keeping_implementation(optimizer):
+                sharding.load_sharded_optimizer(read_optimizer_state(resumed / "optimizer.safetensors"),
+                                                loss_module, optimizer)
+    return loss_module, optimizer
+
+
 def setup(config: Config, resume: bool) -> RunState:
     """Everything a run needs before its first step: locked run directory, data, model, EMA, optimizer, and
     on ``resume`` the newest checkpoint's weights, moments and random state."""
@@ -302,61 +349,33 @@ def setup(config: Config, resume: bool) -> RunState:
         _check_finite_data(dataset.train, dataset.name)
         parent, pairs = None, None
         if config.reflow.parent is not None:
-            if config.data.resolutions:
-                raise ConfigError("reflow trains on the parent's pairs at its one resolution; unset data.resolutions")
-            recorded = read_state(ckpt).get("reflow_parent_weights") if resume else None
             with accelerator.main_process_first():  # the main process draws the pairs, the others read them
-                parent, pairs = reflow_pairs(config, dataset.shape, recorded)
+                parent, pairs = reflow_pairs(config, dataset.shape, ckpt if resume else None)
         packs = _pack_sampler(config, dataset, accelerator.num_processes) if config.data.resolutions else None
         torch.manual_seed(config.run.seed)  # identical initial weights on every process
         # a text model's vocabulary: the run's own on resume, the parent's for reflow (the pairs keep its captions)
-        vocabulary = (read_vocabulary(run_dir, read_state(ckpt).get("vocabulary_sha256")) if resume
-                      else read_vocabulary(Path(config.reflow.parent)) if pairs is not None else None)
+        vocabulary = (read_vocabulary(run_dir, read_state(ckpt).get("vocabulary_sha256")) if resume else
+                      read_vocabulary(Path(config.reflow.parent)) if pairs is not None else None)
         build = functools.partial(build_model, config.model, dataset.spec(), vocabulary)
         model = build()
         if pairs is not None and config.reflow.init and not resume:
             init_from_parent(model, parent)  # before the EMA copy: the average starts at the parent's weights
         ema = make_ema(model, tc.ema_schedule, tc.ema_decay, tc.ema_sigma_rel) if tc.ema_decay is not None else None
         optimizer = make_optimizer(model, tc, accelerator.device)
-        start_step, elapsed = 0, 0.0
-        if resume:
-            start_step, elapsed = _restore(ckpt, config, model, ema, optimizer, accelerator.process_index,
-                                           load_optimizer=not sharded)
+        start_step, elapsed = (_restore(ckpt, config, model, ema, optimizer, accelerator.process_index,
+                                        load_optimizer=not sharded) if resume else (0, 0.0))
         accelerator.wait_for_everyone()  # every process has read config.yaml before the main one rewrites it
         log = on_main(accelerator, lambda: _open_run_dir(config, dataset, resume, changed, start_step))
         on_main(accelerator, lambda: write_vocabulary(run_dir, model))  # a text model's caption vocabulary
 
-        data = (pairs.x if pairs is not None else dataset.train).to(accelerator.device)
-        noise = pairs.noise.to(accelerator.device) if pairs is not None else None
-        labels = _training_labels(config, dataset) if pairs is None else pairs.labels
-        labels = labels.to(accelerator.device) if labels is not None and config.model.num_classes else None
-        context = dataset.train_context.to(accelerator.device) if dataset.train_context is not None else None
+        data, noise, labels, context = _training_tensors(config, dataset, pairs, accelerator.device)
         order = BatchOrder(len(data), tc.batch_size, config.run.seed)
         model.to(accelerator.device)
-        with torch.no_grad():  # data-dependent initialisation (Glow's ActNorm) from one global batch, alike everywhere
-            if packs is None:
-                rows0 = order.indices(start_step + 1).to(data.device)
-                first, first_labels = data[rows0], None
-            else:  # also checks, before the first step, that the model takes packs
-                first, first_labels = pack_batch(packs.pack(start_step + 1), data, labels)
-            n_first = sum(len(x) for x in first) if packs is not None else len(first)
-            LossModule(model)(first, BatchRandom(torch.Generator().manual_seed(step_seed(config.run.seed, 0xA11)),
-                                                 n_first, 0, n_first), first_labels,
-                              noise[rows0] if noise is not None else None,
-                              context[rows0] if context is not None else None)
+        _first_batch_init(model, order, packs, data, labels, noise, context, start_step, config.run.seed)
         if tc.compile:  # after the data-dependent initialisation; nn.Module.compile keeps the state dict's keys
             model.net.compile()
-        loss_module, optimizer = accelerator.prepare(LossModule(model), optimizer)
-        if ema is not None:
-            ema.to(accelerator.device)
-        if sharded:
-            if ema is not None:  # averaged shard by shard, in the model's placements
-                ema.module = sharding.shard_like_the_model(accelerator, ema.module)
-            if resume:  # the checkpoint's full moments, each process keeping its shards
-                with keeping_implementation(optimizer):
-                    sharding.load_sharded_optimizer(read_optimizer_state(ckpt / "optimizer.safetensors"),
-                                                    loss_module, optimizer)
-        local = tc.batch_size // accelerator.num_processes
+        loss_module, optimizer = _prepare(accelerator, model, ema, optimizer, ckpt if resume else None, sharded)
+        local = tc.batch_size // accelerator.num_processes  # this process's rows of each global batch
         rows = slice(accelerator.process_index * local, (accelerator.process_index + 1) * local)
         val_x = dataset.test if dataset.fresh is None else dataset.reference(tc.eval_examples, config.eval.seed + 1)
     except BaseException:
@@ -372,11 +391,14 @@ def setup(config: Config, resume: bool) -> RunState:
                     last_healthy=newest_healthy(run_dir) if resume else None, reference_rms=reference_rms(ckpt))
 
 
-def reflow_pairs(config: Config, shape: tuple[int, ...], recorded: str | None = None) -> tuple[Run, Pairs]:
+def reflow_pairs(config: Config, shape: tuple[int, ...], resumed: Path | None = None) -> tuple[Run, Pairs]:
     """The parent run ``config.reflow.parent`` (loaded once, for its pairs and its weights) and its (noise, sample)
     pairs, drawn into its run directory if not there yet (:mod:`flowforge.runs.pairs`; resumable and
-    checksummed). ``recorded``: on resume, the parent weights' sha256 the run's checkpoint recorded (a parent
-    that trained on since is not used: see :func:`~flowforge.runs.pairs.reflow_pairs_of`)."""
+    checksummed). ``resumed``: the checkpoint a resumed run goes on from, whose record of the parent's weights
+    keeps it on the pairs it began with (:func:`~flowforge.runs.pairs.reflow_pairs_of`)."""
+    if config.data.resolutions:
+        raise ConfigError("reflow trains on the parent's pairs at its one resolution; unset data.resolutions")
+    recorded = read_state(resumed).get("reflow_parent_weights") if resumed is not None else None
     rc = config.reflow
     parent = Path(rc.parent)
     if not (parent / "config.yaml").is_file():
