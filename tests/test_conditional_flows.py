@@ -13,6 +13,7 @@ from flowforge import load_config
 from flowforge.config import FlowConfig, ModelConfig
 from flowforge.models import build_model
 from _float64 import float64_seeded  # noqa: F401  (autouse: float64, seeded)
+from fit import fit
 
 CONDITIONAL = {"shape": [2], "kind": "points", "levels": None, "value_range": None, "context_dim": 3}
 FAMILIES = {
@@ -117,12 +118,7 @@ def test_nsf_beats_the_matched_gaussian_on_moons():
     model = build_model(ModelConfig(kind="nsf", flow=FlowConfig(couplings=3, hidden=32, hidden_layers=2,
                                                                tail_bound=4.0)), {"shape": [2]}).float()
     train, test = train.float(), test.float()
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    gen = torch.Generator().manual_seed(1)
-    for _ in range(300):
-        opt.zero_grad()
-        model.loss(train[torch.randint(0, len(train), (250,), generator=gen)]).backward()
-        opt.step()
+    fit(model, train)
     with torch.no_grad():
         nll = -model.log_prob(test).mean().item()
     assert nll < float(gaussian_nll) - 0.5, (nll, float(gaussian_nll))

@@ -311,11 +311,11 @@ def test_multires_preset_builds_and_takes_a_pack():
 
 @pytest.mark.slow
 def test_packing_and_checkpointing_benchmarks_quick_runs(tmp_path):
-    # benchmarks/packing.py checks that packed, padded and jagged layouts compute the same function before timing
-    root = Path(__file__).resolve().parents[1] / "benchmarks"
-    for script, out in (("packing.py", tmp_path / "p.json"), ("checkpointing.py", tmp_path / "c.json")):
-        proc = subprocess.run([sys.executable, str(root / script), "--quick", "--out", str(out)], capture_output=True,
-                              text=True, timeout=600, check=False)
+    # benchmarks.packing checks that packed, padded and jagged layouts compute the same function before timing
+    root = Path(__file__).resolve().parents[1]
+    for module, out in (("benchmarks.packing", tmp_path / "p.json"), ("benchmarks.checkpointing", tmp_path / "c.json")):
+        proc = subprocess.run([sys.executable, "-m", module, "--quick", "--out", str(out)], capture_output=True,
+                              text=True, timeout=600, check=False, cwd=root)
         assert proc.returncode == 0, proc.stderr[-3000:]
     packed = json.loads((tmp_path / "p.json").read_text())["scenarios"]["mnist-multires"]
     assert set(packed["train_step"]) == {"segments", "jagged", "padded", "equal"}

@@ -12,18 +12,12 @@ from torch.autograd.functional import jacobian
 from flowforge.transforms import (ActNorm, AdditiveCoupling, AffineCoupling, Compose, FactorOut, InvertibleConv1x1,
                                   Logit, Permutation, Reverse, Scaling, Squeeze, StandardGaussian, StandardLogistic,
                                   Unsqueeze, channel_mask, checkerboard_mask, half_mask)
+from _float64 import float64_seeded  # noqa: F401  (autouse: float64, seeded)
 
 VECTOR = (3, 6)  # (B, D)
 IMAGE = (2, 4, 4, 4)  # (B, C, H, W)
 
 
-@pytest.fixture(autouse=True)
-def float64_seeded():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    torch.manual_seed(0)
-    yield
-    torch.set_default_dtype(previous)
 
 
 # ---------------------------------------------------------------- tiny conditioners with random weights
