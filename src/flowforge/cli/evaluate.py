@@ -7,6 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .sample import add_sampling_arguments
+
 
 def _eval(args: argparse.Namespace) -> None:
     from ..jobs import evaluate
@@ -23,17 +25,13 @@ NAME, HELP = "eval", "score samples against held-out data, the noise floor and a
 
 def add_parser(sub) -> None:
     """The ``eval`` subcommand on ``sub`` (argparse sub-parsers)."""
-    from ..solvers import GRIDS, SOLVERS
-
     p = sub.add_parser(NAME, help=HELP, description=(
         "Score a run: draw samples and compare them with held-out data (energy distance, sliced W2, exact W2 in "
         "2-D; FD/KD/precision/recall on images) beside the noise floor and a matched Gaussian, and the held-out "
         "likelihood (bits/dim). Writes RUN_DIR/eval.json and samples/eval.png."))
     p.add_argument("run_dir", metavar="RUN_DIR", help="the run to score")
     p.add_argument("--n", type=int, help="number of samples (default: the run's eval.n_samples)")
-    p.add_argument("--steps", type=int, help="sampler steps (default: the run's sample.steps)")
-    p.add_argument("--sampler", choices=sorted(SOLVERS), help="sampler (default: the run's sample.sampler)")
-    p.add_argument("--grid", choices=GRIDS, help="time grid (default: the run's sample.grid)")
+    add_sampling_arguments(p)
     p.add_argument("--n-likelihood", type=int, dest="n_likelihood",
                    help="held-out examples scored by the likelihood, the first N (default: eval.n_likelihood; 0 = all)")
     p.set_defaults(fn=_eval)

@@ -19,19 +19,25 @@ def _sample(args: argparse.Namespace) -> None:
 NAME, HELP = "sample", "draw samples from a trained run"
 
 
-def add_parser(sub) -> None:
-    """The ``sample`` subcommand on ``sub`` (argparse sub-parsers)."""
+def add_sampling_arguments(p) -> None:
+    """``--steps``, ``--sampler`` and ``--grid``, each overriding the run's ``sample`` section: what ``sample``
+    and ``eval`` draw with."""
     from ..solvers import GRIDS, SOLVERS
 
+    p.add_argument("--steps", type=int, help="sampler steps (default: the run's sample.steps)")
+    p.add_argument("--sampler", choices=sorted(SOLVERS), help="sampler (default: the run's sample.sampler)")
+    p.add_argument("--grid", choices=GRIDS, help="time grid (default: the run's sample.grid)")
+
+
+def add_parser(sub) -> None:
+    """The ``sample`` subcommand on ``sub`` (argparse sub-parsers)."""
     p = sub.add_parser(NAME, help=HELP, description=(
         "Draw samples of a trained run (its newest checkpoint, EMA weights) with the run's sample settings, any of "
         "them overridden here, and write them as an array (.npy, model space) or a picture (.png)."))
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (flowforge train) or a model folder")
     p.add_argument("--n", type=int, default=1000, help="number of samples (default 1000)")
     p.add_argument("--out", required=True, help="output file: .npy (array) or .png (picture)")
-    p.add_argument("--steps", type=int, help="sampler steps (default: the run's sample.steps)")
-    p.add_argument("--sampler", choices=sorted(SOLVERS), help="sampler (default: the run's sample.sampler)")
-    p.add_argument("--grid", choices=GRIDS, help="time grid (default: the run's)")
+    add_sampling_arguments(p)
     p.add_argument("--guidance", type=float, help="classifier-free guidance weight (class-conditional models)")
     p.add_argument("--size", help="sample images at another HEIGHTxWIDTH (backbones that take several resolutions, "
                                   "e.g. DiT; the time grid gets SD3's resolution shift)")
