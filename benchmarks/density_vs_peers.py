@@ -15,6 +15,13 @@ draw for the test set), so the NLL is that of the dequantized density, as flowfo
         8gaussians digits --steps 2000 --batch 256
 
 Results go to benchmarks/results/density_vs_peers.json (one key per set, kept across runs).
+
+With ``--recipes`` every library comes as a user gets it instead (:data:`benchmarks.density_peers.RECIPES`): its
+flow and optimiser as its README or example builds them, flowforge's the presets configs/nsf-moons.yaml and
+configs/maf-moons.yaml; same batches, steps and loop. Results go to benchmarks/results/density_recipes.json.
+
+    OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python -m benchmarks.density_vs_peers --recipes --sets moons \
+        --steps 1000 --batch 256
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import time
 import numpy as np
 import torch
 
-from benchmarks.density_peers import BUILDERS, versions
+from benchmarks.density_peers import BUILDERS, RECIPES, versions
 from benchmarks.flows_vs_peers import gaussian_nll, nll_at, true_moons_nll
 from benchmarks.harness import RESULTS, write_results
 
@@ -72,7 +79,8 @@ def train_side_by_side(entries: dict, batches: list[tuple], test: tuple, args) -
     """Every library trained on the same batches ``(x, context or None)`` in interleaved rounds; step times and
     (seconds, test NLL) curves, the NLL of ``test = (x, context or None)``."""
     x_test, c_test = test
-    opts = {n: torch.optim.Adam(e.module.parameters(), lr=args.lr) for n, e in entries.items()}
+    opts = {n: torch.optim.Adam(e.module.parameters(), lr=e.lr or args.lr, weight_decay=e.weight_decay)
+            for n, e in entries.items()}
     times = {n: [] for n in entries}
     curves = {n: [] for n in entries}
     names = list(entries)
@@ -124,7 +132,7 @@ def run_set(name: str, args) -> dict:
     entries = {}
     for i, lib in enumerate(args.libs):
         torch.manual_seed(1000 + i)
-        entries[lib] = BUILDERS[lib](dim, 0, hidden, bound)
+        entries[lib] = RECIPES[lib](dim) if args.recipes else BUILDERS[lib](dim, 0, hidden, bound)
     run = train_side_by_side(entries, batches, (x_test, None), args)
     summary = summarise(entries, run, args.warmup)
     for lib, s in summary.items():
@@ -132,8 +140,8 @@ def run_set(name: str, args) -> dict:
               f"(x{s['ratio_to_flowforge_nsf']:.2f}) NLL {s['final_test_nll']:8.4f}, at ff-nsf time "
               f"{s['nll_at_flowforge_nsf_time']:8.4f}", flush=True)
     print(f"  {name:12s} baselines {json.dumps({k: v for k, v in extra.items() if 'nll' in k})}", flush=True)
-    return {"steps": args.steps, "batch": args.batch, "lr": args.lr, "hidden": hidden, "bound": bound, **extra,
-            "summary": summary}
+    sizes = {"recipes": True} if args.recipes else {"hidden": hidden, "bound": bound}
+    return {"steps": args.steps, "batch": args.batch, "lr": args.lr, **sizes, **extra, "summary": summary}
 
 
 def training_arguments(doc: str) -> argparse.ArgumentParser:
@@ -153,14 +161,22 @@ def training_arguments(doc: str) -> argparse.ArgumentParser:
 def main() -> None:
     parser = training_arguments(__doc__)
     parser.add_argument("--sets", nargs="+", default=["moons", "checkerboard", "8gaussians", "digits"])
-    parser.add_argument("--libs", nargs="+", default=list(BUILDERS), choices=list(BUILDERS))
+    parser.add_argument("--libs", nargs="+", help=f"default: all; {', '.join(BUILDERS)} (with --recipes: "
+                        f"{', '.join(RECIPES)})")
+    parser.add_argument("--recipes", action="store_true", help="each library as its README or example builds it")
     args = parser.parse_args()
+    known = RECIPES if args.recipes else BUILDERS
+    args.libs = args.libs or list(known)
+    if unknown := sorted(set(args.libs) - set(known)):
+        parser.error(f"--libs: {unknown} not among {list(known)}")
     torch.set_num_threads(args.threads)
-    path = RESULTS / "density_vs_peers.json"
-    sets = json.loads(path.read_text())["sets"] if path.is_file() else {}
+    result = "density_recipes" if args.recipes else "density_vs_peers"
+    path = RESULTS / f"{result}.json"
     for name in args.sets:
-        sets[name] = run_set(name, args)
-        write_results("density_vs_peers", {"versions": versions(), "threads": args.threads, "sets": sets})
+        row = run_set(name, args)
+        sets = json.loads(path.read_text())["sets"] if path.is_file() else {}  # read late: runs of other sets may
+        sets[name] = row                                                        # have written theirs meanwhile
+        write_results(result, {"versions": versions(), "threads": args.threads, "sets": sets})
 
 
 if __name__ == "__main__":

@@ -9,11 +9,16 @@ Each autoencoder is ``configs/ae-fashion.yaml`` with ``model.autoencoder.latent_
 - rFD: the Fréchet distance, in the pinned Fashion-MNIST CNN's features, of the reconstructions of the test images
   against the test images themselves (the protocol of SD's rFID), beside the floor of real training images.
 
-Not built yet: a latent DiT of the same size and budget on each autoencoder's latents (FD of its decoded samples),
-the generation half of the claim. Command (10-13 min of training per autoencoder at 300 steps, one thread of a
-loaded 2-core machine):
+Then the generation half of the claim (``--flows``): the same latent DiT (``configs/dit-fashion-latent.yaml``, as
+``benchmarks.latent_vs_pixel`` trains it on the 4-channel latents: DiT-tiny, patch 1, 49 tokens, ``--flow-steps``
+steps of batch 64) on each autoencoder's latents, scored by the FD and label accuracy of ``--flow-n`` decoded
+samples (dpm++2m 20 steps, guidance 2, labels cycling through the classes) in the pinned Fashion-MNIST CNN against
+the test set, beside the FD of as many reconstructions of training images (the reconstruction floor at the same
+n). The 4-channel flow is ``benchmarks.latent_vs_pixel``'s ``dit-latent`` run when it is there. Commands (10-13 min
+of training per autoencoder at 300 steps, about 5 per flow, one thread of a loaded 2-core machine):
 
     OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python -m benchmarks.latent_channels --steps 300
+    OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python -m benchmarks.latent_channels --steps 300 --flows --flow-n 300
 
 Results: benchmarks/results/latent_channels.json; the table of docs/latent-flows.md is rendered from it
 (``python -m benchmarks.render_tables --print latent_channels``).
@@ -35,7 +40,7 @@ from flowforge.metrics.reconstruction import psnr, ssim
 from flowforge.runs import latest_checkpoint
 from flowforge.train import train
 
-from benchmarks.harness import command_line, write_results
+from benchmarks.harness import command_line, read_results, write_results
 from benchmarks.tables import latent_channels as table
 
 CHANNELS = (4, 8, 16)
@@ -76,6 +81,54 @@ def score(run_dir: Path, n: int, seed: int) -> dict:
 
 
 @torch.no_grad()
+def flow_score(run_dir: Path, n: int, seed: int) -> dict:
+    """FD and label accuracy of ``n`` decoded samples of a latent flow run, and its reconstruction floor at ``n``."""
+    from flowforge.runs import load_run
+
+    run = load_run(run_dir)
+    run.model.eval()
+    data = load_dataset(DataConfig(name="fashion-mnist", image_range="symmetric"))
+    extractor = load_extractor("fashion-mnist")
+    reference = reference_features(data.test, dataset="fashion-mnist", split="test", extractor=extractor,
+                                   value_range=data.value_range)
+    options = run.sample_options(n, torch.Generator().manual_seed(seed))
+    t = time.perf_counter()
+    samples = torch.cat([run.model.sample(len(lab), **{**options, "labels": lab})
+                         for lab in options["labels"].split(100)])  # (n, 1, 28, 28) decoded
+    seconds = time.perf_counter() - t
+    model = score_images(samples.clamp(-1, 1), reference, extractor=extractor, value_range=data.value_range,
+                         labels=options["labels"], seed=seed)
+    pick = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(seed))[:n]
+    recon = run.model.reconstruct(data.train[pick]).clamp(-1, 1)
+    floor = score_images(recon, reference, extractor=extractor, value_range=data.value_range, seed=seed)
+    return {"fd": model["fd"], "label_accuracy": model["label_accuracy"], "reconstruction_fd": floor["fd"],
+            "sample_seconds": seconds, "n": n, "step": run.step,
+            "flow_parameters": sum(p.numel() for p in run.model.flow.parameters())}
+
+
+def training_seconds(run_dir: Path) -> float:
+    """The training's own seconds (the engine's clock at its last log line: setup and encoding not counted), also
+    for a run trained by an earlier call."""
+    from flowforge.runs import read_metrics
+
+    return max(r["seconds"] for r in read_metrics(run_dir) if "kind" not in r and "seconds" in r)
+
+
+def flows(root: Path, steps: int, n: int, seed: int) -> dict:
+    """The same latent DiT on each width's latents (trained here unless a run is there), scored."""
+    from benchmarks.latent_vs_pixel import train_dit
+
+    rows = {}
+    for c in CHANNELS:
+        name = "dit-latent" if c == 4 else f"dit-latent-{c}"  # 4: benchmarks.latent_vs_pixel's run
+        run_dir, _ = train_dit(name, [f"data.latent={root / f'ae-{c}'}", "model.net.patch=1"], steps, n, root)
+        rows[str(c)] = {**flow_score(run_dir, n, seed), "train_seconds": training_seconds(run_dir),
+                        "flow_steps": steps}
+        print(c, rows[str(c)], flush=True)
+    return rows
+
+
+@torch.no_grad()
 def figure(root: Path, out: Path, n: int = 8) -> Path:
     """Rows: ``n`` test images, then their reconstructions by each width's autoencoder."""
     from flowforge.viz import image_grid
@@ -97,9 +150,24 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--figure", help="only write the picture of reconstructions (test images, then 4 / 8 / 16 "
                                     "channels) of the trained runs to this PNG")
+    p.add_argument("--flows", action="store_true", help="only the latent DiT on each autoencoder: FD of samples "
+                                                        "(kept in the results file beside the autoencoders' rows)")
+    p.add_argument("--flow-steps", type=int, default=300, help="training steps of each latent DiT (batch 64)")
+    p.add_argument("--flow-n", type=int, default=300, help="decoded samples scored per latent DiT")
     args = p.parse_args(argv)
     if args.figure:
         print(f"wrote {figure(Path(args.root), Path(args.figure))}")
+        return
+    if args.flows:
+        record = read_results("latent_channels")
+        # the autoencoders' rows keep the machine and date they were measured on; the head is the flows'
+        kept = record.get("autoencoders_record") or {k: record[k] for k in ("date", "command", "machine",
+                                                                            "flowforge_source")}
+        record["flows"] = flows(Path(args.root), args.flow_steps, args.flow_n, args.seed)
+        path = write_results("latent_channels", {"preset": record["preset"], "rows": record["rows"],
+                                                 "autoencoders_record": kept, "flows": record["flows"]})
+        print(table.render_flows({"latent_channels": record}))
+        print(f"wrote {path}")
         return
     rows = {}
     for c in CHANNELS:

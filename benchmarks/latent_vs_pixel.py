@@ -29,7 +29,9 @@ from benchmarks.tables import latent_vs_pixel as table
 PRESET = "configs/dit-fashion-latent.yaml"
 
 
-def run(name: str, overrides: list[str], steps: int, n: int, root: Path) -> dict:
+def train_dit(name: str, overrides: list[str], steps: int, n: int, root: Path) -> tuple[Path, float | None]:
+    """The DiT of :data:`PRESET` with ``overrides``, trained ``steps`` steps into ``root / name`` unless a checkpoint
+    is there; its training seconds (None when trained by an earlier call)."""
     run_dir = root / name
     common = [f"run.dir={run_dir}", f"run.name={name}", f"train.steps={steps}", f"train.ckpt_every={steps}",
               "train.sample_every=0", "train.log_every=50", "train.tensorboard=false", "train.warmup_steps=50",
@@ -40,6 +42,11 @@ def run(name: str, overrides: list[str], steps: int, n: int, root: Path) -> dict
         t = time.perf_counter()
         train(config, progress=False)
         seconds = time.perf_counter() - t
+    return run_dir, seconds
+
+
+def run(name: str, overrides: list[str], steps: int, n: int, root: Path) -> dict:
+    run_dir, seconds = train_dit(name, overrides, steps, n, root)
     record = evaluate(run_dir)
     image = record["image"]
     out = {"train_seconds": seconds, "fd": image["model"]["fd"], "label_accuracy": image["model"].get("label_accuracy"),

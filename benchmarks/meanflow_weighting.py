@@ -53,6 +53,12 @@ VARIANTS: dict[str, list[str]] = {
     "p=1 group, FM times": ["model.meanflow.p=1", "model.meanflow.weighting=group"],
     "p=0, FM times": ["model.meanflow.p=0"],
     "p=1 (paper), FM times": ["model.meanflow.p=1", "model.meanflow.weighting=example"],
+    # the r != t share and the time law, with FM times and p = 0 (issue 31, step 2)
+    "p=0, FM times, ratio 0.5": ["model.meanflow.p=0", "model.meanflow.ratio=0.5"],
+    "p=0, FM times, ratio 0.75": ["model.meanflow.p=0", "model.meanflow.ratio=0.75"],
+    "p=0, FM times, uniform t": ["model.meanflow.p=0", "model.time_sampler=uniform"],
+    "flow matching, uniform t": ["model.objective=regression", "sample.sampler=euler", "sample.steps=100",
+                                 "model.time_sampler=uniform"],
 }
 FIELD_TIMES = (0.1, 0.3, 0.5, 0.7, 0.9)
 

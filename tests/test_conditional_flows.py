@@ -11,6 +11,7 @@ import torch
 
 from flowforge import load_config
 from flowforge.config import FlowConfig, ModelConfig
+from flowforge.errors import UserError
 from flowforge.models import build_model
 from _float64 import float64_seeded  # noqa: F401  (autouse: float64, seeded)
 from fit import fit
@@ -19,7 +20,10 @@ CONDITIONAL = {"shape": [2], "kind": "points", "levels": None, "value_range": No
 FAMILIES = {
     "nsf-ar": ("nsf", {}), "nsf-coupling": ("nsf", {"conditioner": "coupling"}), "maf": ("maf", {}),
     "iaf-spline": ("maf", {"direction": "iaf", "elementwise": "spline"}),
+    "realnvp": ("realnvp", {}), "glow": ("glow", {"steps_per_level": 3}), "nice": ("nice", {}),
 }
+IMAGE = {"shape": [1, 4, 4], "kind": "image", "levels": None, "value_range": None, "context_dim": 2}
+IMAGE_FAMILIES = {"realnvp": {"couplings": 2, "blocks": 1, "levels": 2}, "glow": {"steps_per_level": 2, "levels": 2}}
 
 
 def conditional_flow(name: str, data=CONDITIONAL):
@@ -48,6 +52,42 @@ def test_conditional_density_integrates_to_one_for_each_context(name):
     assert (densities[0] - densities[1]).abs().max() > 1e-3  # the context matters
 
 
+@pytest.mark.parametrize("kind", sorted(IMAGE_FAMILIES))
+def test_image_couplings_read_the_context_as_channels(kind):
+    """RealNVP's and Glow's convolutional conditioners on images: the context enters as constant channels, changes
+    the density, and the flow stays invertible with the log-determinants of its two directions cancelling."""
+    from conftest import perturb_zero_layers
+
+    model = build_model(ModelConfig(kind=kind, flow=FlowConfig(hidden=8, **IMAGE_FAMILIES[kind])), IMAGE)
+    model = perturb_zero_layers(model, scale=0.2).eval()
+    x, c = torch.randn(6, 1, 4, 4), torch.randn(6, 2)
+    z, logdet = model.forward(x, c)
+    x_back, inverse_logdet = model.inverse(z, c)
+    torch.testing.assert_close(x_back, x)
+    torch.testing.assert_close(logdet, -inverse_logdet)
+    assert (model.log_prob(x, context=c) - model.log_prob(x, context=c + 1)).abs().min() > 1e-4
+    assert model.sample(3, context=[0.5, -0.5]).shape == (3, 1, 4, 4)
+    with pytest.raises(UserError, match="conditional"):
+        model.log_prob(x)
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_a_flow_refuses_a_context_it_was_not_built_for(name):
+    kind, extra = FAMILIES[name]
+    model = build_model(ModelConfig(kind=kind, flow=FlowConfig(couplings=2, hidden=8, hidden_layers=1, **extra)),
+                        {"shape": [2]})
+    x = torch.randn(4, 2)
+    with pytest.raises(UserError, match="unconditional flow; drop it"):
+        model.log_prob(x, context=torch.zeros(4, 3))
+    with pytest.raises(UserError, match="unconditional flow"):
+        model.sample(4, context=torch.zeros(3))
+    conditional = conditional_flow(name)
+    with pytest.raises(UserError, match=r"this flow is conditional: give a context of shape \(batch, 3\)"):
+        conditional.log_prob(x)
+    with pytest.raises(UserError, match=r"expected \(4, 3\)"):
+        conditional.sample(4, context=torch.zeros(4, 2))
+
+
 def test_conditional_sampling_and_context_errors():
     model = conditional_flow("nsf-ar")
     c = torch.randn(5, 3)
@@ -72,7 +112,8 @@ def two_moons_simulator(n: int, rng: np.random.Generator) -> tuple[np.ndarray, n
     return theta, x
 
 
-def test_a_csv_with_context_columns_trains_a_conditional_flow(tmp_path, tiny):
+@pytest.mark.parametrize("kind", ["nsf", "realnvp", "glow", "nice"])
+def test_a_csv_with_context_columns_trains_a_conditional_flow(tmp_path, tiny, kind):
     torch.set_default_dtype(torch.float32)
     import subprocess
     import sys
@@ -87,7 +128,8 @@ def test_a_csv_with_context_columns_trains_a_conditional_flow(tmp_path, tiny):
     np.savetxt(path, np.hstack([theta, x]), delimiter=",", header="theta1,theta2,x1,x2", comments="")
     overrides = [o for o in tiny(tmp_path / "run", **{"data.name": "tabular", "data.path": str(path),
                                                        "data.context_columns": "[x1,x2]", "train.batch_size": 50,
-                                                       "model.flow.hidden": 16, "train.eval_every": 10})
+                                                       "model.flow.hidden": 16, "train.eval_every": 10,
+                                                       "model.kind": kind, "model.flow.steps_per_level": 3})
                  if not o.startswith(("model.net", "data.n_"))]
     result = train(load_config("configs/nsf-tabular.yaml", overrides), progress=False)
     assert result.model.context_dim == 2

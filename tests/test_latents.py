@@ -116,9 +116,16 @@ def test_latent_inpainting_keeps_the_kept_pixels_exactly(pixels, folder, tmp_pat
     cells = model.latent_mask(mask)
     assert cells.shape == (3, 3, 4, 4)
     assert cells[..., :1, :].all() and not cells[..., 1:, :].any()  # row 3 straddles latent row 1: regenerated
-    out = model.inpaint(x, mask, sampler="euler", steps=2, labels=torch.arange(3))
+    out = model.inpaint(x, mask, sampler="euler", steps=2, labels=torch.arange(3),
+                        generator=torch.Generator().manual_seed(5))
     assert torch.equal(out[mask], x[mask])
     assert not torch.equal(out[~mask], x[~mask])
+    # the fill before the replacement (what benchmarks.latent_inpainting measures the seam of): the same draw, and
+    # on the kept pixels it is the decoder's, not x
+    decoded = model.decoded_fill(x, mask, sampler="euler", steps=2, labels=torch.arange(3),
+                                 generator=torch.Generator().manual_seed(5))
+    assert torch.equal(out, torch.where(mask, x, decoded))
+    assert not torch.equal(decoded[mask], x[mask])
 
 
 def test_a_latent_run_trains_and_samples_images(folder, tmp_path):
@@ -154,3 +161,71 @@ def test_every_image_backbone_trains_on_latents(net):
     loss = flow.loss(torch.randn(4, 4, 7, 7), labels=torch.arange(4))
     loss.backward()
     assert torch.isfinite(loss)
+
+
+def latent_run_overrides(run_dir, latent: str, cache, steps: int) -> list[str]:
+    return [f"run.dir={run_dir}", "data.name=digits", "data.image_range=symmetric", f"data.latent={latent}",
+            f"data.cache_dir={cache}", "model.net.name=dit", "model.net.size=tiny", "model.net.patch=1",
+            f"train.steps={steps}", "train.batch_size=16", "train.warmup_steps=1", "train.sample_every=0",
+            "train.ckpt_every=2", "train.tensorboard=false", "sample.steps=2", "train.schedule=constant"]
+
+
+def test_resume_refuses_another_autoencoder_and_relative_paths_are_the_working_directorys(tmp_path, monkeypatch):
+    import shutil
+
+    from flowforge.errors import RunError
+
+    for name, seed in (("vae-a", 0), ("vae-b", 1)):
+        torch.manual_seed(seed)
+        KLAutoencoder.build(1, latent_channels=3, width=8, downsampling=2, groups=4).save_pretrained(tmp_path / name)
+    monkeypatch.chdir(tmp_path)  # data.latent is read relative to the working directory, as run.dir is
+    run, cache = tmp_path / "run", tmp_path / "cache"
+    train(load_config(None, latent_run_overrides(run, "vae-a", cache, 2)), progress=False)
+    recorded = json.loads((run / "data.json").read_text())["latent"]
+    assert recorded["source"] == "vae-a" and recorded["path"] == str((tmp_path / "vae-a").resolve())
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # loaded from another directory: the recorded absolute path
+    assert isinstance(load_run(run).model, LatentFlow)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match=r"cannot resume: data.latent vae-b is another autoencoder .*from vae-a"):
+        train(load_config(None, latent_run_overrides(run, "vae-b", cache, 4)), resume=True, progress=False)
+    shutil.copytree(tmp_path / "vae-a", tmp_path / "moved-a")
+    shutil.rmtree(tmp_path / "vae-a")
+    shutil.copytree(tmp_path / "vae-b", tmp_path / "vae-a")  # retrained in place: the same data.latent string
+    with pytest.raises(DataError, match="cannot resume: data.latent vae-a is another autoencoder"):
+        train(load_config(None, latent_run_overrides(run, "vae-a", cache, 4)), resume=True, progress=False)
+    with pytest.raises(UserError, match="weights changed since"):  # nor does a trained run load with it
+        load_run(run)
+    # the same autoencoder moved: accepted, and the run goes on
+    assert train(load_config(None, latent_run_overrides(run, "moved-a", cache, 4)), resume=True,
+                 progress=False).step == 4
+    # a pixel run cannot be resumed on latents, nor the other way round
+    with pytest.raises(RunError, match="data.latent was 'moved-a' and is now None"):
+        overrides = [o for o in latent_run_overrides(run, "x", cache, 6) if not o.startswith("data.latent")]
+        train(load_config(None, overrides), resume=True, progress=False)
+
+
+def test_a_source_neither_here_nor_on_the_hub_names_the_working_directory(tmp_path, monkeypatch):
+    from flowforge.data.latents import load_autoencoder
+
+    def offline(*args, **kwargs):
+        raise OSError("We couldn't connect to 'https://huggingface.co'")
+
+    monkeypatch.setattr(KLAutoencoder, "from_pretrained", offline)  # no network here: the hub's answer, offline
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match=rf"runs/ae is no folder relative to the working directory {tmp_path}"):
+        load_autoencoder("runs/ae")
+
+
+def test_the_seam_of_benchmarks_latent_inpainting_counts_kept_filled_neighbours_only():
+    from benchmarks.latent_inpainting import seam_step
+
+    images = torch.zeros(1, 1, 2, 3)
+    images[..., 2] = 1.0  # a step of 1 between the second and the third column
+    known = torch.zeros(1, 1, 2, 3, dtype=torch.bool)
+    known[..., :2] = True  # the third column filled: its two horizontal neighbour pairs straddle the border
+    assert seam_step(images, known) == 1.0
+    known[..., 1] = False  # the border moves left, where the image is flat
+    assert seam_step(images, known) == 0.0
+    known[0, 0, 0, 0] = False  # now one vertical pair (0, 1 below it) and one horizontal pair cross, both flat
+    assert seam_step(images, known) == 0.0

@@ -288,6 +288,29 @@ def test_sampler_jumps_z_r_equals_z_t_minus_interval_times_u():
         torch.testing.assert_close(interval, torch.full((5,), t_exp - r_exp))
 
 
+@pytest.mark.parametrize("net, data", [
+    ("mlp", {"shape": [2], "kind": "points"}),
+    ("unet", {"shape": [1, 8, 8], "kind": "image"}),
+    ("dit", {"shape": [1, 8, 8], "kind": "image"}),
+], ids=["mlp", "unet", "dit"])
+def test_interval_is_embedded_on_the_scale_of_t(net, data):
+    """The interval ``t - r`` and the time t are both in [0, 1] and the net embeds both with the same factor,
+    MeanFlow's time scale 1 (not flow matching's 1000): a net whose interval features ran 1000x faster than its time
+    features would see ``u(z, r, t)`` change with r far faster than with t."""
+    from flowforge.nets.conditioning import SinusoidalEmbedding
+
+    extra = {"patch": 2, "size": "tiny"} if net == "dit" else {}
+    model = build_model(ModelConfig(objective="mean-flow", net=NetConfig(name=net, **extra)), data)
+    time_embeds = [m for name, m in model.net.named_modules() if isinstance(m, SinusoidalEmbedding)
+                   and not name.startswith("interval_embed")]
+    interval_embed = model.net.interval_embed[0]
+    assert isinstance(interval_embed, SinusoidalEmbedding) and time_embeds
+    assert interval_embed.scale == MeanFlow.time_scale == 1.0
+    assert all(m.scale == interval_embed.scale for m in time_embeds)
+    plain = build_model(ModelConfig(net=NetConfig(name=net, **extra)), data)  # flow matching: t scaled by 1000
+    assert [m.scale for m in plain.net.modules() if isinstance(m, SinusoidalEmbedding)][0] == 1000.0
+
+
 def test_objective_feeds_t_and_the_interval_t_minus_r():
     """The objective evaluates the net at ``z_t = (1 - t) x0 + t eps`` (t = 1 is noise, as the sampler starts) with
     time t and interval ``t - r``, on the same scale as the sampler's."""

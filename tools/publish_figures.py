@@ -28,6 +28,8 @@ FIGURES = ("dit-multires.png",             # benchmarks.multires_grids
            "nfe-curve-digits.png",         # benchmarks.nfe_curve
            "nfe-curve-mnist.png",          # benchmarks.nfe_curve --figure benchmarks/results/nfe-curve-mnist.png
            "nice-mnist-curves.png",        # benchmarks.nice_curve
+           "sd3-qk-norm.png",              # benchmarks.sd3_qk_norm
+           "sd3-time-sampling.png",        # benchmarks.sd3_time_sampling
            "time-to-quality.png",          # benchmarks.time_to_quality
            "time-to-quality-digits.png")   # benchmarks.time_to_quality --datasets digits
 

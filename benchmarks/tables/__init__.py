@@ -17,9 +17,11 @@ from dataclasses import dataclass
 
 from benchmarks.tables import (attention_memory, bf16_dit, checkpointing, compare, compile_speed, density,
                                ema_run_length, engine_overhead, few_step, few_step_images, flows_vs_peers, fm_vs_peers,
-                               guidance_mnist, heun_last_step, image_metric_floors, latent_channels, latent_vs_pixel,
-                               meanflow_weighting, mmdit_text,
-                               multires_grids, nfe_curve, nice_curve, packing, time_to_quality, train_speed)
+                               guidance_mnist, heun_last_step, image_metric_floors, inpaint, latent_channels,
+                               latent_inpainting, latent_vs_pixel,
+                               few_step_meanflow, meanflow_weighting, mmdit_text,
+                               multires_grids, nfe_curve, nice_curve, packing, sd3_qk_norm, sd3_time_sampling,
+                               time_to_quality, train_speed)
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,12 @@ class Table:
     sources: tuple[str, ...]
     render: Callable[[dict[str, dict]], str]
 
+
+# the MeanFlow sweeps' results files (issue 31): each call of a sweep wrote its own
+MEANFLOW_2D = ("meanflow_weighting", "meanflow_weighting_b", "meanflow_weighting_5000", "meanflow_weighting_5000b",
+               "meanflow_weighting_5000c", "meanflow_weighting_net", "meanflow_weighting_batch")
+MEANFLOW_DIGITS = ("few_step_meanflow_digits", "few_step_meanflow_digits_b", "few_step_meanflow_digits_c",
+                   "few_step_meanflow_digits_d", "few_step_meanflow_digits_600")
 
 TABLES: dict[str, Table] = {
     "flows_vs_peers": Table(("flows_vs_peers",), flows_vs_peers.render),
@@ -46,7 +54,9 @@ TABLES: dict[str, Table] = {
                                         heun_last_step.heun_last_step("heun_last_step_demo_digits")),
     "image_metric_floors": Table(("image_metric_floors",), image_metric_floors.render),
     "latent_channels": Table(("latent_channels",), latent_channels.render),
+    "latent_channels_flows": Table(("latent_channels",), latent_channels.render_flows),
     "latent_vs_pixel": Table(("latent_vs_pixel",), latent_vs_pixel.render),
+    "latent_inpainting": Table(("latent_inpainting",), latent_inpainting.render),
     "compare_digits": Table(("compare_digits",), compare.compare_table("compare_digits")),
     "compare_mnist": Table(("compare_mnist",), compare.compare_table("compare_mnist")),
     "few_step": Table(("few_step",), few_step.few_step("few_step")),
@@ -55,8 +65,8 @@ TABLES: dict[str, Table] = {
     "few_step_pinwheel": Table(("few_step_pinwheel",), few_step.few_step("few_step_pinwheel")),
     "few_step_digits": Table(("few_step_digits",), few_step_images.few_step_images("few_step_digits")),
     "few_step_mnist": Table(("few_step_mnist",), few_step_images.few_step_images("few_step_mnist")),
-    "meanflow_weighting": Table(("meanflow_weighting", "meanflow_weighting_b"),
-                                meanflow_weighting.scores(("meanflow_weighting", "meanflow_weighting_b"))),
+    "meanflow_weighting": Table(MEANFLOW_2D, meanflow_weighting.scores(MEANFLOW_2D)),
+    "few_step_meanflow_digits": Table(MEANFLOW_DIGITS, few_step_meanflow.sweep(MEANFLOW_DIGITS)),
     "meanflow_field_8gaussians": Table(("meanflow_weighting",), meanflow_weighting.field("meanflow_weighting")),
     "packing": Table(("packing",), packing.packing),
     "packing_attention": Table(("packing",), packing.packing_attention),
@@ -73,4 +83,12 @@ TABLES: dict[str, Table] = {
     "density_vs_peers": Table(("density_vs_peers",), density.density_vs_peers),
     "sbi_vs_zuko": Table(("sbi_vs_zuko",), density.sbi_vs_zuko),
     "density_families": Table(("density_families",), density.density_families),
+    "density_recipes": Table(("density_recipes",), density.density_recipes),
+    "density_seeds": Table(("density_seeds",), density.density_seeds),
+    "sd3_qk_norm": Table(("sd3_qk_norm",), sd3_qk_norm.render),
+    "sd3_time_sampling": Table(("sd3_time_sampling",), sd3_time_sampling.render),
+    "inpaint_accuracy": Table(inpaint.SOURCES, inpaint.scores("accuracy")),
+    "inpaint_rmse": Table(inpaint.SOURCES, inpaint.scores("rmse")),
+    "inpaint_fd": Table(inpaint.SOURCES, inpaint.scores("fd")),
+    "inpaint_landscape": Table(("inpaint_landscape",), inpaint.landscape),
 }

@@ -28,6 +28,36 @@ def density_vs_peers(files: dict[str, dict]) -> str:
                   "NLL at flowforge NSF's wall-clock"], rows, ["---", "---"] + ["---:"] * 5)
 
 
+def density_recipes(files: dict[str, dict]) -> str:
+    """Per set and library, each built as its README or example builds it: the recipe, parameters, ms per step, its
+    ratio to flowforge's NSF preset, the final test NLL and the NLL at flowforge's NSF wall-clock (best of each set in
+    bold); the baselines below."""
+    rows = []
+    for name, s in files["density_recipes"]["sets"].items():
+        block = [[name, lib, r["architecture"], f"{r['params']:,}", f"{r['median_ms_per_step']:.1f}",
+                  f"{r['ratio_to_flowforge_nsf']:.2f}", f"{r['final_test_nll']:.3f}",
+                  f"{r['nll_at_flowforge_nsf_time']:.3f}" + ("" if r["reached_flowforge_nsf_time"] else " *")]
+                 for lib, r in s["summary"].items()]
+        bold_columns(block, [[None] * 6 + [r["final_test_nll"], r["nll_at_flowforge_nsf_time"]]
+                             for r in s["summary"].values()], [6, 7])
+        rows += block
+        baselines = [("matched Gaussian", s["gaussian_baseline_nll"])]
+        if "noise_floor_true_density_nll" in s:
+            baselines.append(("true density", s["noise_floor_true_density_nll"]))
+        rows += [[name, f"*{label}*", "", "", "", "", f"{v:.3f}", ""] for label, v in baselines]
+    return table(["set", "library", "recipe (its source)", "parameters", "ms / step", "vs flowforge NSF",
+                  "test NLL (nats)", "NLL at flowforge NSF's wall-clock"], rows, ["---", "---", "---"] + ["---:"] * 5)
+
+
+def density_seeds(files: dict[str, dict]) -> str:
+    """Per set and library: the final test NLL over seeds, mean, standard deviation, range and the seeds run."""
+    rows = [[name, lib, str(len(r["seeds"])), f"{r['mean']:.3f}", f"{r['std']:.3f}", f"{r['min']:.3f}",
+             f"{r['max']:.3f}", f"{r['steps']} x {r['batch']}"]
+            for name, libs in files["density_seeds"]["sets"].items() for lib, r in libs.items()]
+    return table(["set", "library", "seeds", "mean test NLL", "std", "best", "worst", "steps x batch"], rows,
+                 ["---", "---"] + ["---:"] * 6)
+
+
 def sbi_vs_zuko(files: dict[str, dict]) -> str:
     """Conditional NSF on two moons: step time, held-out NLL, and the empirical coverage of the HPD regions."""
     summary = files["sbi_vs_zuko"]["summary"]

@@ -18,3 +18,20 @@ def render(files: dict[str, dict]) -> str:
     return table(["latent channels", "latent", "parameters", "steps (batch 64)", "PSNR (dB)", "SSIM",
                   "rFD (recon. vs test)", "floor FD (train vs test)", "train min"], rows,
                  ["---:", "---", "---:", "---:", "---:", "---:", "---:", "---:", "---:"])
+
+
+def render_flows(files: dict[str, dict]) -> str:
+    """One row per latent width: the same latent DiT's FD and label accuracy of samples, beside the autoencoder's
+    reconstruction FD at the same n and its PSNR."""
+    record = files["latent_channels"]
+    rows = []
+    for c, r in record["flows"].items():
+        ae = record["rows"][c]
+        secs = r.get("train_seconds")
+        rows.append([c, f"{r['flow_parameters']:,}", str(r["flow_steps"]), f"{ae['psnr']:.2f}",
+                     f"{r['reconstruction_fd']:.1f}", f"{r['fd']:.1f}", f"{r['label_accuracy']:.3f}",
+                     f"{r['fd'] / r['reconstruction_fd']:.2f}", str(r["n"]),
+                     "-" if secs is None or not math.isfinite(secs) else f"{secs / 60:.1f}"])
+    return table(["latent channels", "flow parameters", "flow steps (batch 64)", "autoencoder PSNR (dB)",
+                  "reconstruction FD", "sample FD", "label acc.", "sample FD / reconstruction FD", "n",
+                  "flow train min"], rows, ["---:"] * 10)

@@ -26,26 +26,40 @@ def scores(sources: tuple[str, ...]) -> Callable[[dict[str, dict]], str]:
     return lambda files: _scores({k: files[k] for k in sources})
 
 
+BASE = ["model.net.width=128", "model.net.depth=3", "train.batch_size=256"]  # the sweep's default network, batch
+
+
+def budget(settings: dict) -> str:
+    """A run's training steps, and its network or batch where they differ from :data:`BASE` (MLP 3x128, 256)."""
+    extra = [o.split(".")[-1].replace("=", " ") for o in settings["overrides"] if o not in BASE]
+    return ", ".join([str(settings["steps"]), *extra])
+
+
 def _scores(files: dict[str, dict]) -> str:
-    """Per set and variant: energy distance of one and two MeanFlow steps and of the instantaneous field at 100
-    Euler steps, and the goal ratios against flow matching's 100 Euler steps (bold where the goal is met)."""
+    """Per set, budget (training steps, network, batch) and variant: energy distance of one and two MeanFlow steps
+    and of the instantaneous field at 100 Euler steps, and the goal ratios against flow matching's 100 Euler steps
+    at the same budget (bold where the goal is met)."""
     sets, rows_in = _merged(files)
     rows = []
     for data in dict.fromkeys(r["data"] for r in rows_in):
-        mine = [r for r in rows_in if r["data"] == data]
-        fm = next((r["euler_100"] for r in mine if r["variant"] == "flow matching"), None)
-        for r in mine:
-            one, two = r.get("meanflow_1"), r.get("meanflow_2")
-            rows.append([data, r["variant"], sig(one, 2) if one else "", sig(two, 2) if two else "",
-                         sig(r["euler_100"], 2),
-                         _ratio(one, fm, GOAL_ONE_STEP) if one and fm else "",
-                         _ratio(r["euler_100"], fm, GOAL_FIELD) if fm and one else "",
-                         f"{r['train_seconds']:.0f}" if r.get("train_seconds") else ""])
-        rows.append([data, "noise floor / matched Gaussian", "", "", f"{sig(sets[data]['noise_floor'], 2)} / "
+        for label in dict.fromkeys(budget(r["settings"]) for r in rows_in if r["data"] == data):
+            mine = [r for r in rows_in if r["data"] == data and budget(r["settings"]) == label]
+            fm = next((r["euler_100"] for r in mine if r["variant"] == "flow matching"), None)
+            rows += [_score_row(data, label, r, fm) for r in mine]
+        rows.append([data, "", "noise floor / matched Gaussian", "", "", f"{sig(sets[data]['noise_floor'], 2)} / "
                      f"{sig(sets[data]['gaussian'], 2)}", "", "", ""])
-    header = ["set", "training", "ED 1 step", "ED 2 steps", "ED field, 100 Euler", "1 step / FM 100",
+    header = ["set", "steps", "training", "ED 1 step", "ED 2 steps", "ED field, 100 Euler", "1 step / FM 100",
               "field / FM 100", "train s"]
-    return clean_table(table(header, rows, ["---", "---"] + ["---:"] * 6))
+    return clean_table(table(header, rows, ["---", "---", "---"] + ["---:"] * 6))
+
+
+def _score_row(data: str, label: str, r: dict, fm: float | None) -> list[str]:
+    one, two = r.get("meanflow_1"), r.get("meanflow_2")
+    return [data, label, r["variant"], sig(one, 2) if one else "", sig(two, 2) if two else "",
+            sig(r["euler_100"], 2),
+            _ratio(one, fm, GOAL_ONE_STEP) if one and fm else "",
+            _ratio(r["euler_100"], fm, GOAL_FIELD) if fm and r["variant"] != "flow matching" else "",
+            f"{r['train_seconds']:.0f}" if r.get("train_seconds") else ""]
 
 
 def field(source: str) -> Callable[[dict[str, dict]], str]:

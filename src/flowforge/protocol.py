@@ -126,4 +126,5 @@ class GenerativeModel(nn.Module):
             raise ValueError("x contains NaN or inf values; log_prob needs finite data")
         if self.quantization is None:
             return None
-        return torch.rand(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+        where = generator.device if generator is not None else x.device  # drawn on the generator's device
+        return torch.rand(x.shape, generator=generator, dtype=x.dtype, device=where).to(x.device)

@@ -81,6 +81,9 @@ def plot_curves(records: list[dict[str, Any]], path: Path, keys: tuple[str, ...]
     panels = [(key, [(r["step"], r[key]) for r in rows if key in r]) for key in keys]
     if val:
         panels.append(("held-out NLL (nats)", [(r["step"], r["nll"]) for r in val]))
+    val_loss = [r for r in records if r.get("kind") == "val_loss"]
+    if val_loss:  # SD3's validation loss (flowforge.train.validation)
+        panels.append(("validation loss (fixed t)", [(r["step"], r["loss"]) for r in val_loss]))
     fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(4.5 * max(len(panels), 1), 3.2), squeeze=False)
     for ax, (key, pts) in zip(axes[0], panels):
         ax.plot(*zip(*pts))

@@ -41,7 +41,9 @@ MAX_IMAGES = 256  # samples per request: images
 MAX_STEPS = 1000
 MAX_INPAINT_STEPS = 5000  # a flow's gradient ascent takes 500 by default
 SHOW_PX = 192  # images are shown this many pixels across (nearest-neighbour upscaling)
-PRESET_MASKS = ("none", "left", "right", "top", "bottom", "center", "random:0.5", "random:0.75")
+# NICE's list (data.masks.PAPER_MASKS) and two more
+PRESET_MASKS = ("none", "left", "right", "top", "bottom", "odd", "even", "middle-vertical", "middle-horizontal",
+                "center", "random:0.5", "random:0.75", "random:0.9")
 
 
 class AppError(UserError):
@@ -413,7 +415,8 @@ def describe_inpainting(options: dict[str, Any], method: str) -> str:
     if "sampler" in options:  # along the path
         return f"{options['sampler']}, {options['steps']} steps, " + (
             f"RePaint x{options['resample']}" if method == "repaint" else "replacement")
-    return f"projected gradient ascent on log p, {options.get('steps', 'the default')} steps"
+    search = "with a line search" if options.get("line_search", True) else "on NICE's fixed schedule"
+    return f"projected gradient ascent on log p {search}, {options.get('steps', 'the default')} steps"
 
 
 # ------------------------------------------------------------------------------------------------- density

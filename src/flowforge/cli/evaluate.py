@@ -15,7 +15,7 @@ def _eval(args: argparse.Namespace) -> None:
     from ..runs.report import eval_tables
 
     record = evaluate(args.run_dir, n_samples=args.n, sampler=args.sampler, steps=args.steps, grid=args.grid,
-                      n_likelihood=args.n_likelihood, progress=sys.stderr.isatty())
+                      n_likelihood=args.n_likelihood, progress=sys.stderr.isatty(), device=args.device)
     print("\n".join(eval_tables(record)))
     print(f"stored in {Path(args.run_dir) / 'eval.json'}")
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import argparse
 
+from .sample import add_device_argument
+
 
 def _reflow(args: argparse.Namespace) -> None:
     from ..jobs import reflow_config
     from ..train import train
 
     config = reflow_config(args.parent, pairs=args.pairs, name=args.name, distill=args.distill, loss=args.loss,
-                           overrides=args.overrides)
+                           overrides=args.overrides, device=args.device)
     result = train(config, resume=args.resume)
     print(f"trained {result.step} steps on {args.pairs} pairs of {args.parent} in {result.seconds:.1f} s "
           f"-> {result.run_dir}")
@@ -36,4 +38,5 @@ def add_parser(sub) -> None:
     p.add_argument("--loss", choices=["l2", "pseudo-huber"], help="regression loss (default: the parent's, l2)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.steps=2000 reflow.sampler=rk4")
     p.add_argument("--resume", action="store_true", help="continue the new run from its newest checkpoint")
+    add_device_argument(p)
     p.set_defaults(fn=_reflow)

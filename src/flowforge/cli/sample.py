@@ -12,21 +12,30 @@ def _sample(args: argparse.Namespace) -> None:
 
     sample_run(args.run_dir, n=args.n, out=args.out, seed=args.seed, size=args.size, prompt=args.prompt,
                compile=args.compile, progress=sys.stderr.isatty(), sampler=args.sampler, steps=args.steps,
-               grid=args.grid, guidance=args.guidance, context=args.context)
+               grid=args.grid, guidance=args.guidance, context=args.context, device=args.device)
     print(f"wrote {args.n} samples to {args.out}")
 
 
 NAME, HELP = "sample", "draw samples from a trained run"
 
 
+def add_device_argument(p) -> None:
+    """``--device auto|cpu|cuda|cuda:N`` (``sample``, ``eval``, ``reflow``), resolved when the job runs by
+    :func:`flowforge.jobs.device.resolve_device`, which refuses a GPU the machine does not have."""
+    p.add_argument("--device", default="auto", metavar="DEVICE",
+                   help="where the network runs: auto, cpu, cuda or cuda:N (default auto: the first CUDA GPU when "
+                        "PyTorch sees one, else the CPU); one seed draws other noise on a GPU than on the CPU")
+
+
 def add_sampling_arguments(p) -> None:
-    """``--steps``, ``--sampler`` and ``--grid``, each overriding the run's ``sample`` section: what ``sample``
-    and ``eval`` draw with."""
+    """``--steps``, ``--sampler`` and ``--grid``, each overriding the run's ``sample`` section, and ``--device``:
+    what ``sample`` and ``eval`` draw with."""
     from ..solvers import GRIDS, SOLVERS
 
     p.add_argument("--steps", type=int, help="sampler steps (default: the run's sample.steps)")
     p.add_argument("--sampler", choices=sorted(SOLVERS), help="sampler (default: the run's sample.sampler)")
     p.add_argument("--grid", choices=GRIDS, help="time grid (default: the run's sample.grid)")
+    add_device_argument(p)
 
 
 def add_parser(sub) -> None:

@@ -9,6 +9,7 @@ live in the field's metadata, checked by :mod:`flowforge.config.parse`.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -29,7 +30,7 @@ TargetName = PredictionName
 # checks that each Literal and its registry agree, and the registry's constructor is the one that validates.
 KindName = Literal["continuous", "nice", "realnvp", "glow", "nsf", "maf", "autoencoder"]  # flowforge.models.MODELS
 NetName = Literal["mlp", "unet", "dit", "mmdit"]  # flowforge.models.NETS
-TimeSamplerName = Literal["uniform", "logit-normal", "log-normal", "grid"]  # flowforge.models.TIME_SAMPLERS
+TimeSamplerName = Literal["uniform", "logit-normal", "mode", "cosmap", "log-normal", "grid"]  # flowforge.models.TIME_SAMPLERS
 ObjectiveName = Literal["regression", "mean-flow"]  # flowforge.models.objectives.OBJECTIVES
 WeightingName = Literal["none", "edm", "min-snr"]  # flowforge.models.objectives.WEIGHTINGS
 LossName = Literal["l2", "pseudo-huber"]  # flowforge.models.objectives.LOSSES
@@ -169,6 +170,11 @@ class AutoencoderConfig:
     loss: Literal["l1", "l2"] = "l1"  # pixel reconstruction loss (LDM: l1)
     perceptual: float = _bounded(0.1, 0.0)  # weight of the feature distance in the data set's pinned extractor
     kl: float = _bounded(1e-6, 0.0)  # weight of the KL of the posterior to N(0, I), per pixel (LDM: 1e-6)
+    # LDM's patch discriminator (hinge loss, adaptive weight on the decoder's last layer): 0 = none (default)
+    disc_weight: float = _bounded(0.0, 0.0)  # its weight beside the adaptive one (LDM: 0.5)
+    disc_start: int = _bounded(0, 0)  # steps trained without it before it and its optimiser start (LDM: 50001)
+    disc_layers: int = _bounded(2, 1)  # stride-2 conv layers of the PatchGAN (LDM: 3; 28 px images: 2)
+    disc_width: int = _bounded(64, 1)  # channels of its first layer (LDM: 64)
 
 
 @dataclass
@@ -188,6 +194,7 @@ class ModelConfig:
     grid_steps: int = _bounded(1, 1)  # grid: k, training at t = t_max * i / k, i = 1..k
     logit_mean: float = 0.0  # logit-normal m (SD3: 0)
     logit_std: float = _bounded(1.0, 0.0, lo_open=True)  # logit-normal s (SD3: 1)
+    mode_scale: float = _bounded(1.29, -1.0, 2 / (math.pi - 2))  # mode: SD3's s (eq. 20; 0 = uniform)
     p_mean: float = -1.2  # log-normal: EDM's P_mean
     p_std: float = _bounded(1.2, 0.0, lo_open=True)  # log-normal: EDM's P_std
     time_shift: float = _bounded(1.0, 0.0, lo_open=True)  # SD3's resolution shift of uniform / logit-normal t
@@ -261,6 +268,11 @@ class TrainConfig:
     sample_every: int = _bounded(1000, 0)  # 0 disables periodic sample pictures
     eval_every: int = _bounded(0, 0)  # held-out NLL every this many steps (models with likelihoods); 0 = off
     eval_examples: int = _bounded(1000, 1)  # held-out examples scored by eval_every
+    # SD3's validation loss (continuous models; flowforge.train.validation): the objective on val_examples fixed
+    # held-out examples with fixed noise at each of val_times (unit times in (0, 1)), every val_every steps; 0 = off
+    val_every: int = _bounded(0, 0)
+    val_examples: int = _bounded(256, 1)
+    val_times: list[float] = field(default_factory=lambda: [(k + 0.5) / 8 for k in range(8)])
     ckpt_every: int = _bounded(1000, 1)
     keep_last: int = _bounded(2, 1)  # checkpoints kept on disk
     tensorboard: bool = True

@@ -55,14 +55,15 @@ class LatentDataset(Dataset):
     autoencoder: KLAutoencoder | None = None
     shift: float = 0.0
     scale: float = 1.0
-    source: str = ""
+    source: str = ""  # data.latent as written
+    path: str | None = None  # where it was found, absolute (None: a hub id, or an autoencoder passed in)
     pixel: dict[str, Any] = field(default_factory=dict)  # the pixel data's spec (shape, value_range, levels)
     weights: str = ""  # the fingerprint of the autoencoder's weights, checked when a trained run is loaded
 
     def spec(self) -> dict[str, Any]:
         spec = super().spec()
-        spec["latent"] = {"source": self.source, "shift": self.shift, "scale": self.scale, "pixel": self.pixel,
-                          "autoencoder_sha256": self.weights}
+        spec["latent"] = {"source": self.source, "path": self.path, "shift": self.shift, "scale": self.scale,
+                          "pixel": self.pixel, "autoencoder_sha256": self.weights}
         return spec
 
     @torch.no_grad()
@@ -73,6 +74,21 @@ class LatentDataset(Dataset):
     def to_pixels(self, x: torch.Tensor) -> torch.Tensor:
         lo, hi = self.pixel["value_range"]  # decoded images, clamped to [0, 1] for pictures
         return ((self.decode(x) - lo) / (hi - lo)).clamp(0.0, 1.0)
+
+
+def local_path(source: str) -> str | None:
+    """Where ``data.latent`` is on this machine, absolute: a path that exists, relative to the **working
+    directory** (as ``run.dir``, ``data.path`` and ``reflow.parent`` are, never to the config file's folder); None
+    for anything else (a hub id). A run records both, so it finds its autoencoder when loaded from elsewhere."""
+    path = Path(source).expanduser()
+    return str(path.resolve()) if path.exists() else None
+
+
+def recorded_source(latent: dict[str, Any]) -> str:
+    """Where a trained run's autoencoder is: the absolute path its spec recorded while it still exists, else
+    ``data.latent`` as written (a hub id, or a tree moved as a whole, relative to the working directory)."""
+    path = latent.get("path")
+    return path if path and Path(path).exists() else latent["source"]
 
 
 def load_autoencoder(source: str) -> KLAutoencoder:
@@ -88,9 +104,32 @@ def load_autoencoder(source: str) -> KLAutoencoder:
         raise DataError(f"data.latent: {source} is neither a flowforge autoencoder run (config.yaml) nor a diffusers "
                         f"AutoencoderKL folder (config.json, or vae/config.json)")
     try:  # a hub id: the same call a user with network access makes
-        return KLAutoencoder.from_pretrained(source)
-    except OSError:
-        return KLAutoencoder.from_pretrained(source, subfolder="vae")
+        try:
+            return KLAutoencoder.from_pretrained(source)
+        except OSError:
+            return KLAutoencoder.from_pretrained(source, subfolder="vae")
+    except (OSError, ValueError) as err:  # not on the hub either (or no network): say both readings
+        raise DataError(f"data.latent: {source} is no folder relative to the working directory {Path.cwd()} "
+                        f"(relative paths are read from there, not from the config file's folder), and loading it "
+                        f"as a hub id failed ({type(err).__name__}: {str(err).splitlines()[0]}); give the "
+                        f"autoencoder run's or folder's path from the working directory, or an absolute one") from None
+
+
+def check_same_autoencoder(recorded: dict[str, Any], source: str, ckpt: Any = None) -> bool:
+    """On resume: refuse ``source`` (``data.latent`` now) unless it is the autoencoder whose latents the run
+    trained on, by the weights' sha256 its data spec ``recorded``; True when checked, False when the run
+    recorded no fingerprint (not a latent run, or one from before they were recorded)."""
+    want = (recorded.get("latent") or {}).get("autoencoder_sha256")
+    if not want:
+        return False
+    got = autoencoder_fingerprint(load_autoencoder(source))
+    if got != want:
+        raise DataError(
+            f"cannot resume: data.latent {source} is another autoencoder (weights sha256 {got[:12]}...) than the "
+            f"one this run's flow was trained on ({want[:12]}..., from {recorded['latent'].get('source')}, recorded "
+            f"in {ckpt or 'the checkpoint'}); its latents are other data. Point data.latent at that autoencoder "
+            f"again, or start a new run.name")
+    return True
 
 
 def _autoencoder_of_run(run: Path) -> KLAutoencoder:
@@ -223,7 +262,8 @@ def encode_dataset(dataset: Dataset, source: str, cache_dir: str | None = None,
     return LatentDataset(
         name=dataset.name, kind="image", train=(train - shift) * scale, test=(test - shift) * scale,
         train_labels=dataset.train_labels, test_labels=dataset.test_labels, autoencoder=ae, shift=shift,
-        scale=scale, source=str(source), weights=weights, pixel=pixel)
+        scale=scale, source=str(source), path=local_path(str(source)),
+        weights=weights, pixel=pixel)
 
 
 def to_ae_range(x: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
@@ -262,6 +302,6 @@ def with_latents(dataset: Dataset, cfg: DataConfig) -> Dataset:
     return encode_dataset(dataset, cfg.latent, cfg.cache_dir) if cfg.latent else dataset
 
 
-__all__ = ["LatentCache", "LatentDataset", "autoencoder_fingerprint", "data_fingerprint", "decode_latents",
-           "encode_dataset", "encode_images", "encode_split", "fingerprint", "load_autoencoder", "pixel_data",
-           "with_latents"]
+__all__ = ["LatentCache", "LatentDataset", "autoencoder_fingerprint", "check_same_autoencoder", "data_fingerprint",
+           "decode_latents", "encode_dataset", "encode_images", "encode_split", "fingerprint", "load_autoencoder",
+           "local_path", "pixel_data", "recorded_source", "with_latents"]

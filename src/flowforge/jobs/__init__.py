@@ -8,6 +8,7 @@ of their own. Which options a model family takes is the model's to say (:mod:`fl
 """
 
 from .compare import compare_runs
+from .device import resolve_device
 from .evaluate import evaluate
 from .export import export_run, push_to_hub, save_pretrained
 from .inpaint import inpaint_run
@@ -16,4 +17,4 @@ from .reflow import reflow_config
 from .sample import sample_run
 
 __all__ = ["compare_runs", "evaluate", "export_run", "from_pretrained", "inpaint_run", "load_folder", "load_pretrained",
-           "push_to_hub", "reflow_config", "sample_run", "save_pretrained"]
+           "push_to_hub", "reflow_config", "resolve_device", "sample_run", "save_pretrained"]

@@ -22,6 +22,7 @@ from ..paths import LinearPath
 from ..runs import (MetricsLog, Run, atomic_write_text, check_finite_samples, check_sample_memory, load_run,
                     write_report, write_samples_picture)
 from ..solvers import straightness
+from .device import device_generator, resolve_device
 from .image_eval import image_extractor, image_scores
 from .latent_eval import reconstruction_floor, reconstruction_held_out, reconstructs
 from .progress import network_progress
@@ -53,9 +54,10 @@ def raw_weight_samples(run_dir: str | Path, run, n: int, options: dict[str, Any]
     keeps no EMA: ``eval`` scores both, since a badly set average can be worse than the weights it averages."""
     if run.weights != "ema":
         return None
-    raw = load_run(run_dir, ema=False, device=str(next(run.model.parameters()).device)).model
-    options = {**options, "generator": torch.Generator().manual_seed(run.config.eval.seed)}
-    samples = raw.sample(n, **options)
+    device = next(run.model.parameters()).device
+    raw = load_run(run_dir, ema=False, device=device).model
+    options = {**options, "generator": device_generator(device, run.config.eval.seed)}
+    samples = raw.sample(n, **options).cpu()
     check_finite_samples(samples)
     return samples
 
@@ -129,6 +131,7 @@ def timed_samples(run: Run, n: int, options: dict[str, Any]) -> tuple[Tensor, in
     """``n`` samples of ``run``'s model (checked finite), the network evaluations and the seconds they took."""
     t0 = time.perf_counter()
     samples, nfe = run.model.sample_with_nfe(n, **options)
+    samples = samples.cpu()  # the one copy to the host: the sampling clock includes it, the scores run on the CPU
     seconds = time.perf_counter() - t0
     check_finite_samples(samples)
     return samples, nfe, seconds
@@ -136,7 +139,7 @@ def timed_samples(run: Run, n: int, options: dict[str, Any]) -> tuple[Tensor, in
 
 def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str | None = None,
              steps: int | None = None, grid: str | None = None, n_likelihood: int | None = None,
-             progress: bool = False) -> dict[str, Any]:
+             progress: bool = False, device: str = "auto") -> dict[str, Any]:
     """Compare ``n_samples`` model samples with held-out draws of the data distribution.
 
     Three rows, each scored against the same reference draws (``eval.repeats`` independent
@@ -153,21 +156,21 @@ def evaluate(run_dir: str | Path, *, n_samples: int | None = None, sampler: str 
     distance, precision / recall, classifier scores: :mod:`flowforge.jobs.image_eval`).
     The held-out likelihood scores the test split (``n_likelihood`` or ``eval.n_likelihood``: its first N
     examples; 0 = all). Writes ``eval.json``, a record in ``metrics.jsonl``, ``samples/eval.png`` and
-    refreshes ``report.md``. Returns the record.
+    refreshes ``report.md``. Returns the record. ``device``: where the networks run (the distances: on the CPU).
     """
-    run = load_run(run_dir)
-    cfg = run.config
-    ec = cfg.eval
+    where = resolve_device(device)
+    run = load_run(run_dir, device=where)
+    cfg, ec = run.config, run.config.eval
     n = n_samples or ec.n_samples
     if n < 2:
         raise UserError(f"n_samples must be at least 2 to compare samples, got {n}")
     check_sample_memory(n, tuple(run.data["shape"]))
-    options = run.sample_options(n, torch.Generator().manual_seed(ec.seed), sampler=sampler, steps=steps, grid=grid,
+    options = run.sample_options(n, device_generator(where, ec.seed), sampler=sampler, steps=steps, grid=grid,
                                  progress=progress)
     sampler, steps = options.get("sampler", run.sampler_name), options.get("steps")
     dataset = load_dataset(pixel_data(cfg.data))  # a latent model's samples are decoded: score pixels
     if dataset.test_context is not None:  # a conditional flow: x drawn for the held-out rows' contexts, cycled
-        options["context"] = dataset.test_context[torch.arange(n) % len(dataset.test_context)]
+        options["context"] = dataset.test_context[torch.arange(n) % len(dataset.test_context)].to(where)
     phase = phase_printer(time.perf_counter())
     phase(f"sampling {n} with {sampler}" + (f", {steps} steps" if steps else ""))
     samples, nfe, sample_seconds = timed_samples(run, n, options)
@@ -204,7 +207,7 @@ def feature_scores(run: Any, dataset: Dataset, samples: Tensor, baseline: Tensor
     if image_extractor(dataset) is not None:
         phase("image scores in the pinned feature extractor")
     images = image_scores(dataset, samples, baseline, labels=options.get("labels"), seed=ec.seed,
-                          cache_dir=run.config.data.cache_dir)
+                          cache_dir=run.config.data.cache_dir, device=next(run.model.parameters()).device)
     if images is not None and reconstructs(run.model):
         images["reconstruction_floor"] = reconstruction_floor(run.model, dataset, images["n_samples"], ec.seed)
     return images

@@ -33,7 +33,7 @@ def image_extractor(dataset: Dataset) -> str | None:
 
 
 def image_scores(dataset: Dataset, samples: Tensor, gaussian: Tensor, *, labels: Tensor | None, seed: int,
-                 cache_dir: str | None = None) -> dict[str, Any] | None:
+                 cache_dir: str | None = None, device: torch.device | str = "cpu") -> dict[str, Any] | None:
     """Scores of ``samples`` (n, C, H, W) and of the two yardsticks, or None for data no extractor serves.
 
     ``gaussian`` holds at least as many draws of the matched Gaussian as there are samples (the ones
@@ -44,13 +44,14 @@ def image_scores(dataset: Dataset, samples: Tensor, gaussian: Tensor, *, labels:
     classifier was trained on: its accuracy there is a training accuracy), and the record keeps the classifier's
     accuracy on the test split (``classifier_test_accuracy``), the fair yardstick of a model's label accuracy.
     When the extractor needs an optional package that is missing, the record says so instead of failing.
+    ``device``: where the extractor's network runs (the scores themselves are taken on the CPU).
     """
     name = image_extractor(dataset)
     if name is None:
         return None
     t0 = time.perf_counter()
     try:
-        extractor = load_extractor(name)
+        extractor = load_extractor(name).to(device)
     except ExtractorError as err:
         return {"extractor": name, "skipped": str(err)}
     value_range = tuple(dataset.value_range)

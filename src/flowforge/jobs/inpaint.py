@@ -15,6 +15,7 @@ from ..data.masks import make_mask
 from ..errors import UserError
 from ..runs import Run, check_finite_samples, load_run
 from ..viz import image_grid
+from .device import device_generator, resolve_device
 
 
 def inpaint_options(run: Run, n: int, generator: torch.Generator | None = None, **chosen: Any) -> dict[str, Any]:
@@ -35,10 +36,13 @@ def inpaint_options(run: Run, n: int, generator: torch.Generator | None = None, 
 
 
 def inpaint_run(run_dir: str | Path, mask: str, *, n: int = 8, out: str | Path, seed: int = 0,
-                **options: Any) -> Path:
+                device: str | torch.device | None = "auto", **options: Any) -> Path:
     """Inpaint ``n`` held-out images of a trained run under the named ``mask``; write a grid whose rows are
-    (original, masked, filled) triples. ``options`` go to the model's ``inpaint``."""
-    run = load_run(run_dir)
+    (original, masked, filled) triples. ``options`` go to the model's ``inpaint``; ``device`` as ``--device``
+    (:func:`flowforge.jobs.device.resolve_device`): the images and masks are chosen on the CPU, the model's noise
+    is drawn where it runs."""
+    device = resolve_device(device)
+    run = load_run(run_dir, device=device)
     dataset = load_dataset(pixel_data(run.config.data))  # a latent model inpaints images
     if dataset.kind != "image":
         raise UserError(f"{run_dir}: inpainting pictures need image data, this run has {dataset.kind}; "
@@ -47,10 +51,11 @@ def inpaint_run(run_dir: str | Path, mask: str, *, n: int = 8, out: str | Path, 
     index = torch.randperm(len(dataset.test), generator=gen)[:n]
     x = dataset.test[index]  # (n, C, H, W)
     known = torch.stack([make_mask(mask, dataset.shape, gen) for _ in range(len(x))])
-    options = inpaint_options(run, len(x), gen, **options)
+    noise = gen if device.type == "cpu" else device_generator(device, seed)
+    options = inpaint_options(run, len(x), noise, **options)
     if "labels" in options and dataset.test_labels is not None:
-        options["labels"] = dataset.test_labels[index]  # a class-conditional model is told each image's label
-    filled = run.model.inpaint(x, known, **options)
+        options["labels"] = dataset.test_labels[index].to(device)  # a class-conditional model is told its labels
+    filled = run.model.inpaint(x.to(device), known.to(device), **options).cpu()
     check_finite_samples(filled)
     pixels = [dataset.to_pixels(t) for t in (x, torch.where(known, x, torch.full_like(x, float("nan"))), filled)]
     pixels[1] = torch.nan_to_num(pixels[1], nan=0.5)  # missing pixels shown grey

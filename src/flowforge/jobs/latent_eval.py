@@ -41,7 +41,8 @@ def reconstruction_held_out(run: Run, dataset: Dataset, n_likelihood: int | None
                                               "ssim": float(ssim(r01, x01).mean()), "n": len(scored)}}
     if isinstance(model, LatentFlow):
         phase(f"latent likelihood of {len(scored)} held-out examples")
-        latents = torch.cat([model.encode(b) for b in scored.split(500)])  # (N, C', h, w)
+        device = next(model.parameters()).device
+        latents = torch.cat([model.encode(b.to(device)) for b in scored.split(500)])  # (N, C', h, w)
         score = heldout_likelihood(model.flow, latents, seed=run.config.eval.seed)
         out["latent_likelihood"] = {"unit": "latent", "nll_latent_nats": score["nll"],
                                     "nll_stderr": score["nll_stderr"], "bits_per_latent_dim": score["bits_per_dim"],
@@ -52,7 +53,8 @@ def reconstruction_held_out(run: Run, dataset: Dataset, n_likelihood: int | None
 @torch.no_grad()
 def reconstructions(model: LatentFlow | Autoencoder, x: Tensor, batch: int = 500) -> Tensor:
     """The autoencoder's reconstructions (N, C, H, W) of images ``x``."""
-    return torch.cat([model.reconstruct(b) for b in x.split(batch)])
+    device = next(model.parameters()).device
+    return torch.cat([model.reconstruct(b.to(device, non_blocking=True)).cpu() for b in x.split(batch)])
 
 
 def reconstruction_floor(model: LatentFlow | Autoencoder, dataset: Dataset, n: int, seed: int,
@@ -63,7 +65,8 @@ def reconstruction_floor(model: LatentFlow | Autoencoder, dataset: Dataset, n: i
     pick = torch.randperm(len(dataset.train), generator=torch.Generator().manual_seed(seed + 2))[:n]
     recon = reconstructions(model, dataset.train[pick])
     lo, hi = dataset.value_range
-    scores = image_scores(dataset, recon.clamp(lo, hi), recon, labels=None, seed=seed)
+    scores = image_scores(dataset, recon.clamp(lo, hi), recon, labels=None, seed=seed,
+                          device=next(model.parameters()).device)
     return scores["model"] if scores is not None and "model" in scores else None
 
 

@@ -11,6 +11,7 @@ from ..data import load_dataset
 from ..data.latents import pixel_data
 from ..errors import UserError
 from ..runs import Run, check_finite_samples, check_sample_memory, draw_samples, load_run, write_samples_picture
+from .device import device_generator, resolve_device
 
 SAMPLE_CHUNK = 10_000  # examples drawn per model call
 
@@ -45,10 +46,11 @@ def check_size(run: Run, shape: tuple[int, int, int]) -> None:
     net = getattr(run.model, "net", None)
     if net is None or shape == trained:
         return
-    probe = torch.zeros(1, *shape)
+    device = next(net.parameters()).device
+    probe = torch.zeros(1, *shape, device=device)
     try:
         with torch.no_grad():
-            net(probe, torch.full((1,), 0.5))
+            net(probe, torch.full((1,), 0.5, device=device))
     except (RuntimeError, ValueError, AssertionError) as err:
         raise UserError(f"--size {shape[1]}x{shape[2]}: this run's network ({run.config.model.net.name}) does not "
                         f"take images of that size ({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
@@ -93,17 +95,20 @@ def parse_context(text: str, run: Run, run_dir: str | Path) -> torch.Tensor:
 
 def sample_run(run_dir: str | Path, *, n: int, out: str | Path, seed: int = 0, size: str | None = None,
                prompt: str | None = None, compile: bool = False, progress: bool = False,
-               context: str | None = None, **settings: object) -> Path:
+               context: str | None = None, device: str = "auto", **settings: object) -> Path:
     """Draw ``n`` samples of ``run_dir`` (the run's sample settings, ``settings`` such as ``sampler``,
     ``steps``, ``grid``, ``guidance`` on top; None = the run's) and write them to ``out``: ``.npy``, the array
     in model space, or ``.png``, a picture. ``size`` (``HxW``) samples images at another resolution; ``prompt``
     is every sample's caption (text models); ``compile`` runs the network through ``torch.compile`` first;
-    ``context`` (``"0.1,0.3"``) draws a conditional flow's samples from ``p(x | c)``."""
+    ``context`` (``"0.1,0.3"``) draws a conditional flow's samples from ``p(x | c)``; ``device`` (``auto``,
+    ``cpu``, ``cuda``, ``cuda:N``: :func:`~.device.resolve_device`) is where the network runs and the noise is
+    drawn."""
     out = Path(out)
     if out.suffix not in (".npy", ".png"):
         raise UserError(f"--out {out}: unsupported extension {out.suffix!r}; use .npy (array) or .png (picture)")
     out.parent.mkdir(parents=True, exist_ok=True)  # a bad path fails now, not after sampling
-    run = load_run(run_dir)
+    where = resolve_device(device)
+    run = load_run(run_dir, device=where)
     _check_request(run, run_dir, prompt=prompt, guidance=settings.get("guidance"), compile=compile)
     if compile:
         run.model.net.compile()
@@ -111,15 +116,15 @@ def sample_run(run_dir: str | Path, *, n: int, out: str | Path, seed: int = 0, s
     if shape is not None:
         check_size(run, shape)
     check_sample_memory(n, shape or tuple(run.data["shape"]))
-    options = run.sample_options(n, torch.Generator().manual_seed(seed), shape=shape, progress=progress, **settings)
+    options = run.sample_options(n, device_generator(where, seed), shape=shape, progress=progress, **settings)
     if prompt is not None:  # the prompt replaces the labels' captions
         options.pop("labels", None)
         options["prompts"] = prompt
     if context is not None or getattr(run.model, "context_dim", 0):
         if context is None:
             raise UserError(f"{run_dir} is a conditional flow: give --context with {run.model.context_dim} values")
-        options["context"] = parse_context(context, run, run_dir)
-    samples = draw_samples(run.model, n, options, SAMPLE_CHUNK)
+        options["context"] = parse_context(context, run, run_dir).to(where)
+    samples = draw_samples(run.model, n, options, SAMPLE_CHUNK).cpu()  # one copy to the host, after sampling
     check_finite_samples(samples)
     if out.suffix == ".npy":
         np.save(out, samples.cpu().numpy())

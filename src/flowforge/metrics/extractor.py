@@ -98,6 +98,11 @@ class FeatureExtractor:
         self.num_classes = num_classes
         self.shape_hint = shape_hint
 
+    def to(self, device: torch.device | str) -> FeatureExtractor:
+        """Move the network to ``device`` (images are moved there chunk by chunk; features come back on the CPU)."""
+        self.net.to(device)
+        return self
+
     def __repr__(self) -> str:
         return f"FeatureExtractor({self.name!r}, sha256={self.weights_sha256[:12]}..., D={self.feature_dim})"
 
@@ -123,10 +128,12 @@ class FeatureExtractor:
         """Features (and logits) of ``images`` (N, C, H, W) given in ``value_range`` (see :func:`to_unit_pixels`)."""
         self.check_shape(images)
         pixels = to_unit_pixels(images, value_range, check_range=check_range)  # (N, C, H, W) in [0, 1]
+        device = next(iter(self.net.parameters()), pixels).device
         feats, logits = [], []
         for chunk in pixels.split(batch_size):
-            f, lg = self.net(chunk)  # (B, D), (B, K) | None
+            f, lg = self.net(chunk.to(device, non_blocking=True))  # (B, D), (B, K) | None
             feats.append(f.float())
             if lg is not None:
                 logits.append(lg.float())
-        return Features(torch.cat(feats), torch.cat(logits) if logits else None)
+        # one copy to the host at the end: the statistics (FD's float64 covariance) are taken on the CPU
+        return Features(torch.cat(feats).cpu(), torch.cat(logits).cpu() if logits else None)

@@ -13,10 +13,12 @@ def heldout_likelihood(model, x: torch.Tensor, seed: int, batch: int = 500,
 
     Dequantization noise comes from ``seed``, so repeated calls score the same noisy data.
     """
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)  # on the CPU: one seed scores the same noisy data on every device
+    device = next(iter(model.parameters()), x).device  # the batches go where the model is
     given = {} if context is None else {"context": context}
-    log_p = torch.cat([model.log_prob(x[i:i + batch], generator=gen, **{k: v[i:i + batch] for k, v in given.items()})
-                       for i in range(0, len(x), batch)])
+    log_p = torch.cat([model.log_prob(x[i:i + batch].to(device), generator=gen,
+                                      **{k: v[i:i + batch].to(device) for k, v in given.items()})
+                       for i in range(0, len(x), batch)]).cpu()
     bpd = model.log_prob_to_bits_per_dim(log_p).double()
     log_p = log_p.double()
     return {"nll": float(-log_p.mean()), "nll_stderr": float(log_p.std() / len(log_p) ** 0.5),

@@ -10,10 +10,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..nets.autoencoder import KLAutoencoder
+from ..errors import UserError
+from ..nets.autoencoder import KLAutoencoder, PatchDiscriminator
 from ..protocol import GenerativeModel
 from ..rng import BatchRandom
-from .objectives.autoencoder import AutoencoderLoss, FeatureMaps, conv_features
+from .objectives.autoencoder import AutoencoderLoss, FeatureMaps, PatchAdversary, conv_features
 
 
 class Autoencoder(GenerativeModel):
@@ -34,6 +35,12 @@ class Autoencoder(GenerativeModel):
     def loss(self, x: Tensor, rng: BatchRandom | None = None, labels: Tensor | None = None) -> Tensor:
         return self.objective(self, x, rng, labels)
 
+    @property
+    def adversary(self) -> PatchAdversary | None:
+        """The patch discriminator the engine trains beside the autoencoder (``model.autoencoder.disc_weight``
+        > 0), with an optimiser of its own; None without one."""
+        return self.objective.adversary
+
     @torch.no_grad()
     def reconstruct(self, x: Tensor) -> Tensor:
         """The decoded posterior mean of images ``x`` (B, C, H, W)."""
@@ -43,7 +50,8 @@ class Autoencoder(GenerativeModel):
     def sample(self, n: int, generator: torch.Generator | None = None, **options: Any) -> Tensor:
         self.check_settings("sample", options)
         device = next(self.parameters()).device
-        z = torch.randn((n, *self.latent_shape), generator=generator).to(device)  # (n, C', h, w)
+        where = generator.device if generator is not None else device  # drawn on the generator's device
+        z = torch.randn((n, *self.latent_shape), generator=generator, device=where).to(device)  # (n, C', h, w)
         return self.autoencoder.decode(z)
 
 
@@ -75,17 +83,37 @@ def build_autoencoder(cfg: Any, data: dict[str, Any], vocabulary: Sequence[str] 
     net = KLAutoencoder.build(shape[0], ae.latent_channels, ae.width, ae.downsampling, ae.layers_per_block,
                               ae.groups, ae.attention)
     features = pinned_features(data) if ae.perceptual > 0 else None
-    objective = AutoencoderLoss.from_config(cfg, None, None, features=features)
+    # built after the autoencoder, so that its weights draw the same numbers with or without a discriminator
+    disc = PatchDiscriminator(shape[0], ae.disc_width, ae.disc_layers) if ae.disc_weight > 0 else None
+    if disc is not None:
+        check_discriminator(disc, shape, ae.disc_layers)
+    objective = AutoencoderLoss.from_config(cfg, None, None, features=features, discriminator=disc)
     model = Autoencoder(net, shape, objective)
     objective.check(model)
     return model
 
 
+def check_discriminator(disc: PatchDiscriminator, shape: tuple[int, ...], layers: int) -> None:
+    """Refuse a PatchGAN too deep for the images: its patches would shrink to nothing."""
+    try:
+        with torch.no_grad():  # in eval mode: BatchNorm's running statistics stay as they are
+            ok = disc.eval()(torch.zeros(1, *shape)).numel() > 0
+    except RuntimeError:  # a convolution's input smaller than its kernel
+        ok = False
+    finally:
+        disc.train()
+    if not ok:
+        raise UserError(f"model.autoencoder.disc_layers={layers} halves {shape[1]} x {shape[2]} px images too often "
+                        f"for the discriminator's 4 x 4 convolutions; lower model.autoencoder.disc_layers")
+
+
 def describe_autoencoder(cfg: Any) -> str:
     ae = cfg.autoencoder
     perceptual = f", perceptual {ae.perceptual:g} in the pinned CNN" if ae.perceptual > 0 else ""
+    disc = (f"; patch discriminator ({ae.disc_layers} layers, width {ae.disc_width}, hinge loss, weight "
+            f"{ae.disc_weight:g} x adaptive) after step {ae.disc_start}" if ae.disc_weight > 0 else "")
     return (f"KL autoencoder (diffusers AutoencoderKL): {ae.latent_channels} latent channels, downsampling "
-            f"{ae.downsampling}, width {ae.width}; {ae.loss} reconstruction{perceptual}, KL {ae.kl:g}")
+            f"{ae.downsampling}, width {ae.width}; {ae.loss} reconstruction{perceptual}, KL {ae.kl:g}{disc}")
 
 
 __all__ = ["Autoencoder", "build_autoencoder", "describe_autoencoder", "pinned_features"]

@@ -20,8 +20,8 @@ from ..protocol import GenerativeModel
 from .autoencoder import build_autoencoder, describe_autoencoder
 from .captions import CLASS_NAMES, TEMPLATES, Captions, WordTokenizer
 from .continuous import ContinuousFlow
-from .objectives import (OBJECTIVES, WEIGHTINGS, GridTimes, Independent, LogitNormal, LogNormalSigma, MinibatchOT,
-                         TimeSampler, Uniform)
+from .objectives import (OBJECTIVES, WEIGHTINGS, CosMap, GridTimes, Independent, LogitNormal, LogNormalSigma,
+                         MinibatchOT, ModeSampling, TimeSampler, Uniform)
 
 EDM_TIME_SCALE = 1.0  # EDM feeds c_noise = ln(sigma) / 4 to the sinusoidal features unscaled
 UNIT_TIME_SCALE = 1000.0  # t in [0, 1] scaled to DDPM's step range
@@ -37,6 +37,8 @@ NETS: dict[str, type[Backbone]] = {"mlp": MLP, "unet": UNet, "dit": DiT, "mmdit"
 TIME_SAMPLERS: dict[str, Callable[[ModelConfig], TimeSampler]] = {
     "uniform": lambda cfg: Uniform(cfg.time_shift),
     "logit-normal": lambda cfg: LogitNormal(cfg.logit_mean, cfg.logit_std, cfg.time_shift),
+    "mode": lambda cfg: ModeSampling(cfg.mode_scale, cfg.time_shift),
+    "cosmap": lambda cfg: CosMap(cfg.time_shift),
     "log-normal": lambda cfg: LogNormalSigma(cfg.p_mean, cfg.p_std),
     "grid": lambda cfg: GridTimes(cfg.grid_steps),
 }

@@ -108,8 +108,14 @@ class LatentFlow(GenerativeModel):
         (:meth:`latent_mask`), the result is decoded, and the kept pixels are put back exactly. The seam costs
         what the decoder changes at the border of the kept region (a latent cell straddling it is regenerated)."""
         mask = torch.as_tensor(mask, device=x.device).bool().expand_as(x)
-        filled = self.decode(self.flow.inpaint(self.encode(x), self.latent_mask(mask), **options))
-        return torch.where(mask, x, filled)
+        return torch.where(mask, x, self.decoded_fill(x, mask, **options))
+
+    def decoded_fill(self, x: Tensor, mask: Tensor, **options: Any) -> Tensor:
+        """The decoded latent inpainting of :meth:`inpaint` before the kept pixels are put back (B, C, H, W): on
+        the kept side it differs from ``x`` by what the decoder changes, which the replacement removes and the
+        seam shows."""
+        mask = torch.as_tensor(mask, device=x.device).bool().expand_as(x)
+        return self.decode(self.flow.inpaint(self.encode(x), self.latent_mask(mask), **options))
 
 
 VAE_FOLDER = "vae"  # an exported latent model's autoencoder, as diffusers pipelines keep it
@@ -121,9 +127,9 @@ def wrap_latent(model: GenerativeModel, data: dict[str, Any], source: str | Path
     latent = data.get("latent")
     if not latent:
         return model
-    from ..data.latents import autoencoder_fingerprint, load_autoencoder
+    from ..data.latents import autoencoder_fingerprint, load_autoencoder, recorded_source
 
-    ae = load_autoencoder(str(source or latent["source"])).eval()
+    ae = load_autoencoder(str(source or recorded_source(latent))).eval()
     if latent.get("autoencoder_sha256") and autoencoder_fingerprint(ae) != latent["autoencoder_sha256"]:
         raise UserError(f"data.latent {latent['source']}: the autoencoder's weights changed since this run was "
                         f"trained on its latents (it was trained further, or replaced); decoding with them would "

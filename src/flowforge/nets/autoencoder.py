@@ -106,6 +106,11 @@ class KLAutoencoder(nn.Module):
             raise ValueError(f"images of {h} x {w} px do not divide by the autoencoder's downsampling {f}")
         return self.latent_channels, h // f, w // f
 
+    @property
+    def last_layer(self) -> Tensor:
+        """The decoder's last convolution's weight, where LDM balances its adversarial term's gradient."""
+        return self.vae.decoder.conv_out.weight
+
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """The posterior ``(mean, logvar)`` (B, C', h, w) each of images ``x`` (B, C, H, W) in [-1, 1]."""
         posterior = self.vae.encode(x).latent_dist
@@ -130,4 +135,42 @@ class KLAutoencoder(nn.Module):
         return u / self.scale + self.shift
 
 
-__all__ = ["INSTALL", "KLAutoencoder", "block_channels"]
+class PatchDiscriminator(nn.Module):
+    """The PatchGAN discriminator of pix2pix (Isola et al., 2017, arXiv:1611.07004) that LDM's autoencoders train
+    against: ``layers`` stride-2 4 x 4 convolutions (channels ``width``, then doubling up to ``8 width``), one
+    stride-1 convolution and a 1-channel one, so each output logit judges one patch of the image. BatchNorm after
+    every convolution but the first and the last; weights drawn as in the paper (N(0, 0.02), BatchNorm's scale
+    N(1, 0.02)).
+
+    Arguments:
+        channels: the images' channels.
+        width: channels of the first convolution.
+        layers: the stride-2 convolutions; each halves the height and width.
+
+    >>> PatchDiscriminator(1, width=8, layers=2)(torch.zeros(2, 1, 28, 28)).shape
+    torch.Size([2, 1, 5, 5])
+    """
+
+    def __init__(self, channels: int, width: int = 64, layers: int = 2):
+        super().__init__()
+        mult = [min(2 ** i, 8) for i in range(layers + 1)]  # channel multiple of each convolution's output
+        blocks: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2)]
+        for i in range(1, layers + 1):
+            stride = 2 if i < layers else 1  # the last of these keeps the size (pix2pix's n_layers layout)
+            blocks += [nn.Conv2d(width * mult[i - 1], width * mult[i], 4, stride, 1, bias=False),
+                       nn.BatchNorm2d(width * mult[i]), nn.LeakyReLU(0.2)]
+        blocks.append(nn.Conv2d(width * mult[layers], 1, 4, 1, 1))
+        self.layers = nn.Sequential(*blocks)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.normal_(m.weight, 1.0, 0.02)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits (B, 1, h, w), one per patch, of images ``x`` (B, C, H, W)."""
+        return self.layers(x)
+
+
+__all__ = ["INSTALL", "KLAutoencoder", "PatchDiscriminator", "block_channels"]

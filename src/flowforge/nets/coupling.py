@@ -32,11 +32,25 @@ class CouplingMLP(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
-        if (context is None) != (self.context == 0):
-            raise ValueError(f"CouplingMLP was built for a context of size {self.context}; got "
-                             f"{'none' if context is None else tuple(context.shape)}")
+        check_context("CouplingMLP", self.context, context)
         h = x.flatten(1) if context is None else torch.cat([x.flatten(1), context], dim=1)  # (B, in + context)
         return self.out(self.body(h)).reshape(x.shape[0], *self.out_shape)
+
+
+def check_context(name: str, size: int, context: Tensor | None) -> None:
+    """A ValueError unless ``context`` is None for a net built without one (``size == 0``) or (batch, size)."""
+    if (context is None) != (size == 0) or (context is not None and (context.dim() != 2 or context.shape[1] != size)):
+        raise ValueError(f"{name} was built for a context of size {size}; got "
+                         f"{'none' if context is None else tuple(context.shape)}")
+
+
+def with_context_channels(name: str, size: int, x: Tensor, context: Tensor | None) -> Tensor:
+    """An image conditioner's input: ``x`` (B, C, H, W) with the context (B, size) broadcast as ``size`` more
+    constant channels (B, C + size, H, W), the way conditional image couplings read a global vector."""
+    check_context(name, size, context)
+    if context is None:
+        return x
+    return torch.cat([x, context[:, :, None, None].expand(-1, -1, *x.shape[2:])], dim=1)  # (B, C + size, H, W)
 
 
 class _ResBlock(nn.Module):
@@ -51,36 +65,41 @@ class _ResBlock(nn.Module):
 
 class CouplingResNet(nn.Module):
     """Convolutional residual conditioner of RealNVP (arXiv:1605.08803, §4.1), without batch norm so that
-    ``log_prob`` does not depend on the batch; zero-initialised output.
+    ``log_prob`` does not depend on the batch; zero-initialised output. With ``context > 0`` the context vector
+    of a conditional flow enters as ``context`` constant input channels.
 
-    Shapes: (batch, in_channels, H, W) -> (batch, out_channels, H, W).
+    Shapes: (batch, in_channels, H, W), context (batch, context) or None -> (batch, out_channels, H, W).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, hidden: int = 64, blocks: int = 4):
+    def __init__(self, in_channels: int, out_channels: int, hidden: int = 64, blocks: int = 4, context: int = 0):
         super().__init__()
-        self.inp = nn.Conv2d(in_channels, hidden, 3, padding=1)
+        self.context = context
+        self.inp = nn.Conv2d(in_channels + context, hidden, 3, padding=1)
         self.blocks = nn.Sequential(*[_ResBlock(hidden) for _ in range(blocks)])
         self.out = nn.Sequential(nn.ReLU(), nn.Conv2d(hidden, out_channels, 3, padding=1))
         nn.init.zeros_(self.out[1].weight)
         nn.init.zeros_(self.out[1].bias)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.out(self.blocks(self.inp(x)))  # (B, out_channels, H, W)
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        h = self.inp(with_context_channels("CouplingResNet", self.context, x, context))  # (B, hidden, H, W)
+        return self.out(self.blocks(h))  # (B, out_channels, H, W)
 
 
 class GlowConditioner(nn.Module):
     """Glow's coupling network NN() (arXiv:1807.03039, §3.3): conv3x3 - ReLU - conv1x1 - ReLU - zero-init conv3x3.
+    With ``context > 0`` a conditional flow's context vector enters as ``context`` constant input channels.
 
-    Shapes: (batch, in_channels, H, W) -> (batch, out_channels, H, W).
+    Shapes: (batch, in_channels, H, W), context (batch, context) or None -> (batch, out_channels, H, W).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, hidden: int = 512):
+    def __init__(self, in_channels: int, out_channels: int, hidden: int = 512, context: int = 0):
         super().__init__()
+        self.context = context
         last = nn.Conv2d(hidden, out_channels, 3, padding=1)
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
-        self.net = nn.Sequential(nn.Conv2d(in_channels, hidden, 3, padding=1), nn.ReLU(),
+        self.net = nn.Sequential(nn.Conv2d(in_channels + context, hidden, 3, padding=1), nn.ReLU(),
                                  nn.Conv2d(hidden, hidden, 1), nn.ReLU(), last)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        return self.net(with_context_channels("GlowConditioner", self.context, x, context))  # (B, out, H, W)

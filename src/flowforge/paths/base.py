@@ -119,4 +119,6 @@ class AffinePath:
         """
         t = self.t_max if t is None else t
         sigma_t = float(self.coefficients(torch.tensor(t, dtype=torch.float64)).sigma)
+        if generator is not None:  # drawn on the generator's device (a GPU generator draws on the GPU)
+            kwargs.setdefault("device", generator.device)
         return sigma_t * torch.randn(shape, generator=generator, **kwargs)

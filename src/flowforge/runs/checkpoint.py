@@ -59,11 +59,14 @@ def rng_state() -> dict[str, Any]:
     """This process's global RNG states (torch CPU, NumPy, Python) in JSON-safe form."""
     np_state = np.random.get_state()
     py_state = random.getstate()
-    return {
+    out = {
         "torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode(),
         "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
         "python": [py_state[0], list(py_state[1]), py_state[2]],
     }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # each GPU's generator, for an exact resume
+        out["cuda"] = [base64.b64encode(s.numpy().tobytes()).decode() for s in torch.cuda.get_rng_state_all()]
+    return out
 
 
 def set_rng_state(state: dict[str, Any], ckpt: Path | None = None) -> None:
@@ -74,6 +77,10 @@ def set_rng_state(state: dict[str, Any], ckpt: Path | None = None) -> None:
         np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), *rest))
         version, internal, gauss = state["python"]
         random.setstate((version, tuple(internal), gauss))
+        cuda = state.get("cuda")  # written on GPUs; a CPU, or another number of GPUs, goes on without them
+        if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all([torch.frombuffer(bytearray(base64.b64decode(c)), dtype=torch.uint8)
+                                          for c in cuda])
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise RunError(f"checkpoint {ckpt}: its saved random state is damaged ({type(err).__name__}: {err}); "
                        f"{_FALL_BACK}") from None
@@ -163,9 +170,12 @@ def remove_dead_leftovers(root: Path, pattern: str = ".tmp-step-*") -> None:
 
 def save_checkpoint(run_dir: Path, step: int, *, model: nn.Module, optimizer: torch.optim.Optimizer,
                     ema: nn.Module | None, state: dict[str, Any], keep_last: int,
-                    keep: Path | None = None) -> Path:
+                    keep: Path | None = None,
+                    adversary: tuple[nn.Module, torch.optim.Optimizer] | None = None) -> Path:
     """Write checkpoint ``step`` atomically and delete all but the newest ``keep_last`` and ``keep`` (the newest
-    healthy one, which a diverged run goes on from: :mod:`flowforge.train.health`)."""
+    healthy one, which a diverged run goes on from: :mod:`flowforge.train.health`). ``adversary``: a second
+    network trained beside the model with its own optimiser (an autoencoder's patch discriminator), written as
+    ``adversary.safetensors`` and ``adversary_optimizer.safetensors``."""
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:07d}"
@@ -176,6 +186,9 @@ def save_checkpoint(run_dir: Path, step: int, *, model: nn.Module, optimizer: to
     if ema is not None:
         save_model(ema, str(tmp / "ema.safetensors"))
     _save_optimizer(optimizer, tmp / "optimizer.safetensors")
+    if adversary is not None:
+        save_model(adversary[0], str(tmp / "adversary.safetensors"))
+        _save_optimizer(adversary[1], tmp / "adversary_optimizer.safetensors")
     _write_json(tmp / "state.json", {**state, "step": step})  # state.json last: it marks the checkpoint complete
     for f in tmp.iterdir():
         with open(f, "rb") as fh:
@@ -279,6 +292,19 @@ def load_weights(module: nn.Module, path: Path) -> None:
     if missing or unexpected:
         raise RunError(f"weights in {path} do not fit the model (missing {sorted(missing)[:3]}, "
                        f"unexpected {sorted(unexpected)[:3]}); was the config changed since training?")
+
+
+def load_adversary(ckpt: Path, net: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Restore the second network and its optimiser that :func:`save_checkpoint` wrote as ``adversary``."""
+    ckpt = Path(ckpt)
+    if not (ckpt / "adversary.safetensors").is_file():
+        raise RunError(f"checkpoint {ckpt} holds no adversary.safetensors (the patch discriminator) although the "
+                       f"model trains one; {_FALL_BACK}")
+    load_weights(net, ckpt / "adversary.safetensors")
+    try:
+        _load_optimizer(optimizer, ckpt / "adversary_optimizer.safetensors")
+    except Exception as err:  # missing or corrupt file
+        raise RunError(f"cannot restore the discriminator's optimizer from {ckpt}: {err}; {_FALL_BACK}") from None
 
 
 def load_checkpoint(ckpt: Path, *, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,

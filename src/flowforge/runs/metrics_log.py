@@ -9,7 +9,7 @@ from typing import Any
 
 
 # the numbers each kind of record must hold for its readers (curves, report, info, compare)
-REQUIRED = {"train": ("loss", "seconds"), "val": ("nll",)}
+REQUIRED = {"train": ("loss", "seconds"), "val": ("nll",), "val_loss": ("loss",)}
 
 
 def _is_record(record: Any) -> bool:

@@ -127,7 +127,7 @@ def draw_shard(run: Run, settings: PairSettings, index: int, n: int) -> dict[str
     generator = torch.Generator().manual_seed(_shard_seed(settings.seed, index))
     noise = model.path.prior_sample((n, *model.shape), float(times[0]), generator=generator)
     x = model.sample(n, sampler=settings.sampler, steps=settings.steps, noise=noise, dequantized=True, **options)
-    out = {"noise": noise.float().contiguous(), "x": x.float().contiguous()}
+    out = {"noise": noise.float().cpu().contiguous(), "x": x.float().cpu().contiguous()}  # stored from the host
     if labels is not None:
         out["labels"] = labels.long().contiguous()
     if not torch.isfinite(out["x"]).all():
@@ -250,7 +250,7 @@ def load_pairs(directory: Path, settings: PairSettings, weights: str) -> Pairs:
 
 
 __all__ = ["PairSettings", "Pairs", "draw_shard", "weights_sha256", "load_pairs", "make_pairs", "pairs_dir",
-           "sha256_file", "reflow_config", "reflow_pairs_of", "shard_sizes"]
+           "sha256_file", "reflow_pairs_of", "shard_sizes"]
 
 
 def reflow_pairs_of(run: Run, settings: PairSettings, progress: bool = False, recorded: str | None = None) -> Pairs:

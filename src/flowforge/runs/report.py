@@ -107,6 +107,21 @@ def describe_ema(tc) -> str:
             "constant": f"constant {tc.ema_decay}"}.get(tc.ema_schedule, tc.ema_schedule)
 
 
+def validation_loss_lines(records: list[dict[str, Any]], tc) -> list[str]:
+    """Markdown lines of the run's SD3 validation loss (``val_loss`` records, flowforge.train.validation): the
+    last value, the best, and the last one at each fixed time; none when the run logged none."""
+    rows = [r for r in records if r.get("kind") == "val_loss"]
+    if not rows:
+        return []
+    last, best = rows[-1], min(rows, key=lambda r: r["loss"])
+    by_time = last.get("by_time", {})
+    return ["", f"Validation loss (SD3's: {tc.val_examples} held-out examples, fixed noise, mean over "
+                f"{len(by_time)} fixed times, every {tc.val_every} steps): **{last['loss']:.5f}** at step "
+                f"{last['step']}, best {best['loss']:.5f} at step {best['step']}.", "",
+            "| t | " + " | ".join(by_time) + " |", "|---|" + "---:|" * len(by_time),
+            f"| loss at step {last['step']} | " + " | ".join(f"{v:.5f}" for v in by_time.values()) + " |"]
+
+
 def write_report(run_dir: str | Path) -> Path:
     """(Re)write ``run_dir/report.md`` from the files the run has produced so far."""
     run_dir = Path(run_dir)
@@ -140,6 +155,7 @@ def write_report(run_dir: str | Path) -> Path:
         lines.append(f"- trained {last['step']} steps in {last['seconds']:.1f} s; last logged loss {last['loss']:.5f}")
         plot_curves(records, run_dir / "curves.png")
         lines += ["", "![training curves](curves.png)"]
+        lines += validation_loss_lines(records, tc)
     ev_path = run_dir / "eval.json"
     if ev_path.is_file():
         try:

@@ -49,7 +49,8 @@ def hutchinson_divergence(velocity: Velocity, x: Tensor, t: Tensor, probes: Tens
 
 def rademacher(shape: tuple[int, ...], generator: torch.Generator | None = None, dtype=torch.float32) -> Tensor:
     """Independent +-1 entries with probability 1/2."""
-    return torch.randint(0, 2, shape, generator=generator).to(dtype) * 2 - 1
+    device = generator.device if generator is not None else None  # drawn on the generator's device
+    return torch.randint(0, 2, shape, generator=generator, device=device).to(dtype) * 2 - 1
 
 
 @torch.no_grad()

@@ -35,6 +35,7 @@ from .batches import step_seed
 from .health import GROWTH, set_aside_unhealthy, weights_health
 from .schedule import lr_factor
 from .setup import RunState, make_optimizer, on_main, setup
+from .validation import check_validation_settings, validation_loss, validation_set
 
 
 @dataclass
@@ -66,10 +67,13 @@ def train(config: Config, *, resume: bool = False, progress: bool | None = None,
         RunError: the run directory is in the way (exists without ``resume``, or another process trains in it)
             or cannot be resumed.
     """
+    check_validation_settings(config)  # before the run directory is touched
     state = setup(config, resume)
     tc, acc, model = config.train, state.accelerator, state.model
     bar = None
     try:
+        if tc.val_every:  # SD3's validation loss: fixed held-out examples, noise and times (train/validation.py)
+            state.validation = validation_set(config, model, state.dataset, acc.device)
         bar = _progress_bar(state, progress)
         window = _Window(acc.device, tc.log_every)
         params = list(model.parameters())  # listed once: parameters() walks every submodule
@@ -131,6 +135,8 @@ def optimisation_step(state: RunState, step: int, params: list[nn.Parameter], wi
     lr = tc.lr * lr_factor(step, tc)
     for group in state.optimizer.param_groups:
         group["lr"] = lr
+    if state.adversary is not None:  # the model's loss has an adversarial term from the discriminator's start on
+        state.adversary.half.at(step)
     if state.packs is None:
         idx = state.order.indices(step)[state.rows].to(state.data.device)
         rng = BatchRandom(torch.Generator().manual_seed(step_seed(config.run.seed, step)), tc.batch_size,
@@ -151,9 +157,24 @@ def optimisation_step(state: RunState, step: int, params: list[nn.Parameter], wi
     window.add(loss, grad_norm)  # on the device: read at the next log line or checkpoint, not here
     state.optimizer.step()
     state.optimizer.zero_grad(set_to_none=True)
+    if state.adversary is not None and state.adversary.half.active:
+        adversary_step(state, lr)
     if state.ema is not None:
         state.ema.update(model, step)
     return lr
+
+
+def adversary_step(state: RunState, lr: float) -> None:
+    """The discriminator's step on the batch the model's loss just judged (LDM's second optimiser), at the same
+    learning rate and gradient clip as the model's."""
+    adversary, acc = state.adversary, state.accelerator
+    for group in adversary.optimizer.param_groups:
+        group["lr"] = lr
+    loss = adversary.half.discriminator_loss(adversary.net)
+    acc.backward(loss)
+    clip_gradients(adversary.optimizer, list(adversary.half.net.parameters()), state.config.train.grad_clip, acc)
+    adversary.optimizer.step()
+    adversary.optimizer.zero_grad(set_to_none=True)
 
 
 def bookkeeping(state: RunState, window: _Window, step: int, lr: float, bar, progress: bool | None) -> None:
@@ -162,8 +183,9 @@ def bookkeeping(state: RunState, window: _Window, step: int, lr: float, bar, pro
     log_now = step % tc.log_every == 0 or step == tc.steps
     picture_now = bool(tc.sample_every) and step % tc.sample_every == 0
     validate_now = bool(tc.eval_every) and step % tc.eval_every == 0
+    val_loss_now = bool(tc.val_every) and step % tc.val_every == 0
     save_now = step % tc.ckpt_every == 0 or step == tc.steps
-    if log_now or picture_now or validate_now or save_now:
+    if log_now or picture_now or validate_now or val_loss_now or save_now:
         check_divergence(state, window, step)  # nothing diverged is logged, drawn, scored or saved
     if log_now:
         log_window(state, window, step, lr, bar, progress)
@@ -171,6 +193,8 @@ def bookkeeping(state: RunState, window: _Window, step: int, lr: float, bar, pro
         picture(state, step)
     if validate_now:
         validate(state, step)
+    if val_loss_now:
+        log_validation_loss(state, step)
     if save_now:
         state.last_good = save(state, step)
 
@@ -281,6 +305,8 @@ def log_window(state: RunState, window: _Window, step: int, lr: float, bar, prog
     now = time.perf_counter()
     record = {"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm,
               "steps_per_sec": window.n / (now - window.started), "seconds": state.seconds()}
+    if state.adversary is not None:  # the discriminator's and the generator's adversarial losses, once started
+        record.update(state.adversary.half.logged())
     window.reset()
     if state.log is not None:
         state.log.log(record)
@@ -337,7 +363,8 @@ def save(state: RunState, step: int) -> Path:
     record["health"] = health
     on_main(state.accelerator, lambda: save_checkpoint(
         state.run_dir, step, model=model, optimizer=optimizer, ema=ema, state=record,
-        keep_last=state.config.train.keep_last, keep=state.last_healthy))
+        keep_last=state.config.train.keep_last, keep=state.last_healthy,
+        adversary=(state.adversary.half.net, state.adversary.optimizer) if state.adversary is not None else None))
     saved = checkpoint_dirs(state.run_dir)[-1]
     if health is None or health["healthy"]:
         state.last_healthy = saved
@@ -392,3 +419,11 @@ def validate(state: RunState, step: int) -> None:
         state.log.log({"kind": "val", "step": step, **lk})
 
     on_main(state.accelerator, score)
+
+
+def log_validation_loss(state: RunState, step: int) -> None:
+    """SD3's validation loss of the EMA weights at ``step`` (:mod:`flowforge.train.validation`), logged as a
+    ``val_loss`` record: its mean and its value at each fixed time (main process)."""
+    sampling = sampling_copy(state)
+    on_main(state.accelerator, lambda: state.log.log(
+        {"kind": "val_loss", "step": step, **validation_loss(sampling, state.validation)}))

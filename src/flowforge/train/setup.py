@@ -23,13 +23,14 @@ from torch import Tensor, nn
 
 from ..config import Config, ConfigError, TrainConfig
 from ..data import Dataset, load_dataset
+from ..data.latents import check_same_autoencoder
 from ..data.packing import PackSampler, check_resolutions, pack_batch
 from ..errors import RunError, UserError
 from ..models import NETS, GenerativeModel, Paired, build_model
 from ..rng import BatchRandom
 from ..runs import (MetricsLog, RunLock, atomic_write_text, check_model_binding, latest_checkpoint, load_checkpoint,
                     load_weights, read_config, read_state, read_vocabulary, set_rng_state, write_vocabulary)
-from ..runs.checkpoint import changes, read_optimizer_state
+from ..runs.checkpoint import changes, load_adversary, read_optimizer_state
 from ..runs.load import Run, load_run
 from ..runs.pairs import PairSettings, Pairs, reflow_pairs_of
 from . import sharding
@@ -43,7 +44,7 @@ from .precision import choose_precision, emulated_bf16_warning
 # train.distributed too: a sharded run's checkpoints hold the same full tensors as a DDP run's, and train.compile:
 # a compiled network keeps the eager one's state-dict keys.
 RESUMABLE_CHANGES = ("train.steps", "train.lr", "train.grad_clip", "train.log_every", "train.sample_every",
-                     "train.ckpt_every", "train.eval_", "train.keep_last", "train.tensorboard", "train.cpu",
+                     "train.ckpt_every", "train.eval_", "train.val_", "train.keep_last", "train.tensorboard", "train.cpu",
                      "train.precision", "train.distributed", "train.compile", "data.cache_dir", "data.download", "sample.", "eval.",
                      "run.dir")
 
@@ -63,6 +64,17 @@ class LossModule(nn.Module):
         if context is None:
             return self.model.loss(x, rng, labels)
         return self.model.loss(x, rng, labels, context=context)
+
+
+@dataclass
+class Adversary:
+    """A second network trained beside the model with an optimiser of its own (an autoencoder's patch
+    discriminator, :class:`~flowforge.models.objectives.autoencoder.PatchAdversary`); the model's EMA and optimiser
+    never see it."""
+
+    half: Any  # the model's PatchAdversary: the step it is at, the discriminator's loss, the logged losses
+    net: nn.Module  # the discriminator as Accelerate prepared it (DDP-wrapped in several processes)
+    optimizer: torch.optim.Optimizer
 
 
 @dataclass
@@ -94,6 +106,8 @@ class RunState:
     parent_weights: str | None = None  # reflow: the sha256 of the parent weights its pairs were drawn from
     last_healthy: Path | None = None  # the newest checkpoint with healthy weights (train/health.py)
     reference_rms: float | None = None  # the weights' RMS at the run's first checkpoint
+    validation: Any = None  # train.val_every: the fixed held-out set of SD3's validation loss (train/validation.py)
+    adversary: Adversary | None = None  # model.autoencoder.disc_weight > 0: the discriminator and its optimiser
     t0: float = field(default_factory=time.perf_counter)
 
     @property
@@ -196,10 +210,15 @@ def keeping_implementation(optimizer: torch.optim.Optimizer) -> Iterator[None]:
         group.update(flags)
 
 
-def check_resume_config(old: Config, new: Config) -> dict[str, list[Any]]:
-    """The settings that changed since the run started, ``{key: [old, new]}``; raise if one changes the model."""
+def check_resume_config(old: Config, new: Config, ckpt: Path | None = None) -> dict[str, list[Any]]:
+    """The settings that changed since the run started, ``{key: [old, new]}``; raise if one changes the model.
+    A latent run's ``data.latent`` must still be the autoencoder of checkpoint ``ckpt``'s latents (by the sha256
+    of its weights: retrained in place, refused; the same one moved, accepted)."""
     changed = changes(old.to_dict(), new.to_dict())
-    forbidden = [k for k in changed if not k.startswith(RESUMABLE_CHANGES)]
+    same_latents = ckpt is not None and bool(old.data.latent and new.data.latent) and \
+        check_same_autoencoder(read_state(ckpt)["data"], new.data.latent, ckpt)
+    forbidden = [k for k in changed
+                 if not k.startswith(RESUMABLE_CHANGES) and not (k == "data.latent" and same_latents)]
     if forbidden:
         k = forbidden[0]
         old_value, new_value = changed[k]
@@ -330,6 +349,25 @@ def _prepare(accelerator: Any, model: GenerativeModel, ema: Any, optimizer: torc
     return loss_module, optimizer
 
 
+def _prepare_adversary(accelerator: Any, model: GenerativeModel, tc: TrainConfig,
+                       resumed: Path | None) -> Adversary | None:
+    """The model's second network (``model.adversary``) with an AdamW of its own (the train settings' lr schedule,
+    betas and decay), a resumed run's weights and moments loaded, both prepared by Accelerate; None without one."""
+    half = getattr(model, "adversary", None)
+    if half is None:
+        return None
+    if tc.distributed == "fsdp":
+        raise ConfigError("model.autoencoder.disc_weight > 0: the patch discriminator trains with "
+                          "train.distributed=ddp, not fsdp")
+    half.net.to(accelerator.device)
+    optimizer = make_optimizer(half.net, tc, accelerator.device)
+    if resumed is not None:
+        with keeping_implementation(optimizer):
+            load_adversary(resumed, half.net, optimizer)
+    net, optimizer = accelerator.prepare(half.net, optimizer)
+    return Adversary(half=half, net=net, optimizer=optimizer)
+
+
 def setup(config: Config, resume: bool) -> RunState:
     """Everything a run needs before its first step: locked run directory, data, model, EMA, optimizer, and
     on ``resume`` the newest checkpoint's weights, moments and random state."""
@@ -343,7 +381,7 @@ def setup(config: Config, resume: bool) -> RunState:
     lock = on_main(accelerator, lambda: RunLock(run_dir).acquire())  # a second writer stops here
     try:
         ckpt = _check_run_dir(run_dir, resume)
-        changed = check_resume_config(read_config(run_dir), config) if resume else {}
+        changed = check_resume_config(read_config(run_dir), config, ckpt) if resume else {}
         with accelerator.main_process_first():  # one process downloads, the others read the cache
             dataset = load_dataset(config.data)
         _check_finite_data(dataset.train, dataset.name)
@@ -375,6 +413,7 @@ def setup(config: Config, resume: bool) -> RunState:
         if tc.compile:  # after the data-dependent initialisation; nn.Module.compile keeps the state dict's keys
             model.net.compile()
         loss_module, optimizer = _prepare(accelerator, model, ema, optimizer, ckpt if resume else None, sharded)
+        adversary = _prepare_adversary(accelerator, model, tc, ckpt if resume else None)
         local = tc.batch_size // accelerator.num_processes  # this process's rows of each global batch
         rows = slice(accelerator.process_index * local, (accelerator.process_index + 1) * local)
         val_x = dataset.test if dataset.fresh is None else dataset.reference(tc.eval_examples, config.eval.seed + 1)
@@ -387,7 +426,7 @@ def setup(config: Config, resume: bool) -> RunState:
                     rows=rows,
                     val_x=val_x[:tc.eval_examples].to(accelerator.device), start_step=start_step, elapsed=elapsed,
                     log=log, last_good=ckpt, lock=lock, packs=packs, sharded=sharded, build=build, context=context,
-                    parent_weights=pairs.weights if pairs is not None else None,
+                    parent_weights=pairs.weights if pairs is not None else None, adversary=adversary,
                     last_healthy=newest_healthy(run_dir) if resume else None, reference_rms=reference_rms(ckpt))
 
 

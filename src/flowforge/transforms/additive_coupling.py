@@ -22,7 +22,8 @@ class AdditiveCoupling(Transform):
     Arguments:
         mask: 0/1 tensor of the event shape, ``(D,)`` or ``(C, H, W)``; kept as a buffer.
         conditioner: any module mapping (batch, *event) -> (batch, *event); it sees the masked input and only
-            the ``mask == 0`` part of its output is used.
+            the ``mask == 0`` part of its output is used. In a conditional flow it is called
+            ``conditioner(x_masked, context)`` with the context (batch, context).
 
     Shapes: (batch, *event) -> (batch, *event), logdet (batch,) of zeros.
 
@@ -37,24 +38,26 @@ class AdditiveCoupling(Transform):
         True
     """
 
+    takes_context = True  # a context, when the flow has one, goes to the conditioner
+
     def __init__(self, mask: Tensor, conditioner: nn.Module):
         super().__init__()
         self.register_buffer("mask", as_coupling_mask("AdditiveCoupling", mask))
         self.conditioner = conditioner
 
-    def _shift(self, x_b: Tensor) -> Tensor:
-        m = self.conditioner(x_b)  # (B, *event)
+    def _shift(self, x_b: Tensor, context: Tensor | None) -> Tensor:
+        m = self.conditioner(x_b) if context is None else self.conditioner(x_b, context)  # (B, *event)
         if m.shape != x_b.shape:
             raise ValueError(f"AdditiveCoupling: the conditioner must return the input's shape {tuple(x_b.shape)}; "
                              f"got {tuple(m.shape)}")
         return (1 - self.mask) * m
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         check_event("AdditiveCoupling (event = mask shape)", x, self.mask.shape)
-        y = x + self._shift(x * self.mask)
+        y = x + self._shift(x * self.mask, context)
         return y, torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
 
-    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         check_event("AdditiveCoupling (event = mask shape)", y, self.mask.shape)
-        x = y - self._shift(y * self.mask)
+        x = y - self._shift(y * self.mask, context)
         return x, torch.zeros(y.shape[0], dtype=y.dtype, device=y.device)

@@ -32,7 +32,8 @@ class AffineCoupling(Transform):
         mask: 0/1 tensor of the event shape, ``(D,)`` or ``(C, H, W)``; kept as a buffer.
         conditioner: module mapping (batch, *event) -> (batch, 2 C, *event[1:]), i.e. the event shape with twice
             the channels (``(batch, 2 D)`` for vectors); the first half is the shift ``t``, the second the raw
-            scale. It sees the masked input; only the ``mask == 0`` part of its output is used.
+            scale. It sees the masked input; only the ``mask == 0`` part of its output is used. In a conditional
+            flow it is called ``conditioner(x_masked, context)`` with the context (batch, context).
         scale_fn: ``"tanh"`` or ``"sigmoid"``.
 
     Shapes: (batch, *event) -> (batch, *event), logdet (batch,).
@@ -47,6 +48,7 @@ class AffineCoupling(Transform):
         (True, True)
     """
 
+    takes_context = True  # a context, when the flow has one, goes to the conditioner
     SIGMOID_OFFSET = 2.0  # Glow's sigmoid(h + 2): the scale starts close to (not at) 1 with a zero-init network
 
     def __init__(self, mask: Tensor, conditioner: nn.Module, scale_fn: str = "tanh"):
@@ -61,8 +63,8 @@ class AffineCoupling(Transform):
             per_channel = (mask.shape[0],) + (1,) * (mask.dim() - 1)  # (C, 1, 1) or (D,)
             self.scale_factor = nn.Parameter(torch.ones(per_channel, dtype=mask.dtype))
 
-    def _shift_and_log_scale(self, x_b: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.conditioner(x_b)  # (B, 2C, *spatial) or (B, 2D)
+    def _shift_and_log_scale(self, x_b: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        h = self.conditioner(x_b) if context is None else self.conditioner(x_b, context)  # (B, 2C, ...) or (B, 2D)
         expected = (x_b.shape[0], 2 * x_b.shape[1], *x_b.shape[2:])
         if tuple(h.shape) != expected:
             raise ValueError(f"AffineCoupling: the conditioner must return twice the input's channels, shape "
@@ -76,14 +78,14 @@ class AffineCoupling(Transform):
         free = 1 - self.mask
         return free * shift, free * log_s
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         check_event("AffineCoupling (event = mask shape)", x, self.mask.shape)
-        shift, log_s = self._shift_and_log_scale(x * self.mask)
+        shift, log_s = self._shift_and_log_scale(x * self.mask, context)
         y = x * torch.exp(log_s) + shift
         return y, sum_except_batch(log_s)
 
-    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         check_event("AffineCoupling (event = mask shape)", y, self.mask.shape)
-        shift, log_s = self._shift_and_log_scale(y * self.mask)
+        shift, log_s = self._shift_and_log_scale(y * self.mask, context)
         x = (y - shift) * torch.exp(-log_s)
         return x, -sum_except_batch(log_s)

@@ -10,6 +10,13 @@ from torch import Tensor, nn
 from .base import Transform
 
 
+def apply(t: nn.Module, x: Tensor, context: Tensor | None, inverse: bool = False) -> tuple[Tensor, Tensor]:
+    """``t(x)`` (``t.inverse(x)`` when ``inverse``), with ``context`` handed on when there is one and ``t`` declares
+    ``takes_context`` (the layers of a conditional flow :math:`p(x \\mid c)`); the other layers never see it."""
+    step = t.inverse if inverse else t
+    return step(x, context) if context is not None and getattr(t, "takes_context", False) else step(x)
+
+
 class Compose(Transform):
     r"""The composition :math:`f = f_n \circ \dots \circ f_1`; log-dets add up (chain rule).
 
@@ -36,17 +43,19 @@ class Compose(Transform):
                 raise TypeError(f"Compose: item {i} is a {type(t).__name__}, not a transform (nn.Module)")
         self.transforms = nn.ModuleList(transforms)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    takes_context = True  # hands a conditional flow's context on to the layers that read it
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         logdet = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
         for t in self.transforms:
-            x, ld = t(x)
+            x, ld = apply(t, x, context)
             logdet = logdet + ld
         return x, logdet
 
-    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         logdet = torch.zeros(y.shape[0], dtype=y.dtype, device=y.device)
         for t in reversed(self.transforms):
-            y, ld = t.inverse(y)
+            y, ld = apply(t, y, context, inverse=True)
             logdet = logdet + ld
         return y, logdet
 

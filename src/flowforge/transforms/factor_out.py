@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import Transform
+from .compose import apply
 
 
 class FactorOut(Transform):
@@ -56,12 +57,14 @@ class FactorOut(Transform):
                              f"it returned {tuple(h_out.shape)} (end a Squeeze with an Unsqueeze)")
         return torch.cat([z1, h_out], dim=1)  # (B, C, *spatial)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    takes_context = True  # a conditional flow's context goes on to ``inner``
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         z1, h = self._split("FactorOut", x)  # (B, k, ...), (B, C - k, ...)
-        h_out, logdet = self.inner(h)
+        h_out, logdet = apply(self.inner, h, context)
         return self._join("FactorOut", z1, h, h_out), logdet
 
-    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         z1, h = self._split("FactorOut.inverse", y)
-        h_out, logdet = self.inner.inverse(h)
+        h_out, logdet = apply(self.inner, h, context, inverse=True)
         return self._join("FactorOut.inverse", z1, h, h_out), logdet

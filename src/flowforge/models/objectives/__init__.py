@@ -17,7 +17,8 @@ from .coupling import Coupling, Independent, MinibatchOT, Paired
 from .mean_flow import MeanFlow, adaptive_loss, draw_interval
 from .ot import ot_permutation
 from .regression import LOSSES, WEIGHTINGS, PackedRegression, Regression, x0_error_scale
-from .time_sampling import GridTimes, LogitNormal, LogNormalSigma, TimeSampler, Uniform, resolution_shift
+from .time_sampling import (CosMap, GridTimes, LogitNormal, LogNormalSigma, ModeSampling, TimeSampler, Uniform,
+                            resolution_shift)
 
 # model.objective -> the objective's class (its from_config reads the run's model settings)
 OBJECTIVES: dict[str, type[Objective]] = {
@@ -25,7 +26,8 @@ OBJECTIVES: dict[str, type[Objective]] = {
     "mean-flow": MeanFlow,
 }
 
-__all__ = ["LOSSES", "OBJECTIVES", "WEIGHTINGS", "Coupling", "GridTimes", "Independent", "LogNormalSigma",
-           "LogitNormal", "MeanFlow", "MinibatchOT", "Objective", "PackedRegression", "Paired", "Regression",
+__all__ = ["LOSSES", "OBJECTIVES", "WEIGHTINGS", "CosMap", "Coupling", "GridTimes", "Independent", "LogNormalSigma",
+           "LogitNormal", "MeanFlow", "MinibatchOT", "ModeSampling", "Objective", "PackedRegression", "Paired",
+           "Regression",
            "TimeSampler", "Uniform", "adaptive_loss", "draw_interval", "ot_permutation", "resolution_shift",
            "training_labels", "x0_error_scale"]
