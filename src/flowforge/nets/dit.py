@@ -36,6 +36,7 @@ class DiTSize:
 DIT_SIZES: dict[str, DiTSize] = {
     # sized for a CPU (MNIST 28x28 at patch 2 or 4)
     "tiny": DiTSize(depth=4, hidden=64, heads=4),  # 0.3M parameters: tests and smoke runs
+    "mini": DiTSize(depth=5, hidden=96, heads=4),  # 0.8M: between the two, for benchmarks.sd3_scaling
     "small": DiTSize(depth=6, hidden=128, heads=4),  # 1.8M: the size of configs/fm-mnist-cpu.yaml's U-Net
     # Peebles & Xie (2023), Table 1: DiT-S, -B, -L, -XL, for GPUs
     "S": DiTSize(depth=12, hidden=384, heads=6),

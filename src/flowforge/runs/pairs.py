@@ -109,6 +109,7 @@ def draw_shard(run: Run, settings: PairSettings, index: int, n: int) -> dict[str
     dequantized end points for discrete data: the child trains on the continuous coupling). A class-conditional
     parent gets labels cycling through its classes from the shard's offset."""
     model = run.model
+    device = next(model.parameters()).device  # where the parent runs (a GPU in a GPU run's reflow)
     solver = SOLVERS[settings.sampler]
     # the sampler's own options (its constructor's arguments, as SampleConfig.options() reads them) that the
     # settings hold: dopri5's rtol and atol
@@ -118,7 +119,7 @@ def draw_shard(run: Run, settings: PairSettings, index: int, n: int) -> dict[str
     if run.config.model.num_classes is not None:
         offset = index * settings.shard_size
         labels = (torch.arange(n) + offset) % run.config.model.num_classes
-        options.update(labels=labels, guidance=settings.guidance)
+        options.update(labels=labels.to(device), guidance=settings.guidance)
     elif settings.guidance != 1.0:
         raise RunError(f"reflow.guidance={settings.guidance} needs a class-conditional parent; {run.dir} has no "
                        f"classes")
@@ -126,7 +127,9 @@ def draw_shard(run: Run, settings: PairSettings, index: int, n: int) -> dict[str
     times = model.time_grid(settings.steps, finite_start=solver.finite_start)
     generator = torch.Generator().manual_seed(_shard_seed(settings.seed, index))
     noise = model.path.prior_sample((n, *model.shape), float(times[0]), generator=generator)
-    x = model.sample(n, sampler=settings.sampler, steps=settings.steps, noise=noise, dequantized=True, **options)
+    # the noise is drawn on the CPU from the shard's seed, so a shard holds the same pairs on every device
+    x = model.sample(n, sampler=settings.sampler, steps=settings.steps, noise=noise.to(device), dequantized=True,
+                     **options)
     out = {"noise": noise.float().cpu().contiguous(), "x": x.float().cpu().contiguous()}  # stored from the host
     if labels is not None:
         out["labels"] = labels.long().contiguous()

@@ -388,7 +388,7 @@ def setup(config: Config, resume: bool) -> RunState:
         parent, pairs = None, None
         if config.reflow.parent is not None:
             with accelerator.main_process_first():  # the main process draws the pairs, the others read them
-                parent, pairs = reflow_pairs(config, dataset.shape, ckpt if resume else None)
+                parent, pairs = reflow_pairs(config, dataset.shape, ckpt if resume else None, accelerator.device)
         packs = _pack_sampler(config, dataset, accelerator.num_processes) if config.data.resolutions else None
         torch.manual_seed(config.run.seed)  # identical initial weights on every process
         # a text model's vocabulary: the run's own on resume, the parent's for reflow (the pairs keep its captions)
@@ -430,7 +430,8 @@ def setup(config: Config, resume: bool) -> RunState:
                     last_healthy=newest_healthy(run_dir) if resume else None, reference_rms=reference_rms(ckpt))
 
 
-def reflow_pairs(config: Config, shape: tuple[int, ...], resumed: Path | None = None) -> tuple[Run, Pairs]:
+def reflow_pairs(config: Config, shape: tuple[int, ...], resumed: Path | None = None,
+                 device: torch.device | str = "cpu") -> tuple[Run, Pairs]:
     """The parent run ``config.reflow.parent`` (loaded once, for its pairs and its weights) and its (noise, sample)
     pairs, drawn into its run directory if not there yet (:mod:`flowforge.runs.pairs`; resumable and
     checksummed). ``resumed``: the checkpoint a resumed run goes on from, whose record of the parent's weights
@@ -445,7 +446,7 @@ def reflow_pairs(config: Config, shape: tuple[int, ...], resumed: Path | None = 
                           f"`flowforge train configs/rf-checkerboard.yaml` for runs/rf-checkerboard)")
     if parent.resolve() == config.run.path.resolve():
         raise ConfigError("reflow.parent is this run itself; name the run the parent was trained as")
-    run = load_run(parent)
+    run = load_run(parent, device=device)  # the parent integrates its pairs where this run trains
     if run.config.model.kind != "continuous" or config.model.kind != "continuous":
         raise ConfigError(f"reflow trains a continuous model on a continuous parent's pairs; {parent} is "
                           f"{run.config.model.kind} and this run {config.model.kind}")
