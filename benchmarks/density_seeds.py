@@ -20,7 +20,7 @@ import statistics
 import torch
 
 from benchmarks.density_peers import BUILDERS, Entry, flowforge_entry, versions
-from benchmarks.density_vs_peers import training_arguments, two_d
+from benchmarks.density_vs_peers import digits, training_arguments, two_d
 from benchmarks.harness import RESULTS, write_results
 
 
@@ -46,11 +46,12 @@ def zuko_like_maf(dim: int, context: int, hidden: int, bound: float) -> Entry:
 LIBS = {**BUILDERS, "flowforge-maf-zuko-clip-init": zuko_like_maf}
 
 
-def final_nll(lib: str, train: torch.Tensor, test: torch.Tensor, seed: int, args) -> float:
-    """``lib``'s flow (2 x 64 MADE, bound 5), initialised from ``seed``, after ``args.steps`` Adam steps on batches
-    drawn with ``seed``: its test NLL in nats per example."""
+def final_nll(lib: str, train: torch.Tensor, test: torch.Tensor, seed: int, args, hidden: int = 64) -> float:
+    """``lib``'s flow (2 x ``hidden`` MADE: 64 on 2-D sets, 256 on digits, as ``benchmarks.density_vs_peers``; bound 5),
+    initialised from ``seed``, after ``args.steps`` Adam steps on batches drawn with ``seed``: its test NLL in nats
+    per example."""
     torch.manual_seed(1000 + seed)
-    entry = LIBS[lib](train.shape[1], 0, 64, 5.0)
+    entry = LIBS[lib](train.shape[1], 0, hidden, 5.0)
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(entry.module.parameters(), lr=args.lr)
     for _ in range(args.steps):
@@ -80,16 +81,22 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=["moons"])
     parser.add_argument("--libs", nargs="+", default=["flowforge-maf", "zuko-maf"], choices=list(LIBS))
     parser.add_argument("--seeds", nargs="+", type=int, default=list(range(8)))
+    parser.add_argument("--hidden", type=int, default=None,
+                        help="MADE width (default: 64 on 2-D sets, 256 on digits); another width is kept under "
+                             "its own key, 'LIB 2xWIDTH'")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     path = RESULTS / "density_seeds.json"
     for name in args.sets:
-        nll: dict[str, dict[int, float]] = {lib: {} for lib in args.libs}
+        usual = 256 if name == "digits" else 64
+        hidden = args.hidden or usual
+        key = {lib: lib if hidden == usual else f"{lib} 2x{hidden}" for lib in args.libs}
+        nll: dict[str, dict[int, float]] = {key[lib]: {} for lib in args.libs}
         for seed in args.seeds:
-            train, test, _ = two_d(name, seed)
+            train, test, _ = digits(seed) if name == "digits" else two_d(name, seed)
             for lib in args.libs:
-                nll[lib][seed] = final_nll(lib, train, test, seed, args)
-                print(f"  {name:12s} seed {seed} {lib:14s} NLL {nll[lib][seed]:.4f}", flush=True)
+                nll[key[lib]][seed] = final_nll(lib, train, test, seed, args, hidden)
+                print(f"  {name:12s} seed {seed} {key[lib]:14s} NLL {nll[key[lib]][seed]:.4f}", flush=True)
         sets = json.loads(path.read_text())["sets"] if path.is_file() else {}  # read late: merge parallel runs
         block = sets.setdefault(name, {})
         block.update({lib: merged(block.get(lib), v, args) for lib, v in nll.items()})

@@ -12,8 +12,7 @@ the forward); for the U-Net, :class:`torch.utils.flop_counter.FlopCounterMode` o
 validation loss (``train.val_every``: 256 held-out digits, fixed noise, 8 fixed times; EMA weights) and the FD of
 ``--n`` samples (Euler, 25 uniform steps, EMA weights) in the pinned digits classifier against the 297 test digits.
 
-    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.sd3_scaling --tiny-steps 400 1200 --seeds 0 1 \\
-        --largest-seeds 0 --workers 2   # ~33 CPU-minutes
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.sd3_scaling --tiny-steps 400 1200 --seeds 0 1 --workers 2
     OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.sd3_scaling --quick --out /tmp/sc.json   # a smoke run
 
 Rows are kept across calls (``KeyedRows``). Results: benchmarks/results/sd3_scaling.json and the figure
@@ -152,9 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tiny-steps", type=int, nargs="+", default=[400, 1200],
                         help=f"the budgets, as steps of {REFERENCE}")
     parser.add_argument("--n", type=int, default=500, help="samples per FD")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--largest-seeds", type=int, nargs="+", default=None,
-                        help="seeds at the largest budget (default --seeds): fewer where its runs cost too much")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--workers", type=int, default=1, help="runs at a time, one thread each")
     parser.add_argument("--quick", action="store_true", help="budgets of 20 and 40 tiny steps, 50 samples")
     parser.add_argument("--out", default=None, help=f"results file (default benchmarks/results/{NAME}.json)")
@@ -167,9 +164,8 @@ def main(argv: list[str] | None = None) -> None:
     protocol = {"preset": PRESET, "n": args.n, "grid": GRID, "batch_size": BATCH}
     partial = out.with_suffix(".partial.json")  # rows so far; the results file is written complete, once
     rows = KeyedRows(partial if partial.is_file() else out, protocol)
-    seeds = {max(args.tiny_steps): args.largest_seeds} if args.largest_seeds else {}
     keys = [{"model": m, "seed": s, "steps": max(1, round(t * flops[REFERENCE] / flops[m])), "step_flops": flops[m]}
-            for t in args.tiny_steps for s in seeds.get(t, args.seeds) for m in MODELS]
+            for t in args.tiny_steps for s in args.seeds for m in MODELS]
     run_all(keys, rows, partial, protocol, args.workers)
     scorer = Scorer(load_dataset(config(REFERENCE, 0, 1, Path("unused")).data))
     train_set = scorer.dataset.train

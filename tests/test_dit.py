@@ -256,7 +256,7 @@ def test_a_resolution_not_divisible_by_the_patch_is_a_clear_error(tmp_path, tiny
         net(torch.randn(1, 1, 28, 18), torch.rand(1))
     with pytest.raises(ValueError, match=r"DiT on 1 channels needs x \(B, 1, H, W\)"):
         net(torch.randn(1, 3, 28, 28), torch.rand(1))
-    with pytest.raises(ValueError, match="size 'M' is not one of tiny, small, S, B, L, XL"):
+    with pytest.raises(ValueError, match="size 'M' is not one of tiny, mini, small, S, B, L, XL"):
         DiT((1, 28, 28), size="M")
     with pytest.raises(ValueError, match="head dimension divisible by 4, got 6"):
         DiT((1, 8, 8), size=dit.DiTSize(depth=1, hidden=12, heads=2), positions="rope")

@@ -34,6 +34,13 @@ def ranks(xs: list[float]) -> list[float]:
     return out
 
 
+def _correlation(rows: list[dict], which: str) -> str:
+    """Pearson's and Spearman's correlation of the validation loss and FD of ``rows``, in words."""
+    vals, fds = [r["val_loss"] for r in rows], [r["fd"] for r in rows]
+    return (f"over {which.format(len(rows))} Pearson r = {pearson(vals, fds):.2f}, Spearman rho = "
+            f"{pearson(ranks(vals), ranks(fds)):.2f}")
+
+
 def render(files: dict[str, dict]) -> str:
     """Per budget and model: parameters, steps, training FLOPs, final validation loss and FD, mean ± std over
     seeds (best per budget bold), then the correlation of validation loss and FD over every run."""
@@ -56,10 +63,10 @@ def render(files: dict[str, dict]) -> str:
         out += group
     header = ["budget (TFLOP)", "model", "params", "steps", "train TFLOP", "seeds", "val loss",
               f"FD, {record['grid']} Euler steps", "train s (wall)"]
+    dits = [r for r in rows if r["model"].startswith("DiT")]
     text = table(header, out, ["---:", "---", "---:", "---:", "---:", "---:", "---:", "---:", "---:"])
-    vals, fds = [r["val_loss"] for r in rows], [r["fd"] for r in rows]
-    return (text + f"\n\nValidation loss against FD over all {len(rows)} runs: Pearson r = {pearson(vals, fds):.2f}, "
-            f"Spearman rho = {pearson(ranks(vals), ranks(fds)):.2f}. Noise floor (FD of {record['n']} training "
-            f"digits): {record['noise_floor_fd']:.1f}. Batch {record['batch_size']}; FLOPs of a training step: "
+    return (text + f"\n\nValidation loss against FD: {_correlation(rows, 'all {} runs')}; "
+            f"{_correlation(dits, 'the {} DiT runs')}. Noise floor (FD of {record['n']} training digits): "
+            f"{record['noise_floor_fd']:.1f}. Batch {record['batch_size']}; FLOPs of a training step: "
             f"forward and backward, 2 per multiply-add; FD of {record['n']} samples ({record['sampler']}, EMA "
             f"weights) against the 297 test digits; CPU capability {record['cpu_capability']}, bf16 autocast.")
