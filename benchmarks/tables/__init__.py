@@ -20,8 +20,8 @@ from benchmarks.tables import (attention_memory, bf16_dit, checkpointing, compar
                                guidance_mnist, heun_last_step, image_metric_floors, inpaint, latent_channels,
                                latent_inpainting, latent_vs_pixel,
                                few_step_meanflow, meanflow_weighting, mmdit_text,
-                               multires_grids, nfe_curve, nice_curve, packing, sd3_qk_norm, sd3_scaling,
-                               sd3_time_sampling, time_to_quality, train_speed)
+                               multires_grids, nfe_curve, nice_curve, packing, sd3_qk_norm, sd3_resolution_shift,
+                               sd3_scaling, sd3_time_sampling, time_to_quality, train_speed)
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,7 @@ TABLES: dict[str, Table] = {
     "sd3_qk_norm": Table(("sd3_qk_norm",), sd3_qk_norm.render),
     "sd3_time_sampling": Table(("sd3_time_sampling",), sd3_time_sampling.render),
     "sd3_scaling": Table(("sd3_scaling",), sd3_scaling.render),
+    "sd3_resolution_shift": Table(("sd3_resolution_shift",), sd3_resolution_shift.render),
     "inpaint_accuracy": Table(inpaint.SOURCES, inpaint.scores("accuracy")),
     "inpaint_rmse": Table(inpaint.SOURCES, inpaint.scores("rmse")),
     "inpaint_fd": Table(inpaint.SOURCES, inpaint.scores("fd")),

@@ -1,0 +1,175 @@
+"""SD3's resolution shift measured on one multi-resolution DiT (issue 27, experiment 3).
+
+SD3 (Esser et al., 2024, arXiv:2403.03206, eq. 23) samples an image of ``m`` pixels from a model trained at ``n``
+on times shifted towards noise, ``t' = s t / (1 + (s - 1) t)``, with ``s = sqrt(m / n)``. On the linear path
+(``sigma = t / (1 - t)``) that is ``sigma' = s sigma``, which is how ``ContinuousModel.sample(shape=...)`` applies
+it: ``n`` is the pixels of the model's data shape (``self.shape``, 28 x 28 for MNIST even when
+``data.resolutions`` trains at 14, 21 and 28 px), ``m`` those of the size asked, so a side of ``L`` px gets the
+formula's ``s_f = L / 28``: 0.5 at 14, 0.75 at 21, 1 (no shift) at 28, 1.25 at 35.
+
+This draws ``--n`` samples of a ``configs/dit-mnist-multires.yaml`` run at each of ``--sizes`` (default: its
+training sizes and one patch above) with several shifts ``s``: no shift (``s = 1``) and the formula's ``s_f``
+times each of ``--factors``. The library's sampler applies ``s_f`` itself whenever the size is not the model's;
+another ``s`` is asked for through the run's time grid: ``grid="shifted"`` with shift ``s / s_f`` composes with
+it into ``sigma' = s sigma`` (the script checks the resulting grid against ``shift_times(uniform, s)`` before
+sampling). Every ``s`` of a size starts from the same noise and labels (the grid's first time stays ``t = 1``).
+Samples are scored as ``benchmarks.multires_grids`` scores them: resized to 28 px, FD in the pinned MNIST
+classifier's features against the test split, beside a floor of ``--n`` training images taken down (or up) to
+the size and back; label accuracy is the classifier's agreement with the labels asked for.
+
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.sd3_resolution_shift runs/sd3-shift-multires
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from flowforge.data import load_dataset
+from flowforge.data.packing import resize_images
+from flowforge.metrics import default_extractor, load_extractor, reference_features, score_images
+from flowforge.runs import load_run
+from flowforge.solvers import shift_times
+
+from benchmarks.harness import figure_path, machine, write_results
+from benchmarks.multires_grids import dataclass_without_resolutions
+
+
+def shifts_for(formula: float, factors: list[float]) -> list[float]:
+    """No shift and the formula's ``s`` times each factor, sorted, without repeats (at the base size the formula's
+    ``s`` is 1)."""
+    values = {1.0, *(round(formula * f, 6) for f in factors)}
+    return sorted(values)
+
+
+def grid_for(model, steps: int, s: float, formula: float, shape, base_shape) -> dict:
+    """The sampler's options giving the time grid ``shift_times(uniform, s)`` at ``shape``: the library shifts by
+    ``formula`` when ``shape`` differs from the model's, so the grid brings the rest, ``s / formula``."""
+    rest = s / formula if tuple(shape) != tuple(base_shape) else s
+    times = model.time_grid(steps, grid="shifted", shift=rest)
+    if tuple(shape) != tuple(base_shape):
+        times = model.resolution_shift(times, model.path, formula)
+    want = shift_times(model.time_grid(steps, grid="uniform").double(), s)
+    if not torch.allclose(times.double(), want, atol=1e-6):
+        raise RuntimeError(f"grid for s={s} at {shape}: {times.tolist()} is not {want.tolist()}")
+    return {"grid": "shifted", "grid_options": {"shift": rest}}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run_dir", type=Path)
+    ap.add_argument("--n", type=int, default=300, help="samples scored per size and shift")
+    ap.add_argument("--sizes", type=int, nargs="+", default=None,
+                    help="sides in px (default: the run's training sizes and one patch above the largest)")
+    ap.add_argument("--factors", type=float, nargs="+", default=[1 / 1.5, 1.0, 1.5],
+                    help="shifts tried, as multiples of the formula's s = sqrt(m / n); s = 1 is always added")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--figure", default=None,
+                    help="figure (default sd3-resolution-shift.png beside --out; '' for none)")
+    ap.add_argument("--out", default=None, help="results JSON (default benchmarks/results/sd3_resolution_shift.json)")
+    args = ap.parse_args(argv)
+    args.figure = figure_path(args.figure, args.out, "sd3-resolution-shift.png")
+    run = load_run(args.run_dir)
+    cfg, model = run.config, run.model
+    if not cfg.data.resolutions:
+        ap.error(f"{args.run_dir}: not a multi-resolution run; train `configs/dit-mnist-multires.yaml`")
+    patch = cfg.model.net.patch
+    sizes = args.sizes or [*cfg.data.resolutions, max(cfg.data.resolutions) + patch]
+    if any(size % patch for size in sizes):
+        ap.error(f"--sizes {sizes}: every size must be a multiple of the patch {patch}")
+    dataset = load_dataset(dataclass_without_resolutions(cfg.data))
+    extractor = load_extractor(default_extractor(dataset.name, dataset.shape))
+    value_range = tuple(dataset.value_range)
+    reference = reference_features(dataset.test, dataset=dataset.name, split="test", extractor=extractor,
+                                   value_range=value_range)
+    base = tuple(model.shape)
+    pick = torch.randperm(len(dataset.train), generator=torch.Generator().manual_seed(args.seed + 1))[:args.n]
+    rows, examples = [], {}
+    for size in sizes:
+        shape = (base[0], size, size)
+        formula = math.sqrt(size * size / math.prod(base[1:]))  # SD3's s = sqrt(m / n), as sample(shape=) takes it
+        floor = resize_images(resize_images(dataset.train[pick], size), base[-1])
+        floor_score = score_images(floor, reference, extractor=extractor, value_range=value_range,
+                                   labels=dataset.train_labels[pick], seed=args.seed)
+        for s in shifts_for(formula, args.factors):
+            options = run.sample_options(args.n, torch.Generator().manual_seed(args.seed), shape=shape,
+                                         **grid_for(model, cfg.sample.steps, s, formula, shape, base))
+            t0 = time.perf_counter()
+            x = model.sample(args.n, **options)
+            seconds = time.perf_counter() - t0
+            labels = options["labels"]
+            up = resize_images(x.clamp(*value_range), base[-1])
+            score = score_images(up, reference, extractor=extractor, value_range=value_range, labels=labels,
+                                 seed=args.seed, check_range=False)
+            rows.append({"size": size, "tokens": (size // patch) ** 2, "s": s, "formula_s": formula,
+                         "s_over_formula": s / formula, "sample_seconds": seconds, "model": score,
+                         "floor": floor_score})
+            examples[(size, s)] = x[:10]  # one of each class: labels cycle through them
+            print(f"{size} px, s {s:.3f} (formula {formula:.3f}): FD {score['fd']:.1f} (floor "
+                  f"{floor_score['fd']:.1f}), label accuracy {score['label_accuracy']:.3f}, {seconds:.1f} s",
+                  flush=True)
+    record = {"run_dir": str(args.run_dir), "step": run.step, "n": args.n, "seed": args.seed,
+              "sampler": cfg.sample.sampler, "steps": cfg.sample.steps, "guidance": cfg.sample.guidance,
+              "base_pixels": math.prod(base[1:]), "factors": args.factors, "sizes": sizes, "rows": rows,
+              "cpu_capability": machine().get("cpu_capability")}
+    print(f"wrote {write_results('sd3_resolution_shift', record, args.out)}")
+    if args.figure:
+        figure(rows, examples, value_range, Path(args.figure))
+        print(f"wrote {args.figure}")
+
+
+def figure(rows: list[dict], examples: dict, value_range, path: Path) -> None:
+    """FD and label accuracy against s / s_formula per size, and one sample per class at each (size, s)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    sizes = sorted({r["size"] for r in rows})
+    fig = plt.figure(figsize=(12, 4.2 + 0.9 * len(sizes)))
+    grid = fig.add_gridspec(2, 2, height_ratios=[3, 0.9 * len(sizes)])
+    ax_fd, ax_acc = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
+    for size in sizes:
+        rs = [r for r in rows if r["size"] == size]
+        ratio = [r["s_over_formula"] for r in rs]
+        line, = ax_fd.plot(ratio, [r["model"]["fd"] for r in rs], "o-", label=f"{size} px")
+        ax_fd.axhline(rs[0]["floor"]["fd"], color=line.get_color(), ls=":", lw=0.8)
+        ax_acc.plot(ratio, [r["model"]["label_accuracy"] for r in rs], "o-", color=line.get_color(),
+                    label=f"{size} px")
+        one = [r for r in rs if r["s"] == 1.0]
+        if one:
+            ax_fd.plot(one[0]["s_over_formula"], one[0]["model"]["fd"], "kx", ms=9)
+    for ax, name in ((ax_fd, "FD at 28 px (dotted: floor; x: no shift)"), (ax_acc, "label accuracy")):
+        ax.set_xscale("log")
+        ax.axvline(1.0, color="grey", lw=0.8)
+        ax.set_xlabel("s / formula's s = sqrt(m / n)")
+        ax.set_title(name, fontsize=10)
+        ax.legend(fontsize=8)
+    ax_img = fig.add_subplot(grid[1, :])
+    lo, hi = value_range
+    side = max(sizes)
+    strips = []
+    for size in sizes:
+        cells = []
+        for r in [r for r in rows if r["size"] == size]:
+            x = ((examples[(size, r["s"])].clamp(lo, hi) - lo) / (hi - lo))[:, 0]  # (10, H, W)
+            x = resize_images(x[:, None], side)[:, 0] if size != side else x
+            x = torch.nn.functional.pad(x, (1, 1, 1, 1), value=0.35)
+            cells.append(torch.cat(list(x), dim=1))
+            cells.append(torch.full((side + 2, 6), 1.0))
+        strips.append(torch.cat(cells, dim=1))
+    width = max(s.shape[1] for s in strips)
+    strips = [torch.nn.functional.pad(s, (0, width - s.shape[1]), value=1.0) for s in strips]
+    ax_img.imshow(torch.cat(strips, dim=0).clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1,
+                  interpolation="nearest")
+    ax_img.set_axis_off()
+    ax_img.set_title("a row per size (14 to 35 px, shown at the same scale), a block of ten classes per s, "
+                     "smallest s first", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+if __name__ == "__main__":
+    main()
