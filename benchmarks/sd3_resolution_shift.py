@@ -65,15 +65,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n", type=int, default=300, help="samples scored per size and shift")
     ap.add_argument("--sizes", type=int, nargs="+", default=None,
                     help="sides in px (default: the run's training sizes and one patch above the largest)")
-    ap.add_argument("--factors", type=float, nargs="+", default=[1 / 1.5, 1.0, 1.5],
+    ap.add_argument("--factors", type=float, nargs="+", default=[1 / 2.25, 1 / 1.5, 1.0, 1.5, 2.25],
                     help="shifts tried, as multiples of the formula's s = sqrt(m / n); s = 1 is always added")
+    ap.add_argument("--solvers", nargs="+", default=None,
+                    help="SAMPLER:STEPS pairs (default: the run's sampler and steps, then euler:10, a coarse grid "
+                         "where the grid's placement matters more)")
+    ap.add_argument("--raw", action="store_true", help="sample the raw weights instead of the EMA's")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--figure", default=None,
                     help="figure (default sd3-resolution-shift.png beside --out; '' for none)")
     ap.add_argument("--out", default=None, help="results JSON (default benchmarks/results/sd3_resolution_shift.json)")
     args = ap.parse_args(argv)
     args.figure = figure_path(args.figure, args.out, "sd3-resolution-shift.png")
-    run = load_run(args.run_dir)
+    run = load_run(args.run_dir, ema=not args.raw)
     cfg, model = run.config, run.model
     if not cfg.data.resolutions:
         ap.error(f"{args.run_dir}: not a multi-resolution run; train `configs/dit-mnist-multires.yaml`")
@@ -87,6 +91,8 @@ def main(argv: list[str] | None = None) -> None:
     reference = reference_features(dataset.test, dataset=dataset.name, split="test", extractor=extractor,
                                    value_range=value_range)
     base = tuple(model.shape)
+    solvers = [(name, int(steps)) for name, steps in (x.rsplit(":", 1) for x in (
+        args.solvers or [f"{cfg.sample.sampler}:{cfg.sample.steps}", "euler:10"]))]
     pick = torch.randperm(len(dataset.train), generator=torch.Generator().manual_seed(args.seed + 1))[:args.n]
     rows, examples = [], {}
     for size in sizes:
@@ -95,9 +101,10 @@ def main(argv: list[str] | None = None) -> None:
         floor = resize_images(resize_images(dataset.train[pick], size), base[-1])
         floor_score = score_images(floor, reference, extractor=extractor, value_range=value_range,
                                    labels=dataset.train_labels[pick], seed=args.seed)
-        for s in shifts_for(formula, args.factors):
+        for (sampler, steps), s in [(v, s) for v in solvers for s in shifts_for(formula, args.factors)]:
             options = run.sample_options(args.n, torch.Generator().manual_seed(args.seed), shape=shape,
-                                         **grid_for(model, cfg.sample.steps, s, formula, shape, base))
+                                         sampler=sampler, steps=steps,
+                                         **grid_for(model, steps, s, formula, shape, base))
             t0 = time.perf_counter()
             x = model.sample(args.n, **options)
             seconds = time.perf_counter() - t0
@@ -105,15 +112,17 @@ def main(argv: list[str] | None = None) -> None:
             up = resize_images(x.clamp(*value_range), base[-1])
             score = score_images(up, reference, extractor=extractor, value_range=value_range, labels=labels,
                                  seed=args.seed, check_range=False)
-            rows.append({"size": size, "tokens": (size // patch) ** 2, "s": s, "formula_s": formula,
+            rows.append({"sampler": sampler, "steps": steps, "size": size, "tokens": (size // patch) ** 2, "s": s, "formula_s": formula,
                          "s_over_formula": s / formula, "sample_seconds": seconds, "model": score,
                          "floor": floor_score})
-            examples[(size, s)] = x[:10]  # one of each class: labels cycle through them
-            print(f"{size} px, s {s:.3f} (formula {formula:.3f}): FD {score['fd']:.1f} (floor "
+            if (sampler, steps) == solvers[0]:
+                examples[(size, s)] = x[:10]  # one of each class: labels cycle through them
+            print(f"{sampler} {steps}, {size} px, s {s:.3f} (formula {formula:.3f}): FD {score['fd']:.1f} (floor "
                   f"{floor_score['fd']:.1f}), label accuracy {score['label_accuracy']:.3f}, {seconds:.1f} s",
                   flush=True)
-    record = {"run_dir": str(args.run_dir), "step": run.step, "n": args.n, "seed": args.seed,
+    record = {"run_dir": str(args.run_dir), "step": run.step, "weights": "raw" if args.raw else "EMA", "n": args.n, "seed": args.seed,
               "sampler": cfg.sample.sampler, "steps": cfg.sample.steps, "guidance": cfg.sample.guidance,
+              "solvers": [f"{a}:{b}" for a, b in solvers],
               "base_pixels": math.prod(base[1:]), "factors": args.factors, "sizes": sizes, "rows": rows,
               "cpu_capability": machine().get("cpu_capability")}
     print(f"wrote {write_results('sd3_resolution_shift', record, args.out)}")
@@ -123,37 +132,43 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def figure(rows: list[dict], examples: dict, value_range, path: Path) -> None:
-    """FD and label accuracy against s / s_formula per size, and one sample per class at each (size, s)."""
+    """FD and label accuracy against s / s_formula per size (solid: the first solver, dashed: the second), and
+    one sample per class at each (size, s) of the first solver."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    solvers = list(dict.fromkeys((r["sampler"], r["steps"]) for r in rows))
     sizes = sorted({r["size"] for r in rows})
     fig = plt.figure(figsize=(12, 4.2 + 0.9 * len(sizes)))
     grid = fig.add_gridspec(2, 2, height_ratios=[3, 0.9 * len(sizes)])
     ax_fd, ax_acc = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
     for size in sizes:
-        rs = [r for r in rows if r["size"] == size]
-        ratio = [r["s_over_formula"] for r in rs]
-        line, = ax_fd.plot(ratio, [r["model"]["fd"] for r in rs], "o-", label=f"{size} px")
-        ax_fd.axhline(rs[0]["floor"]["fd"], color=line.get_color(), ls=":", lw=0.8)
-        ax_acc.plot(ratio, [r["model"]["label_accuracy"] for r in rs], "o-", color=line.get_color(),
-                    label=f"{size} px")
-        one = [r for r in rs if r["s"] == 1.0]
-        if one:
-            ax_fd.plot(one[0]["s_over_formula"], one[0]["model"]["fd"], "kx", ms=9)
+        color = None
+        for k, solver in enumerate(solvers):
+            rs = [r for r in rows if r["size"] == size and (r["sampler"], r["steps"]) == solver]
+            ratio = [r["s_over_formula"] for r in rs]
+            style = "o-" if k == 0 else "s--"
+            label = f"{size} px, {solver[0]} {solver[1]}"
+            line, = ax_fd.plot(ratio, [r["model"]["fd"] for r in rs], style, color=color, label=label)
+            color = line.get_color()
+            ax_acc.plot(ratio, [r["model"]["label_accuracy"] for r in rs], style, color=color, label=label)
+            one = [r for r in rs if r["s"] == 1.0]
+            if one:
+                ax_fd.plot(one[0]["s_over_formula"], one[0]["model"]["fd"], "kx", ms=9)
+        ax_fd.axhline(rs[0]["floor"]["fd"], color=color, ls=":", lw=0.8)
     for ax, name in ((ax_fd, "FD at 28 px (dotted: floor; x: no shift)"), (ax_acc, "label accuracy")):
         ax.set_xscale("log")
         ax.axvline(1.0, color="grey", lw=0.8)
         ax.set_xlabel("s / formula's s = sqrt(m / n)")
         ax.set_title(name, fontsize=10)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=6, ncol=2)
     ax_img = fig.add_subplot(grid[1, :])
     lo, hi = value_range
     side = max(sizes)
     strips = []
     for size in sizes:
         cells = []
-        for r in [r for r in rows if r["size"] == size]:
+        for r in [r for r in rows if r["size"] == size and (r["sampler"], r["steps"]) == solvers[0]]:
             x = ((examples[(size, r["s"])].clamp(lo, hi) - lo) / (hi - lo))[:, 0]  # (10, H, W)
             x = resize_images(x[:, None], side)[:, 0] if size != side else x
             x = torch.nn.functional.pad(x, (1, 1, 1, 1), value=0.35)
@@ -166,7 +181,7 @@ def figure(rows: list[dict], examples: dict, value_range, path: Path) -> None:
                   interpolation="nearest")
     ax_img.set_axis_off()
     ax_img.set_title("a row per size (14 to 35 px, shown at the same scale), a block of ten classes per s, "
-                     "smallest s first", fontsize=9)
+                     f"smallest s first ({solvers[0][0]}, {solvers[0][1]} steps)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 

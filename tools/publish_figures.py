@@ -30,6 +30,8 @@ FIGURES = ("dit-multires.png",             # benchmarks.multires_grids
            "nice-mnist-curves.png",        # benchmarks.nice_curve
            "sd3-qk-norm.png",              # benchmarks.sd3_qk_norm
            "sd3-time-sampling.png",        # benchmarks.sd3_time_sampling
+           "sd3-scaling.png",              # benchmarks.sd3_scaling
+           "sd3-resolution-shift.png",     # benchmarks.sd3_resolution_shift
            "time-to-quality.png",          # benchmarks.time_to_quality
            "time-to-quality-digits.png")   # benchmarks.time_to_quality --datasets digits
 
