@@ -17,7 +17,8 @@ Samples are scored as ``benchmarks.multires_grids`` scores them: resized to 28 p
 classifier's features against the test split, beside a floor of ``--n`` training images taken down (or up) to
 the size and back; label accuracy is the classifier's agreement with the labels asked for.
 
-    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.sd3_resolution_shift runs/sd3-shift-multires
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.sd3_resolution_shift runs/sd3-shift-multires-6000 \\
+        --seeds 0 1 --factors 0.25 0.44 0.67 1 1.5 2.25
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from flowforge.solvers import shift_times
 
 from benchmarks.harness import figure_path, machine, write_results
 from benchmarks.multires_grids import dataclass_without_resolutions
+from benchmarks.tables.sd3_resolution_shift import settings
 
 
 def shifts_for(formula: float, factors: list[float]) -> list[float]:
@@ -71,7 +73,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="SAMPLER:STEPS pairs (default: the run's sampler and steps, then euler:10, a coarse grid "
                          "where the grid's placement matters more)")
     ap.add_argument("--raw", action="store_true", help="sample the raw weights instead of the EMA's")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0],
+                    help="noise / label / floor seeds; each setting is drawn once per seed, and the table gives "
+                         "the mean and the spread over seeds")
     ap.add_argument("--figure", default=None,
                     help="figure (default sd3-resolution-shift.png beside --out; '' for none)")
     ap.add_argument("--out", default=None, help="results JSON (default benchmarks/results/sd3_resolution_shift.json)")
@@ -93,16 +97,16 @@ def main(argv: list[str] | None = None) -> None:
     base = tuple(model.shape)
     solvers = [(name, int(steps)) for name, steps in (x.rsplit(":", 1) for x in (
         args.solvers or [f"{cfg.sample.sampler}:{cfg.sample.steps}", "euler:10"]))]
-    pick = torch.randperm(len(dataset.train), generator=torch.Generator().manual_seed(args.seed + 1))[:args.n]
     rows, examples = [], {}
-    for size in sizes:
+    for size, seed in [(size, seed) for size in sizes for seed in args.seeds]:
         shape = (base[0], size, size)
         formula = math.sqrt(size * size / math.prod(base[1:]))  # SD3's s = sqrt(m / n), as sample(shape=) takes it
+        pick = torch.randperm(len(dataset.train), generator=torch.Generator().manual_seed(seed + 1))[:args.n]
         floor = resize_images(resize_images(dataset.train[pick], size), base[-1])
         floor_score = score_images(floor, reference, extractor=extractor, value_range=value_range,
-                                   labels=dataset.train_labels[pick], seed=args.seed)
+                                   labels=dataset.train_labels[pick], seed=seed)
         for (sampler, steps), s in [(v, s) for v in solvers for s in shifts_for(formula, args.factors)]:
-            options = run.sample_options(args.n, torch.Generator().manual_seed(args.seed), shape=shape,
+            options = run.sample_options(args.n, torch.Generator().manual_seed(seed), shape=shape,
                                          sampler=sampler, steps=steps,
                                          **grid_for(model, steps, s, formula, shape, base))
             t0 = time.perf_counter()
@@ -111,16 +115,16 @@ def main(argv: list[str] | None = None) -> None:
             labels = options["labels"]
             up = resize_images(x.clamp(*value_range), base[-1])
             score = score_images(up, reference, extractor=extractor, value_range=value_range, labels=labels,
-                                 seed=args.seed, check_range=False)
-            rows.append({"sampler": sampler, "steps": steps, "size": size, "tokens": (size // patch) ** 2, "s": s, "formula_s": formula,
+                                 seed=seed, check_range=False)
+            rows.append({"seed": seed, "sampler": sampler, "steps": steps, "size": size, "tokens": (size // patch) ** 2, "s": s, "formula_s": formula,
                          "s_over_formula": s / formula, "sample_seconds": seconds, "model": score,
                          "floor": floor_score})
-            if (sampler, steps) == solvers[0]:
+            if (sampler, steps) == solvers[0] and seed == args.seeds[0]:
                 examples[(size, s)] = x[:10]  # one of each class: labels cycle through them
-            print(f"{sampler} {steps}, {size} px, s {s:.3f} (formula {formula:.3f}): FD {score['fd']:.1f} (floor "
+            print(f"seed {seed}, {sampler} {steps}, {size} px, s {s:.3f} (formula {formula:.3f}): FD {score['fd']:.1f} (floor "
                   f"{floor_score['fd']:.1f}), label accuracy {score['label_accuracy']:.3f}, {seconds:.1f} s",
                   flush=True)
-    record = {"run_dir": str(args.run_dir), "step": run.step, "weights": "raw" if args.raw else "EMA", "n": args.n, "seed": args.seed,
+    record = {"run_dir": str(args.run_dir), "step": run.step, "weights": "raw" if args.raw else "EMA", "n": args.n, "seeds": args.seeds,
               "sampler": cfg.sample.sampler, "steps": cfg.sample.steps, "guidance": cfg.sample.guidance,
               "solvers": [f"{a}:{b}" for a, b in solvers],
               "base_pixels": math.prod(base[1:]), "factors": args.factors, "sizes": sizes, "rows": rows,
@@ -132,8 +136,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def figure(rows: list[dict], examples: dict, value_range, path: Path) -> None:
-    """FD and label accuracy against s / s_formula per size (solid: the first solver, dashed: the second), and
-    one sample per class at each (size, s) of the first solver."""
+    """FD (mean and spread over the seeds) and label accuracy against s / s_formula per size (solid: the first
+    solver, dashed: the second), and one sample per class at each (size, s) of the first solver and seed."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -142,20 +146,22 @@ def figure(rows: list[dict], examples: dict, value_range, path: Path) -> None:
     fig = plt.figure(figsize=(12, 4.2 + 0.9 * len(sizes)))
     grid = fig.add_gridspec(2, 2, height_ratios=[3, 0.9 * len(sizes)])
     ax_fd, ax_acc = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
+    every = settings(rows)
     for size in sizes:
         color = None
         for k, solver in enumerate(solvers):
-            rs = [r for r in rows if r["size"] == size and (r["sampler"], r["steps"]) == solver]
-            ratio = [r["s_over_formula"] for r in rs]
+            gs = [g for g in every if g["row"]["size"] == size and (g["row"]["sampler"], g["row"]["steps"]) == solver]
+            ratio = [g["row"]["s_over_formula"] for g in gs]
             style = "o-" if k == 0 else "s--"
             label = f"{size} px, {solver[0]} {solver[1]}"
-            line, = ax_fd.plot(ratio, [r["model"]["fd"] for r in rs], style, color=color, label=label)
+            line = ax_fd.errorbar(ratio, [g["fd"] for g in gs], yerr=[g["fd_std"] for g in gs], fmt=style,
+                                  color=color, label=label, capsize=2)[0]
             color = line.get_color()
-            ax_acc.plot(ratio, [r["model"]["label_accuracy"] for r in rs], style, color=color, label=label)
-            one = [r for r in rs if r["s"] == 1.0]
+            ax_acc.plot(ratio, [g["acc"] for g in gs], style, color=color, label=label)
+            one = [g for g in gs if g["row"]["s"] == 1.0]
             if one:
-                ax_fd.plot(one[0]["s_over_formula"], one[0]["model"]["fd"], "kx", ms=9)
-        ax_fd.axhline(rs[0]["floor"]["fd"], color=color, ls=":", lw=0.8)
+                ax_fd.plot(one[0]["row"]["s_over_formula"], one[0]["fd"], "kx", ms=9)
+        ax_fd.axhline(gs[0]["floor_fd"], color=color, ls=":", lw=0.8)
     for ax, name in ((ax_fd, "FD at 28 px (dotted: floor; x: no shift)"), (ax_acc, "label accuracy")):
         ax.set_xscale("log")
         ax.axvline(1.0, color="grey", lw=0.8)
@@ -168,7 +174,8 @@ def figure(rows: list[dict], examples: dict, value_range, path: Path) -> None:
     strips = []
     for size in sizes:
         cells = []
-        for r in [r for r in rows if r["size"] == size and (r["sampler"], r["steps"]) == solvers[0]]:
+        for r in [g["row"] for g in every if g["row"]["size"] == size
+                  and (g["row"]["sampler"], g["row"]["steps"]) == solvers[0]]:
             x = ((examples[(size, r["s"])].clamp(lo, hi) - lo) / (hi - lo))[:, 0]  # (10, H, W)
             x = resize_images(x[:, None], side)[:, 0] if size != side else x
             x = torch.nn.functional.pad(x, (1, 1, 1, 1), value=0.35)

@@ -45,3 +45,20 @@ def test_dpm_solver_pp_2m_is_second_order(path):
     errors, orders = errors_and_orders(path, "dpm++2m", "karras")
     assert all(1.8 < o < 2.5 for o in orders), (errors, orders)
     assert orders[-1] == pytest.approx(2, abs=0.15) and errors[-1] < 2e-4, (errors, orders)
+
+
+@pytest.mark.parametrize("shift", [0.08, 0.22, 0.44, 1.7, 3.0])
+def test_shifted_grids_start_exactly_at_the_noise_end(shift):
+    """``shift_times`` maps t = 1 to s / s, which rounds to 1 + 2e-16 for some s (0.08, 0.22, 0.44 among them):
+    on the linear path that start has alpha_t = 1 - t < 0 and DPM-Solver++'s log-SNR raised a math domain error.
+    The grid must start at 1 exactly, stay in [0, 1], and every sampler must run on it."""
+    from flowforge.solvers import shift_times, uniform_grid
+    for steps in (4, 10, 20, 50):
+        times = shift_times(uniform_grid(steps), shift)
+        assert times[0] == 1.0 and times.max() <= 1.0 and times.min() >= 0.0
+        assert torch.all(times[1:] < times[:-1])
+    model = MixtureFlow(LinearPath(), MEANS, 0.3)
+    x = torch.randn(8, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for sampler in ("dpm++2m", "ddim", "euler"):
+        out = get_solver(sampler).solve(PathField(model), x.clone(), model.time_grid(10, grid="shifted", shift=shift)).x
+        assert torch.isfinite(out).all(), sampler

@@ -59,7 +59,10 @@ def shift_times(t: Tensor, shift: float) -> Tensor:
     """
     if shift <= 0:
         raise ValueError(f"shift must be positive, got {shift}")
-    return shift * t / (1 + (shift - 1) * t)
+    out = shift * t / (1 + (shift - 1) * t)
+    # t = 1 maps to s / s, which rounds a hair above 1 for some s (0.44, 0.08, ...): a grid starting there would
+    # give a negative alpha_t = 1 - t' on the linear path. Keep the end exact and the rest inside [0, 1].
+    return torch.where(t >= 1, t, out.clamp(max=1.0))
 
 
 def shifted_grid(steps: int, shift: float, t_start: float = 1.0, t_end: float = 0.0) -> Tensor:
