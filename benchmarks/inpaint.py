@@ -47,7 +47,8 @@ from benchmarks.harness import RESULTS, KeyedRows, atomic_write_json, write_resu
 
 # The methods each family is scored with: label -> keyword arguments of ``model.inpaint``. Flows: the projected
 # gradient ascent flowforge had (lr 0.05 on the schedule 100 / (100 + i), no noise), the paper's schedule
-# 10 / (100 + i) with its gradient noise, and the ascent with a line search per image (flowforge's default now).
+# 10 / (100 + i) with its gradient noise, and the ascent with a line search per image (flowforge's default now),
+# from uniform noise (the paper's start) or from the training set's mean image (``start``).
 # Continuous models: replacement with Heun, and RePaint at about the same number of network calls (50).
 FLOW_STEPS = 100
 METHODS = {
@@ -55,6 +56,8 @@ METHODS = {
         "ascent lr 0.05 (before)": {"steps": FLOW_STEPS, "lr": 0.05, "line_search": False},
         "ascent, paper (lr 0.1, noise 1)": {"steps": FLOW_STEPS, "lr": 0.1, "noise": 1.0, "line_search": False},
         "ascent + line search (now)": {"steps": FLOW_STEPS, "lr": 0.001, "line_search": True},
+        "line search from the mean image": {"steps": FLOW_STEPS, "lr": 0.001, "line_search": True,
+                                            "start": "mean"},
     },
     "continuous": {
         "replacement, Heun 25": {"sampler": "heun", "steps": 25},
@@ -123,6 +126,8 @@ def fill_and_score(scorer: Scorer, run, known: torch.Tensor, options: dict, seed
     x = data.test[scorer.index]  # the same images, in the run's data range
     gen = torch.Generator().manual_seed(seed)
     kwargs = dict(options, generator=gen)
+    if kwargs.get("start") == "mean":  # the training set's mean image, as flowforge inpaint --start mean
+        kwargs["start"] = data.train.mean(0)
     t0 = time.perf_counter()
     filled = run.model.inpaint(x, known, **kwargs)
     seconds = time.perf_counter() - t0

@@ -143,6 +143,9 @@ def test_cli_inpaint_writes_a_grid_and_rejects_bad_masks(tmp_path, tiny):
     from PIL import Image
 
     assert Image.open(tmp_path / "g.png").size[0] > 6 * 8
+    proc = subprocess.run(cli + ["--mask", "left", "--n", "2", "--steps", "3", "--start", "mean", "--out",
+                                 str(tmp_path / "m.png")], capture_output=True, text=True)
+    assert proc.returncode == 0 and (tmp_path / "m.png").is_file(), proc.stderr
     proc = subprocess.run(cli + ["--mask", "diagonal", "--out", str(tmp_path / "h.png")], capture_output=True, text=True)
     assert proc.returncode == 2 and "unknown mask" in proc.stderr and "random:P" in proc.stderr
 

@@ -37,19 +37,19 @@ def refusals(entry, tmp_path, job_options, app_options):
 
 def test_the_families_declare_their_options():
     assert NormalizingFlow.sample_settings == ()
-    assert NormalizingFlow.inpaint_settings == ("steps", "lr", "line_search", "noise", "temperature")
+    assert NormalizingFlow.inpaint_settings == ("steps", "lr", "line_search", "noise", "temperature", "start")
     assert {"sampler", "steps", "grid", "guidance"} <= set(ContinuousFlow.sample_settings)
     assert ContinuousFlow.inpaint_settings == ("sampler", "steps", "resample")
-    takes = "steps, lr, line_search, noise, temperature"
+    takes = "steps, lr, line_search, noise, temperature, start"
     with pytest.raises(UserError, match=f"^NormalizingFlow inpaints with {takes}; resample does not apply to it$"):
         NormalizingFlow.check_settings(NormalizingFlow.__new__(NormalizingFlow), "inpaint", {"resample": 2})
 
 
 def test_a_flow_refuses_path_options_alike_in_the_job_and_the_app(entries, tmp_path):
     nvp = next(e for e in entries.values() if e.family == "realnvp")
-    expected = "NormalizingFlow inpaints with steps, lr, line_search, noise, temperature; resample does not apply to it"
+    expected = "NormalizingFlow inpaints with steps, lr, line_search, noise, temperature, start; resample does not apply to it"
     assert refusals(nvp, tmp_path, {"resample": 2}, {"method": "repaint", "resample": 2}) == (expected, expected)
-    expected = "NormalizingFlow inpaints with steps, lr, line_search, noise, temperature; sampler does not apply to it"
+    expected = "NormalizingFlow inpaints with steps, lr, line_search, noise, temperature, start; sampler does not apply to it"
     assert refusals(nvp, tmp_path, {"sampler": "euler"}, {"sampler": "euler"}) == (expected, expected)
 
 

@@ -22,7 +22,8 @@ def _inpaint(args: argparse.Namespace) -> None:
             raise UserError(f"{flag} {value}: expected a finite value >= 0, e.g. {flag} 1.0")
     options = {k: v for k, v in (("steps", args.steps), ("lr", args.lr), ("line_search", args.line_search),
                                  ("noise", args.noise), ("temperature", args.temperature),
-                                 ("sampler", args.sampler), ("resample", args.resample)) if v is not None}
+                                 ("start", args.start), ("sampler", args.sampler), ("resample", args.resample))
+               if v is not None}
     path = inpaint_run(args.run_dir, args.mask, n=args.n, out=args.out, seed=args.seed, device=args.device,
                        **options)
     print(f"wrote {path}: rows of (original, masked, filled)")
@@ -33,6 +34,7 @@ NAME, HELP = "inpaint", "fill masked parts of held-out images; writes (original,
 
 def add_parser(sub) -> None:
     """The ``inpaint`` subcommand on ``sub`` (argparse sub-parsers)."""
+    from ..jobs.inpaint import INPAINT_STARTS
     from ..solvers import SOLVERS
     from .sample import add_device_argument
 
@@ -52,6 +54,8 @@ def add_parser(sub) -> None:
                    "NICE's fixed schedule lr*100/(100+i)")
     p.add_argument("--noise", type=float, help="flows, --no-line-search: NICE's gradient noise (1 = the paper's)")
     p.add_argument("--temperature", type=float, help="flows, --no-line-search: Langevin noise at this temperature")
+    p.add_argument("--start", choices=INPAINT_STARTS, help="flows: where the ascent starts the missing part: "
+                   "uniform noise (NICE's, the default) or the training set's mean image")
     p.add_argument("--sampler", choices=sorted(SOLVERS), help="sampler (continuous models; default: sample.sampler)")
     p.add_argument("--resample", type=int, help="RePaint resampling per step (continuous models; default 1)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the images' choice and the noise (default 0)")

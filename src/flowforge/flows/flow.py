@@ -45,7 +45,7 @@ class NormalizingFlow(GenerativeModel):
 
     sample_settings = ()  # sampled exactly, by inverting the flow: no sampler, steps or grid
     # gradient ascent on the log-density (:meth:`inpaint`)
-    inpaint_settings = ("steps", "lr", "line_search", "noise", "temperature")
+    inpaint_settings = ("steps", "lr", "line_search", "noise", "temperature", "start")
 
     def __init__(self, prior: nn.Module, layers: Transform | Sequence[Transform], shape: tuple[int, ...],
                  quantization: Quantization | None = None, flatten: bool = False, context: int = 0):
@@ -155,7 +155,8 @@ class NormalizingFlow(GenerativeModel):
         return self.from_flow_input(y)
 
     def inpaint(self, x: Tensor, mask: Tensor, *, steps: int = 100, lr: float = 0.001, line_search: bool = True,
-                noise: float = 0.0, temperature: float = 0.0, generator: torch.Generator | None = None) -> Tensor:
+                noise: float = 0.0, temperature: float = 0.0, start: Tensor | None = None,
+                generator: torch.Generator | None = None) -> Tensor:
         """Fill ``x`` where ``mask`` is False by ascending ``log p`` over those coordinates.
 
         Projected gradient ascent, NICE's inpainting (arXiv:1410.8516, §5.2): the known coordinates stay fixed,
@@ -177,6 +178,11 @@ class NormalizingFlow(GenerativeModel):
         gradient is about 100 per pixel, so the paper's steps overshoot and pin the pixels to the range's ends,
         with ``log p`` far below the originals' (docs/inpainting.md). ``mask`` has ``x``'s shape (or one
         example's shape).
+
+        ``start`` is where the missing part starts, in data space (``x``'s shape or one example's, e.g. the
+        training set's mean image; ``flowforge inpaint --start mean``); None starts it from uniform noise in the
+        data range, the paper's "initial state". Local ascent keeps the start's coarse shape, so a smooth start
+        gives smoother fills than noise does (docs/inpainting.md measures both).
         """
         self.check_batch(x)
         if mask.shape not in (x.shape, x.shape[1:]):
@@ -188,10 +194,17 @@ class NormalizingFlow(GenerativeModel):
         if line_search and (noise or temperature):
             raise UserError("inpaint: noise and temperature perturb the fixed schedule's steps; give "
                             "line_search=False with them (a line search keeps only steps that raise log p)")
+        if start is not None and start.shape not in (x.shape, x.shape[1:]):
+            raise ValueError(f"start has shape {tuple(start.shape)}, expected {tuple(x.shape)} or one example's "
+                             f"shape {tuple(x.shape[1:])} (the missing part's first values, in data space)")
         mask = mask.to(device=x.device, dtype=torch.bool).expand_as(x)
         y_known = self.to_flow_input(x)
         lo, hi = (0.0, 1.0) if self.quantization is not None else (float(x.min()), float(x.max()))
-        y = torch.where(mask, y_known, lo + (hi - lo) * self._noise(x, generator, uniform=True)).detach()
+        if start is None:
+            first = lo + (hi - lo) * self._noise(x, generator, uniform=True)
+        else:
+            first = self.to_flow_input(start.to(device=x.device, dtype=x.dtype).expand_as(x)).clamp(lo, hi)
+        y = torch.where(mask, y_known, first).detach()
         project = lambda y: torch.where(mask, y_known, y.clamp(lo, hi))  # noqa: E731
         if line_search:
             y = self._ascend_with_line_search(y, project, steps, lr)

@@ -18,6 +18,11 @@ from ..viz import image_grid
 from .device import device_generator, resolve_device
 
 
+# where a flow's gradient ascent starts the missing part: uniform noise (NICE's "initial state") or the training
+# set's mean image (``NormalizingFlow.inpaint``'s ``start``)
+INPAINT_STARTS = ("noise", "mean")
+
+
 def inpaint_options(run: Run, n: int, generator: torch.Generator | None = None, **chosen: Any) -> dict[str, Any]:
     """Keyword arguments of ``run.model.inpaint`` for ``n`` images: the user's ``chosen`` options (None = the
     default), which must be among the model's :attr:`~flowforge.protocol.GenerativeModel.inpaint_settings`, on
@@ -53,6 +58,10 @@ def inpaint_run(run_dir: str | Path, mask: str, *, n: int = 8, out: str | Path, 
     known = torch.stack([make_mask(mask, dataset.shape, gen) for _ in range(len(x))])
     noise = gen if device.type == "cpu" else device_generator(device, seed)
     options = inpaint_options(run, len(x), noise, **options)
+    if isinstance(options.get("start"), str):  # flows: where the missing part starts
+        if options["start"] not in INPAINT_STARTS:
+            raise UserError(f"--start {options['start']}: expected one of {', '.join(INPAINT_STARTS)}")
+        options["start"] = dataset.train.mean(0).to(device) if options["start"] == "mean" else None
     if "labels" in options and dataset.test_labels is not None:
         options["labels"] = dataset.test_labels[index].to(device)  # a class-conditional model is told its labels
     filled = run.model.inpaint(x.to(device), known.to(device), **options).cpu()
