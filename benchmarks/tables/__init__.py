@@ -19,7 +19,7 @@ from benchmarks.tables import (attention_memory, bf16_dit, checkpointing, compar
                                ema_run_length, engine_overhead, few_step, few_step_images, flows_vs_peers, fm_vs_peers,
                                guidance_mnist, heun_last_step, image_metric_floors, inpaint, latent_channels,
                                latent_inpainting, latent_vs_pixel,
-                               few_step_meanflow, meanflow_weighting, mmdit_text,
+                               few_step_meanflow, meanflow_oracle, meanflow_weighting, mmdit_text,
                                multires_grids, nfe_curve, nice_curve, packing, sd3_qk_norm, sd3_resolution_shift,
                                sd3_scaling, sd3_time_sampling, time_to_quality, train_speed)
 
@@ -88,6 +88,7 @@ TABLES: dict[str, Table] = {
     "sd3_qk_norm": Table(("sd3_qk_norm",), sd3_qk_norm.render),
     "sd3_time_sampling": Table(("sd3_time_sampling",), sd3_time_sampling.render),
     "sd3_scaling": Table(("sd3_scaling",), sd3_scaling.render),
+    "meanflow_oracle": Table(("meanflow_oracle", "meanflow_oracle_5000"), meanflow_oracle.render),
     "sd3_resolution_shift": Table(("sd3_resolution_shift",), sd3_resolution_shift.render),
     "inpaint_accuracy": Table(inpaint.SOURCES, inpaint.scores("accuracy")),
     "inpaint_rmse": Table(inpaint.SOURCES, inpaint.scores("rmse")),
