@@ -57,6 +57,8 @@ VARIANTS: dict[str, list[str]] = {
     "p=0, FM times, ratio 0.5": ["model.meanflow.p=0", "model.meanflow.ratio=0.5"],
     "p=0, FM times, ratio 0.75": ["model.meanflow.p=0", "model.meanflow.ratio=0.75"],
     "p=0, FM times, uniform t": ["model.meanflow.p=0", "model.time_sampler=uniform"],
+    # minibatch-OT pairs: a conditional velocity closer to E[v | z], the target's noise lowered (meanflow_oracle)
+    "p=0, FM times, minibatch OT": ["model.meanflow.p=0", "model.ot_coupling=true"],
     "flow matching, uniform t": ["model.objective=regression", "sample.sampler=euler", "sample.steps=100",
                                  "model.time_sampler=uniform"],
 }
