@@ -58,6 +58,7 @@ METHODS = {
         "ascent + line search (now)": {"steps": FLOW_STEPS, "lr": 0.001, "line_search": True},
         "line search from the mean image": {"steps": FLOW_STEPS, "lr": 0.001, "line_search": True,
                                             "start": "mean"},
+        "the mean image, no ascent": {"steps": 0, "start": "mean"},  # where that ascent starts: its log p
     },
     "continuous": {
         "replacement, Heun 25": {"sampler": "heun", "steps": 25},
@@ -175,7 +176,8 @@ def main() -> None:
     for method, options in METHODS[family(run)].items():
         if args.methods and method not in args.methods:
             continue
-        options = {**options, "steps": args.flow_steps} if family(run) == "flow" else options
+        if family(run) == "flow" and options.get("steps"):
+            options = {**options, "steps": args.flow_steps}
         for mask, known in masks.items():
             key = {"weights_sha256": sha, "method": method, "mask": mask, "options": options}
             row = rows.get_or_compute(key, lambda: {**key, **fill_and_score(scorer, run, known, options, args.seed)})

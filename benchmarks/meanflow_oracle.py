@@ -184,7 +184,8 @@ def main(argv: list[str] | None = None) -> None:
                 with swapped_target(kind, args.substeps):
                     train(load_config(ROOT / "configs/meanflow-checkerboard.yaml", [
                         f"data.name={DATA}", f"run.dir={run_dir}", f"run.seed={seed}", f"train.steps={args.steps}",
-                        "train.sample_every=0", *NETWORK, *overrides]), resume=done, progress=False)
+                        "train.sample_every=0", "model.ot_coupling=false", *NETWORK, *overrides]),
+                          resume=done, progress=False)
             row = {"variant": variant, "seed": seed, "target": kind or "library", "settings": settings,
                    "run": str(run_dir), "seconds": time.perf_counter() - t0,
                    **score_run(run_dir, DATA, refs, args.seed + 7)}

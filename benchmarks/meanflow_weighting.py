@@ -187,6 +187,7 @@ def main(argv: list[str] | None = None) -> None:
             if not done or load_run(run_dir).step < args.steps:  # a killed run resumes from its checkpoint
                 train(load_config(ROOT / "configs/meanflow-checkerboard.yaml", [
                     f"data.name={data}", f"run.dir={run_dir}", f"train.steps={args.steps}", "train.sample_every=0",
+                    "model.ot_coupling=false",  # the sweep's coupling; a variant may set OT
                     *args.overrides, *VARIANTS[variant]]), resume=done, progress=False)
             row = {"data": data, "variant": variant, "settings": settings, "run": str(run_dir),
                    "seconds": time.perf_counter() - t0, **score_run(run_dir, data, refs, args.seed + 7)}

@@ -35,7 +35,8 @@ class Table:
 
 # the MeanFlow sweeps' results files (issue 31): each call of a sweep wrote its own
 MEANFLOW_2D = ("meanflow_weighting", "meanflow_weighting_b", "meanflow_weighting_5000", "meanflow_weighting_5000b",
-               "meanflow_weighting_5000c", "meanflow_weighting_net", "meanflow_weighting_batch")
+               "meanflow_weighting_5000c", "meanflow_weighting_net", "meanflow_weighting_batch",
+               "meanflow_weighting_preset")
 MEANFLOW_DIGITS = ("few_step_meanflow_digits", "few_step_meanflow_digits_b", "few_step_meanflow_digits_c",
                    "few_step_meanflow_digits_d", "few_step_meanflow_digits_600")
 
@@ -93,5 +94,7 @@ TABLES: dict[str, Table] = {
     "inpaint_accuracy": Table(inpaint.SOURCES, inpaint.scores("accuracy")),
     "inpaint_rmse": Table(inpaint.SOURCES, inpaint.scores("rmse")),
     "inpaint_fd": Table(inpaint.SOURCES, inpaint.scores("fd")),
+    "inpaint_log_p": Table(inpaint.SOURCES, inpaint.log_p),
     "inpaint_landscape": Table(("inpaint_landscape",), inpaint.landscape),
+    "inpaint_landscape_full": Table(("inpaint_landscape_full",), inpaint.landscape),
 }

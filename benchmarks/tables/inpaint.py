@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 from benchmarks.tables.format import short, table
 
-SOURCES = ("inpaint_nice", "inpaint_nice_paper", "inpaint_nice_search", "inpaint_glow", "inpaint_fm")
+SOURCES = ("inpaint_nice", "inpaint_nice_paper", "inpaint_nice_search", "inpaint_nice_mean", "inpaint_nice_full",
+           "inpaint_glow", "inpaint_fm")
 SHORT = {"top": "top", "bottom": "bottom", "odd": "odd", "even": "even", "left": "left", "right": "right",
          "middle-vertical": "mid. vert.", "middle-horizontal": "mid. hor.", "random:0.75": "75%", "random:0.9": "90%"}
 METRICS = {"accuracy": ("label accuracy", lambda v: f"{v:.2f}"), "rmse": ("rmse", lambda v: f"{v:.3f}"),
@@ -52,9 +53,27 @@ def scores(metric: str) -> Callable[[dict[str, dict]], str]:
     return render
 
 
+def log_p(files: dict[str, dict]) -> str:
+    """The flows' fills against the originals under the same model: mean log p (nats per image, at the bins'
+    centres) of the filled images per mask, and of the originals."""
+    rows = []
+    for res in (files[s] for s in SOURCES if s in files and files[s]["family"] == "flow"):
+        for method in dict.fromkeys(r["method"] for r in res["rows"]):
+            by_mask = {r["mask"]: r for r in res["rows"] if r["method"] == method}
+            if set(by_mask) != set(res["masks"]) or any("log_p_fill" not in r for r in by_mask.values()):
+                continue
+            values = [by_mask[m]["log_p_fill"] for m in res["masks"]]
+            original = next(iter(by_mask.values()))["log_p_original"]
+            rows.append([res["label"], method, f"{res['kind']}, step {res['step']}, {res['n']} images",
+                         *(f"{v:.0f}" for v in values), f"{sum(values) / len(values):.0f}", f"{original:.0f}"])
+    masks = next(files[s] for s in SOURCES if s in files)["masks"]
+    header = ["model", "method", "run", *(SHORT.get(m, m) for m in masks), "mean, fills", "originals"]
+    return table(header, rows, ["---"] * 3 + ["---:"] * (len(masks) + 2))
+
+
 def landscape(files: dict[str, dict]) -> str:
     """The flow's log-density around the originals: gradients, and where ascent from the originals goes."""
-    res = files["inpaint_landscape"]
+    res = next(iter(files.values()))  # inpaint_landscape (the 600-step NICE) or inpaint_landscape_full
     rows = [[mask, f"{r['grad_rms_background']:.3g}", f"{r['grad_rms_ink']:.3g}", f"{r['log_p_original']:.1f}",
              f"{r['log_p_from_original']:.1f}", f"{r['log_p_search_from_original']:.1f}",
              f"{r['saturated_original']:.2f}", f"{r['saturated_from_original']:.2f}", f"{r['rmse_from_original']:.3f}",
