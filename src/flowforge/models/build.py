@@ -105,7 +105,8 @@ def _describe_continuous(cfg: ModelConfig) -> str:
                 else f"{templates[cfg.text.heldout]!r} held out")
         classes = (f", captions of {cfg.num_classes} class names by {len(templates)} templates ({held}; caption "
                    f"dropout {cfg.label_dropout})")
-    return (f"continuous model on the `{cfg.path}` path, {what}, {cfg.time_sampler} training time{classes}; "
+    pairs = ", noise and data paired by minibatch OT" if cfg.ot_coupling else ""
+    return (f"continuous model on the `{cfg.path}` path, {what}, {cfg.time_sampler} training time{pairs}{classes}; "
             f"{NETS[cfg.net.name].describe(cfg.net)}")
 
 
