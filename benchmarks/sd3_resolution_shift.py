@@ -24,6 +24,7 @@ the size and back; label accuracy is the classifier's agreement with the labels 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 from pathlib import Path
@@ -36,7 +37,7 @@ from flowforge.metrics import default_extractor, load_extractor, reference_featu
 from flowforge.runs import load_run
 from flowforge.solvers import shift_times
 
-from benchmarks.harness import figure_path, machine, write_results
+from benchmarks.harness import RESULTS, figure_path, machine, write_results
 from benchmarks.multires_grids import dataclass_without_resolutions
 from benchmarks.tables.sd3_resolution_shift import settings
 
@@ -79,8 +80,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--figure", default=None,
                     help="figure (default sd3-resolution-shift.png beside --out; '' for none)")
     ap.add_argument("--out", default=None, help="results JSON (default benchmarks/results/sd3_resolution_shift.json)")
+    ap.add_argument("--replot", action="store_true",
+                    help="draw the figure's scores again from --out's results (no sampling; no sample strip)")
     args = ap.parse_args(argv)
     args.figure = figure_path(args.figure, args.out, "sd3-resolution-shift.png")
+    if args.replot:
+        rows = json.loads(Path(args.out or RESULTS / "sd3_resolution_shift.json").read_text())["rows"]
+        figure(rows, {}, (0.0, 1.0), Path(args.figure))
+        print(f"wrote {args.figure}")
+        return
     run = load_run(args.run_dir, ema=not args.raw)
     cfg, model = run.config, run.model
     if not cfg.data.resolutions:
@@ -135,6 +143,19 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {args.figure}")
 
 
+def paired_differences(rows: list[dict], size: int, solver: tuple[str, int]) -> dict[float, list[float]]:
+    """For one size and solver: ``s -> [FD(s) - FD(formula's s)]`` with one value per seed, each pair drawn from the
+    same noise (a seed's rows share it), so the differences are free of the noise's own spread."""
+    mine = [r for r in rows if r["size"] == size and (r["sampler"], r["steps"]) == tuple(solver)]
+    out: dict[float, list[float]] = {}
+    for seed in dict.fromkeys(r.get("seed", 0) for r in mine):
+        rs = [r for r in mine if r.get("seed", 0) == seed]
+        base = next(r for r in rs if abs(r["s_over_formula"] - 1) < 1e-6)["model"]["fd"]
+        for r in rs:
+            out.setdefault(r["s"], []).append(r["model"]["fd"] - base)
+    return out
+
+
 def figure(rows: list[dict], examples: dict, value_range, path: Path) -> None:
     """FD (mean and spread over the seeds) and label accuracy against s / s_formula per size (solid: the first
     solver, dashed: the second), and one sample per class at each (size, s) of the first solver and seed."""
@@ -143,8 +164,8 @@ def figure(rows: list[dict], examples: dict, value_range, path: Path) -> None:
     import matplotlib.pyplot as plt
     solvers = list(dict.fromkeys((r["sampler"], r["steps"]) for r in rows))
     sizes = sorted({r["size"] for r in rows})
-    fig = plt.figure(figsize=(12, 4.2 + 0.9 * len(sizes)))
-    grid = fig.add_gridspec(2, 2, height_ratios=[3, 0.9 * len(sizes)])
+    fig = plt.figure(figsize=(12, 4.2 + (0.9 * len(sizes) if examples else 0)))
+    grid = fig.add_gridspec(2 if examples else 1, 2, height_ratios=[3, 0.9 * len(sizes)] if examples else [1])
     ax_fd, ax_acc = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
     every = settings(rows)
     for size in sizes:
@@ -154,20 +175,27 @@ def figure(rows: list[dict], examples: dict, value_range, path: Path) -> None:
             ratio = [g["row"]["s_over_formula"] for g in gs]
             style = "o-" if k == 0 else "s--"
             label = f"{size} px, {solver[0]} {solver[1]}"
-            line = ax_fd.errorbar(ratio, [g["fd"] for g in gs], yerr=[g["fd_std"] for g in gs], fmt=style,
-                                  color=color, label=label, capsize=2)[0]
+            diff = paired_differences(rows, size, solver)  # s -> FD(s) - FD(formula's s), one per seed
+            means = [sum(diff[g["row"]["s"]]) / len(diff[g["row"]["s"]]) for g in gs]
+            spans = [(max(diff[g["row"]["s"]]) - min(diff[g["row"]["s"]])) / 2 for g in gs]
+            line = ax_fd.errorbar(ratio, means, yerr=spans, fmt=style, color=color, label=label, capsize=2)[0]
             color = line.get_color()
             ax_acc.plot(ratio, [g["acc"] for g in gs], style, color=color, label=label)
-            one = [g for g in gs if g["row"]["s"] == 1.0]
+            one = [(g["row"]["s_over_formula"], m) for g, m in zip(gs, means) if g["row"]["s"] == 1.0]
             if one:
-                ax_fd.plot(one[0]["row"]["s_over_formula"], one[0]["fd"], "kx", ms=9)
-        ax_fd.axhline(gs[0]["floor_fd"], color=color, ls=":", lw=0.8)
-    for ax, name in ((ax_fd, "FD at 28 px (dotted: floor; x: no shift)"), (ax_acc, "label accuracy")):
+                ax_fd.plot(*one[0], "kx", ms=9)
+    ax_fd.axhline(0.0, color="black", lw=0.6)
+    for ax, name in ((ax_fd, "FD minus FD at the formula's s (paired by noise; mean, range over seeds; x: no "
+                              "shift)"), (ax_acc, "label accuracy")):
         ax.set_xscale("log")
         ax.axvline(1.0, color="grey", lw=0.8)
         ax.set_xlabel("s / formula's s = sqrt(m / n)")
         ax.set_title(name, fontsize=10)
         ax.legend(fontsize=6, ncol=2)
+    if not examples:  # --replot: the scores only, the samples are not in the results file
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        return
     ax_img = fig.add_subplot(grid[1, :])
     lo, hi = value_range
     side = max(sizes)
