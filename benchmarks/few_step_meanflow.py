@@ -38,6 +38,9 @@ VARIANTS: dict[str, list[str]] = {
                             "model.meanflow.flow_matching_times=true"],
     "p=0, FM times, ratio 0.5": ["model.meanflow.p=0", "model.meanflow.flow_matching_times=true",
                                  "model.meanflow.ratio=0.5"],
+    # minibatch-OT pairs, which lower the target's noise (benchmarks/meanflow_oracle.py), with the preset's weight
+    "p=1 (paper), minibatch OT": ["model.meanflow.p=1", "model.meanflow.weighting=example", PAPER_TIMES,
+                                  "model.ot_coupling=true"],
 }
 # (sampler, NFE) scored per model; flow matching has no average velocity
 GRID = (("mean-flow", 1), ("mean-flow", 2), ("euler", 100))

@@ -255,3 +255,20 @@ def test_the_address_is_printed_once_the_server_answers(entries, monkeypatch, ca
         assert urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).status == 200  # it answers already
     finally:
         page.close()
+
+
+def test_the_app_loads_onto_the_device_asked_and_refuses_one_it_lacks(entries, tmp_path):
+    """``flowforge app --device``: the entries' weights are where the device says, the page's results come back to
+    the CPU, and a GPU asked for on a machine without one is refused with the fix, before anything is served."""
+    import torch
+
+    from flowforge.errors import UserError
+
+    run_dirs = [e.run.dir for e in entries.values()]
+    on_cpu = logic.open_entries(run_dirs, device="cpu")
+    assert all(e.device == torch.device("cpu") for e in on_cpu.values())
+    a, b = (logic.sample(pick(es, "continuous", "points"), n=20, seed=5).samples for es in (entries, on_cpu))
+    assert np.array_equal(a, b)  # auto is the CPU here: the same noise, the same samples
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="--device cuda: PyTorch sees no CUDA GPU.*--device cpu"):
+            logic.open_entries(run_dirs, device="cuda")

@@ -225,3 +225,22 @@ def test_sampling_loop_never_waits_for_the_host(tmp_path, sampler, options):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert out.device.type == "cuda" and torch.isfinite(out).all()
+
+
+def test_the_app_samples_inpaints_and_scores_on_cuda(tmp_path):
+    """``flowforge app --device cuda``: the weights on the GPU, the page's inputs moved there and its results back."""
+    from test_app import tiny_runs
+
+    from flowforge.app import logic
+
+    entries = logic.open_entries(tiny_runs(tmp_path), device="cuda")
+    for entry in entries.values():
+        assert entry.device.type == "cuda"
+        result = logic.sample(entry, n=8, seed=0)
+        assert result.samples.shape[0] == 8 and np.isfinite(result.samples).all()
+        if entry.kind == "image":
+            x = logic.test_image(entry, 0)
+            missing = logic.missing_region(entry, "left", torch.zeros(entry.shape[-2:], dtype=torch.bool))
+            assert logic.inpaint(entry, x, missing, steps=3).filled.size[0] > 0
+        density = logic.density(entry, entry.dataset().test[:4], n_reference=8)
+        assert np.isfinite(density.log_p).all()

@@ -28,6 +28,7 @@ from ..data.latents import pixel_data
 from ..data.masks import make_mask
 from ..errors import UserError
 from ..jobs import load_pretrained
+from ..jobs.device import device_generator, resolve_device
 from ..jobs.inpaint import inpaint_options
 from ..runs import Run, check_finite_samples, load_run
 from ..solvers import SOLVERS
@@ -93,6 +94,15 @@ class Entry:
         return tuple(self.run.data["shape"])
 
     @property
+    def device(self) -> torch.device:
+        """Where the model's weights are (``flowforge app --device``); its inputs go there, its outputs come back."""
+        return next(iter(self.run.model.parameters()), torch.empty(0)).device
+
+    def generator(self, seed: int) -> torch.Generator:
+        """The page's noise for ``seed``, drawn where the model runs (as ``flowforge sample --device`` draws it)."""
+        return torch.Generator().manual_seed(seed) if self.device.type == "cpu" else device_generator(self.device, seed)
+
+    @property
     def takes_sampler(self) -> bool:
         return self.run.model.takes_sampler
 
@@ -117,12 +127,15 @@ class Entry:
         return self._dataset
 
 
-def open_entries(paths: list[str | Path]) -> dict[str, Entry]:
-    """Load run directories and model folders (``flowforge export``), keyed by a unique display name."""
+def open_entries(paths: list[str | Path], device: str | torch.device = "auto") -> dict[str, Entry]:
+    """Load run directories and model folders (``flowforge export``), keyed by a unique display name, onto
+    ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``: :func:`flowforge.jobs.device.resolve_device`)."""
+    device = resolve_device(device)
     entries: dict[str, Entry] = {}
     for path in paths:
         path = Path(path)
-        run = load_run(path) if (path / "config.yaml").is_file() else load_pretrained(path)
+        run = (load_run(path, device=str(device)) if (path / "config.yaml").is_file()
+               else load_pretrained(path, device=str(device)))
         name = f"{run.config.run.name} ({run.config.model.kind})"
         k = 2
         while name in entries:
@@ -208,8 +221,10 @@ def _sample_options(entry: Entry, n: int, generator: torch.Generator, *, label: 
             raise AppError(f"{entry.name} is not class-conditional; choose 'all classes'")
         label = check_int("class", label, 0, entry.num_classes - 1)
     options = entry.run.sample_options(n, generator, progress=progress, **chosen)
+    if isinstance(options.get("labels"), Tensor):
+        options["labels"] = options["labels"].to(entry.device)
     if label is not None:
-        options["labels"] = torch.full((n,), label, dtype=torch.long)
+        options["labels"] = torch.full((n,), label, dtype=torch.long, device=entry.device)
     if prompt is not None:
         if not entry.takes_prompts:
             raise AppError(f"{entry.name} has no text input; clear the prompt (or sample a text model alone)")
@@ -237,7 +252,7 @@ def sample(entry: Entry, *, n: int, seed: int = 0, sampler: str | None = None, s
     n = check_int("number of samples", n, 1, MAX_IMAGES if entry.kind == "image" else MAX_POINTS)
     seed = check_int("seed", seed, 0, 2**31 - 1)
     prompt = (prompt or "").strip() or None
-    options = _sample_options(entry, n, torch.Generator().manual_seed(seed), label=label, prompt=prompt,
+    options = _sample_options(entry, n, entry.generator(seed), label=label, prompt=prompt,
                               progress=progress, sampler=sampler, steps=steps, guidance=guidance)
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -245,6 +260,7 @@ def sample(entry: Entry, *, n: int, seed: int = 0, sampler: str | None = None, s
             samples, nfe = entry.run.model.sample_with_nfe(n, **options)
         except ValueError as err:  # a sampler / grid combination the library refuses
             raise AppError(str(err)) from None
+    samples = samples.cpu()
     seconds = time.perf_counter() - t0
     try:
         check_finite_samples(samples)
@@ -387,16 +403,18 @@ def inpaint(entry: Entry, x: Tensor, missing: Tensor, *, method: str = "replacem
     chosen = {"sampler": sampler, "steps": None if steps is None else check_int("steps", steps, 1, MAX_INPAINT_STEPS),
               "resample": check_int("RePaint resampling", resample, 1, 50) if method == "repaint" else None}
     try:
-        options = inpaint_options(entry.run, 1, torch.Generator().manual_seed(seed), **chosen)
+        options = inpaint_options(entry.run, 1, entry.generator(seed), **chosen)
     except UserError as err:
         raise AppError(str(err)) from None
     if "labels" in options:  # the class chosen, or none: unconditional
         options.pop("labels")
         if label is not None:
-            options["labels"] = torch.tensor([check_int("class", label, 0, (entry.num_classes or 1) - 1)])
+            options["labels"] = torch.tensor([check_int("class", label, 0, (entry.num_classes or 1) - 1)],
+                                             device=entry.device)
     t0 = time.perf_counter()
     try:
-        filled = entry.run.model.inpaint(x[None], (~missing).expand(entry.shape)[None], **options)
+        known = (~missing).expand(entry.shape)[None].to(entry.device)
+        filled = entry.run.model.inpaint(x[None].to(entry.device), known, **options).cpu()
     except ValueError as err:
         raise AppError(str(err)) from None
     seconds = time.perf_counter() - t0
@@ -469,12 +487,12 @@ def score(entry: Entry, x: Tensor, seed: int = 0, batch: int = 250,
           progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Log-likelihood (nats) and bits/dim of the examples ``x`` (N, *shape), each (N,); dequantization noise
     and Hutchinson probes come from ``seed``, so a repeated call gives the same numbers."""
-    gen = torch.Generator().manual_seed(seed)
+    gen = entry.generator(seed)
     parts = []
     for start in range(0, len(x), batch):
         if progress is not None:
             progress(start / len(x), f"scoring {start}/{len(x)}")
-        parts.append(entry.run.model.log_prob(x[start:start + batch], generator=gen).detach())
+        parts.append(entry.run.model.log_prob(x[start:start + batch].to(entry.device), generator=gen).detach().cpu())
     log_p = torch.cat(parts)
     bpd = entry.run.model.log_prob_to_bits_per_dim(log_p)
     return log_p.double().numpy(), bpd.double().numpy()

@@ -277,9 +277,10 @@ PAGE_CSS = ("#sample-gallery .thumbnail-item { aspect-ratio: auto; height: auto;
 
 
 def launch(paths: list[str | Path], *, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
-           block: bool = True, n_reference: int | None = None) -> gr.Blocks:
-    """Load ``paths`` and serve the page on ``host:port``; ``block=False`` returns the running page (tests)."""
-    entries = logic.open_entries(paths)
+           block: bool = True, n_reference: int | None = None, device: str = "auto") -> gr.Blocks:
+    """Load ``paths`` onto ``device`` and serve the page on ``host:port``; ``block=False`` returns the running page
+    (tests)."""
+    entries = logic.open_entries(paths, device=device)
     page = build(entries, n_reference=n_reference)
     page.queue(default_concurrency_limit=1)  # one model call at a time: the CPU is the bottleneck
     try:

@@ -13,7 +13,7 @@ def _app(args: argparse.Namespace) -> None:
 
     if importlib.util.find_spec("gradio") is None:
         raise UserError("the app needs Gradio: pip install 'flowforge[app]' (or make install-app)")
-    launch(args.run_dirs, host=args.host, port=args.port, share=False)
+    launch(args.run_dirs, host=args.host, port=args.port, share=False, device=args.device)
 
 
 NAME = "app"
@@ -29,4 +29,6 @@ def add_parser(sub) -> None:
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories or model folders (flowforge export)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--device", default="auto",
+                   help="where the models run: auto (the first GPU, else the CPU; the default), cpu, cuda or cuda:N")
     p.set_defaults(fn=_app)
