@@ -61,7 +61,8 @@ def trained(config: Path, run_dir: Path, steps: int, overrides: list[str]) -> fl
     done = (run_dir / "checkpoints").is_dir()
     if not done or load_run(run_dir).step < steps:  # a killed run resumes from its checkpoint
         train(load_config(config, [f"run.dir={run_dir}", f"train.steps={steps}", "train.sample_every=0",
-                                   *overrides]), resume=done, progress=False)
+                                   "model.ot_coupling=false", *overrides]),  # the sweep's pairs; a variant may set OT
+              resume=done, progress=False)
     seconds = [r["seconds"] for r in read_metrics(run_dir) if "seconds" in r and r.get("kind", "train") == "train"]
     return seconds[-1] if seconds else None
 

@@ -15,20 +15,22 @@ def sweep(sources: tuple[str, ...]) -> Callable[[dict[str, dict]], str]:
 
 
 def _sweep(record: dict) -> str:
-    """Per training budget (and sample count) and variant: FD at 1 and 2 MeanFlow steps and of the instantaneous
+    """Per training budget (sample count and overrides, e.g. another ``run.seed``) and variant: FD at 1 and 2 MeanFlow steps and of the instantaneous
     field at 100 Euler steps, one step's ratio to flow matching's 100 Euler steps at the same budget, the engine's
     training seconds; each budget closes with its floor (as many training images) and the matched Gaussian."""
     rows = []
-    for steps, n in dict.fromkeys((r["settings"]["steps"], r["settings"]["n"]) for r in record["rows"]):
-        mine = [r for r in record["rows"] if (r["settings"]["steps"], r["settings"]["n"]) == (steps, n)]
+    key = lambda r: (r["settings"]["steps"], r["settings"]["n"], tuple(r["settings"].get("overrides", [])))  # noqa: E731
+    for steps, n, overrides in dict.fromkeys(key(r) for r in record["rows"]):
+        mine = [r for r in record["rows"] if key(r) == (steps, n, overrides)]
+        label = f"{steps}" + (f", {' '.join(overrides)}" if overrides else "")
         fm = next((r["euler 100"]["fd"] for r in mine if r["variant"] == "flow matching"), None)
         for r in mine:
             one = r.get("mean-flow 1", {}).get("fd")
-            rows.append([str(steps), r["variant"], *(sig(r[k]["fd"], 3) if k in r else "" for k, _ in COLUMNS),
+            rows.append([label, r["variant"], *(sig(r[k]["fd"], 3) if k in r else "" for k, _ in COLUMNS),
                          f"{one / fm:.1f}x" if one and fm else "",
                          f"{r['train_seconds']:.0f}" if r.get("train_seconds") else ""])
         last = mine[-1]["euler 100"]
-        rows.append([str(steps), f"floor ({n} training images) / matched Gaussian", "", "",
+        rows.append([label, f"floor ({n} training images) / matched Gaussian", "", "",
                      f"{sig(last['floor'], 3)} / {sig(last['gaussian'], 3)}", "", ""])
     header = ["steps", "training", *(h for _, h in COLUMNS), "1 step / FM 100", "train s"]
     return clean_table(table(header, rows, ["---:", "---"] + ["---:"] * 5))
