@@ -43,9 +43,9 @@ from benchmarks.tables.sd3_resolution_shift import settings
 
 
 def shifts_for(formula: float, factors: list[float]) -> list[float]:
-    """No shift and the formula's ``s`` times each factor, sorted, without repeats (at the base size the formula's
-    ``s`` is 1)."""
-    values = {1.0, *(round(formula * f, 6) for f in factors)}
+    """No shift, the formula's ``s`` itself (the reference of the paired differences) and the formula's ``s`` times
+    each factor, sorted, without repeats (at the base size the formula's ``s`` is 1)."""
+    values = {1.0, round(formula, 6), *(round(formula * f, 6) for f in factors)}
     return sorted(values)
 
 
@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="draw the figure's scores again from --out's results (no sampling; no sample strip)")
     args = ap.parse_args(argv)
     args.figure = figure_path(args.figure, args.out, "sd3-resolution-shift.png")
+    if args.replot and not args.figure:
+        ap.error("--replot draws the figure: give --figure a path (or leave it out for the default)")
     if args.replot:
         rows = json.loads(Path(args.out or RESULTS / "sd3_resolution_shift.json").read_text())["rows"]
         figure(rows, {}, (0.0, 1.0), Path(args.figure))

@@ -36,7 +36,7 @@ def tiny_runs(root):
 
 @pytest.fixture(scope="module")
 def entries(tmp_path_factory):
-    return logic.open_entries(tiny_runs(tmp_path_factory.mktemp("app")))
+    return logic.open_entries(tiny_runs(tmp_path_factory.mktemp("app")), device="cpu")  # the same noise anywhere
 
 
 def pick(entries, family, kind):
@@ -268,7 +268,7 @@ def test_the_app_loads_onto_the_device_asked_and_refuses_one_it_lacks(entries, t
     on_cpu = logic.open_entries(run_dirs, device="cpu")
     assert all(e.device == torch.device("cpu") for e in on_cpu.values())
     a, b = (logic.sample(pick(es, "continuous", "points"), n=20, seed=5).samples for es in (entries, on_cpu))
-    assert np.array_equal(a, b)  # auto is the CPU here: the same noise, the same samples
+    assert np.array_equal(a, b)  # both on the CPU: the same noise, the same samples
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="--device cuda: PyTorch sees no CUDA GPU.*--device cpu"):
             logic.open_entries(run_dirs, device="cuda")

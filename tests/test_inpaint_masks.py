@@ -142,3 +142,5 @@ def test_the_ascent_starts_where_it_is_told_and_only_climbs_from_there():
     assert torch.all(after >= before - 1e-4) and torch.equal(climbed[:, known], x[:, known])
     with pytest.raises(ValueError, match="start has shape"):
         model.inpaint(x, known, steps=1, start=torch.zeros(8, 8))
+    with pytest.raises(UserError, match="start='mean': give the missing part's first values as a tensor"):
+        model.inpaint(x, known, steps=1, start="mean")

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from benchmarks.tables.format import short, table
 
 SOURCES = ("inpaint_nice", "inpaint_nice_paper", "inpaint_nice_search", "inpaint_nice_mean", "inpaint_nice_full",
-           "inpaint_glow", "inpaint_fm")
+           "inpaint_realnvp", "inpaint_glow", "inpaint_fm")
 SHORT = {"top": "top", "bottom": "bottom", "odd": "odd", "even": "even", "left": "left", "right": "right",
          "middle-vertical": "mid. vert.", "middle-horizontal": "mid. hor.", "random:0.75": "75%", "random:0.9": "90%"}
 METRICS = {"accuracy": ("label accuracy", lambda v: f"{v:.2f}"), "rmse": ("rmse", lambda v: f"{v:.3f}"),

@@ -54,7 +54,7 @@ def render(files: dict[str, dict]) -> str:
                             f"{g['acc']:.3f} ({g['floor_acc']:.3f})", f"{g['seconds']:.0f}"])
     text = clean_table(table(header, out, ["---", "---:", "---", "---", "---:", "---:", "---:", "---:"]))
     who = (f"{len(seeds)} seeds ({', '.join(map(str, seeds))}): mean and sample standard deviation over them, each "
-           f"seed its own noise, labels and floor images" if spread else "One seed")
+           f"seed its own noise and floor images" if spread else "One seed")
     return (text + f"\n\n{who}; {d['n']} samples per row and seed (guidance {d['guidance']:g}; the same noise and "
             f"labels for every s and solver of a size) from the {d.get('weights', 'EMA')} weights at step "
             f"{d['step']}; formula: s = sqrt(m / n), n = {d['base_pixels']} pixels (28 x 28, the model's data "

@@ -194,6 +194,10 @@ class NormalizingFlow(GenerativeModel):
         if line_search and (noise or temperature):
             raise UserError("inpaint: noise and temperature perturb the fixed schedule's steps; give "
                             "line_search=False with them (a line search keeps only steps that raise log p)")
+        if isinstance(start, str):
+            raise UserError(f"inpaint start={start!r}: give the missing part's first values as a tensor (e.g. the "
+                            f"training set's mean image, dataset.train.mean(0)); 'noise' and 'mean' are the "
+                            f"command line's names (flowforge inpaint --start), None is uniform noise")
         if start is not None and start.shape not in (x.shape, x.shape[1:]):
             raise ValueError(f"start has shape {tuple(start.shape)}, expected {tuple(x.shape)} or one example's "
                              f"shape {tuple(x.shape[1:])} (the missing part's first values, in data space)")
