@@ -194,27 +194,31 @@ class NormalizingFlow(GenerativeModel):
         if line_search and (noise or temperature):
             raise UserError("inpaint: noise and temperature perturb the fixed schedule's steps; give "
                             "line_search=False with them (a line search keeps only steps that raise log p)")
-        if isinstance(start, str):
-            raise UserError(f"inpaint start={start!r}: give the missing part's first values as a tensor (e.g. the "
-                            f"training set's mean image, dataset.train.mean(0)); 'noise' and 'mean' are the "
-                            f"command line's names (flowforge inpaint --start), None is uniform noise")
-        if start is not None and start.shape not in (x.shape, x.shape[1:]):
-            raise ValueError(f"start has shape {tuple(start.shape)}, expected {tuple(x.shape)} or one example's "
-                             f"shape {tuple(x.shape[1:])} (the missing part's first values, in data space)")
         mask = mask.to(device=x.device, dtype=torch.bool).expand_as(x)
         y_known = self.to_flow_input(x)
         lo, hi = (0.0, 1.0) if self.quantization is not None else (float(x.min()), float(x.max()))
-        if start is None:
-            first = lo + (hi - lo) * self._noise(x, generator, uniform=True)
-        else:
-            first = self.to_flow_input(start.to(device=x.device, dtype=x.dtype).expand_as(x)).clamp(lo, hi)
-        y = torch.where(mask, y_known, first).detach()
+        y = torch.where(mask, y_known, self._first_fill(x, start, lo, hi, generator)).detach()
         project = lambda y: torch.where(mask, y_known, y.clamp(lo, hi))  # noqa: E731
         if line_search:
             y = self._ascend_with_line_search(y, project, steps, lr)
         else:
             y = self._ascend_on_schedule(y, project, steps, lr, noise, temperature, generator)
         return torch.where(mask, x, self.from_flow_input(y))
+
+    def _first_fill(self, x: Tensor, start: Tensor | None, lo: float, hi: float,
+                    generator: torch.Generator | None) -> Tensor:
+        """Where the ascent starts, in the flow's input space: ``start`` (data space, ``x``'s shape or one
+        example's) or, for None, uniform noise on ``[lo, hi]``."""
+        if start is None:
+            return lo + (hi - lo) * self._noise(x, generator, uniform=True)
+        if isinstance(start, str):
+            raise UserError(f"inpaint start={start!r}: give the missing part's first values as a tensor (e.g. the "
+                            f"training set's mean image, dataset.train.mean(0)); 'noise' and 'mean' are the "
+                            f"command line's names (flowforge inpaint --start), None is uniform noise")
+        if start.shape not in (x.shape, x.shape[1:]):
+            raise ValueError(f"start has shape {tuple(start.shape)}, expected {tuple(x.shape)} or one example's "
+                             f"shape {tuple(x.shape[1:])} (the missing part's first values, in data space)")
+        return self.to_flow_input(start.to(device=x.device, dtype=x.dtype).expand_as(x)).clamp(lo, hi)
 
     def _log_p_and_grad(self, y: Tensor) -> tuple[Tensor, Tensor]:
         y = y.detach().requires_grad_(True)
