@@ -51,7 +51,7 @@ from flowforge.runs import load_run
 from flowforge.train import train
 
 from benchmarks.harness import RESULTS, ROOT, write_results
-from benchmarks.meanflow_weighting import baselines, eight_gaussians_mixture, exact_velocity, score_run
+from benchmarks.meanflow_weighting import baselines, eight_gaussians_mixture, exact_velocity, rk4_step, score_run
 
 DATA = "8gaussians"
 NETWORK = ["model.net.width=128", "model.net.depth=3", "train.batch_size=256"]  # meanflow_weighting's
@@ -77,11 +77,7 @@ def exact_average_velocity(z: torch.Tensor, r: torch.Tensor, t: torch.Tensor, ce
     y, tau = z.clone(), t.clone()
     f = lambda yy, tt: exact_velocity(yy, tt, centres, s)  # noqa: E731
     for _ in range(substeps):
-        k1 = f(y, tau)
-        k2 = f(y + (h / 2)[:, None] * k1, tau + h / 2)
-        k3 = f(y + (h / 2)[:, None] * k2, tau + h / 2)
-        k4 = f(y + h[:, None] * k3, tau + h)
-        y, tau = y + (h / 6)[:, None] * (k1 + 2 * k2 + 2 * k3 + k4), tau + h
+        y, tau = rk4_step(f, y, tau, h), tau + h
     width = (t - r)[:, None]
     return torch.where(width > 1e-6, (z - y) / width.clamp(min=1e-6), f(z, t))
 

@@ -85,17 +85,23 @@ def exact_velocity(z: torch.Tensor, t: torch.Tensor, centres: torch.Tensor, s: f
     return (post * given_k).sum(1)
 
 
+def rk4_step(f, z: torch.Tensor, t, h):
+    """One classical Runge-Kutta step of ``dz/dt = f(z, t)`` from ``t`` by ``h``: floats, or per-example (N,)
+    tensors for points z (N, D)."""
+    hz = h[:, None] if isinstance(h, torch.Tensor) else h  # the step as it scales z
+    k1 = f(z, t)
+    k2 = f(z + hz / 2 * k1, t + h / 2)
+    k3 = f(z + hz / 2 * k2, t + h / 2)
+    k4 = f(z + hz * k3, t + h)
+    return z + hz / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+
+
 def exact_flow_map(noise: torch.Tensor, centres: torch.Tensor, s: float, steps: int = 400) -> torch.Tensor:
     """The exact ODE ``dz/dt = E[v | z]`` from ``t = 1`` (noise) to ``t = 0`` (RK4, ``steps`` steps)."""
     z, h = noise.double(), -1.0 / steps
+    f = lambda zz, tt: exact_velocity(zz, torch.full((len(zz),), tt, dtype=zz.dtype), centres, s)  # noqa: E731
     for i in range(steps):
-        t = 1.0 - i / steps
-        f = lambda zz, tt: exact_velocity(zz, torch.full((len(zz),), tt, dtype=zz.dtype), centres, s)  # noqa: E731
-        k1 = f(z, t)
-        k2 = f(z + h / 2 * k1, t + h / 2)
-        k3 = f(z + h / 2 * k2, t + h / 2)
-        k4 = f(z + h * k3, t + h)
-        z = z + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+        z = rk4_step(f, z, 1.0 - i / steps, h)
     return z
 
 
