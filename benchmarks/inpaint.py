@@ -39,6 +39,7 @@ from flowforge.config import DataConfig
 from flowforge.data import load_dataset
 from flowforge.data.latents import pixel_data
 from flowforge.data.masks import PAPER_MASKS, make_mask
+from flowforge.jobs.inpaint import start_values
 from flowforge.metrics import default_extractor, load_extractor, reference_features, score_images
 from flowforge.runs import load_run
 from flowforge.runs.pairs import weights_sha256
@@ -127,8 +128,8 @@ def fill_and_score(scorer: Scorer, run, known: torch.Tensor, options: dict, seed
     x = data.test[scorer.index]  # the same images, in the run's data range
     gen = torch.Generator().manual_seed(seed)
     kwargs = dict(options, generator=gen)
-    if kwargs.get("start") == "mean":  # the training set's mean image, as flowforge inpaint --start mean
-        kwargs["start"] = data.train.mean(0)
+    if isinstance(kwargs.get("start"), str):  # the named start, as flowforge inpaint --start takes it
+        kwargs["start"] = start_values(kwargs["start"], data)
     t0 = time.perf_counter()
     filled = run.model.inpaint(x, known, **kwargs)
     seconds = time.perf_counter() - t0

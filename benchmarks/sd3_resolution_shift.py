@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> None:
                          "where the grid's placement matters more)")
     ap.add_argument("--raw", action="store_true", help="sample the raw weights instead of the EMA's")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0],
-                    help="noise / label / floor seeds; each setting is drawn once per seed, and the table gives "
+                    help="noise and floor-image seeds (the labels cycle through the classes for every seed); each "
+                         "setting is drawn once per seed, and the table gives "
                          "the mean and the spread over seeds")
     ap.add_argument("--figure", default=None,
                     help="figure (default sd3-resolution-shift.png beside --out; '' for none)")

@@ -100,7 +100,7 @@ class Entry:
 
     def generator(self, seed: int) -> torch.Generator:
         """The page's noise for ``seed``, drawn where the model runs (as ``flowforge sample --device`` draws it)."""
-        return torch.Generator().manual_seed(seed) if self.device.type == "cpu" else device_generator(self.device, seed)
+        return device_generator(self.device, seed)
 
     @property
     def takes_sampler(self) -> bool:

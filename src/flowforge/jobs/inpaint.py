@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from ..data import load_dataset
 from ..data.latents import pixel_data
@@ -21,6 +22,14 @@ from .device import device_generator, resolve_device
 # where a flow's gradient ascent starts the missing part: uniform noise (NICE's "initial state") or the training
 # set's mean image (``NormalizingFlow.inpaint``'s ``start``)
 INPAINT_STARTS = ("noise", "mean")
+
+
+def start_values(start: str | None, dataset) -> Tensor | None:
+    """``NormalizingFlow.inpaint``'s ``start`` for a named one of :data:`INPAINT_STARTS`: the training set's mean
+    image for ``mean``, None (uniform noise) for ``noise`` or None."""
+    if start is not None and start not in INPAINT_STARTS:
+        raise UserError(f"--start {start}: expected one of {', '.join(INPAINT_STARTS)}")
+    return dataset.train.mean(0) if start == "mean" else None
 
 
 def inpaint_options(run: Run, n: int, generator: torch.Generator | None = None, **chosen: Any) -> dict[str, Any]:
@@ -59,9 +68,8 @@ def inpaint_run(run_dir: str | Path, mask: str, *, n: int = 8, out: str | Path, 
     noise = gen if device.type == "cpu" else device_generator(device, seed)
     options = inpaint_options(run, len(x), noise, **options)
     if isinstance(options.get("start"), str):  # flows: where the missing part starts
-        if options["start"] not in INPAINT_STARTS:
-            raise UserError(f"--start {options['start']}: expected one of {', '.join(INPAINT_STARTS)}")
-        options["start"] = dataset.train.mean(0).to(device) if options["start"] == "mean" else None
+        start = start_values(options["start"], dataset)
+        options["start"] = None if start is None else start.to(device)
     if "labels" in options and dataset.test_labels is not None:
         options["labels"] = dataset.test_labels[index].to(device)  # a class-conditional model is told its labels
     filled = run.model.inpaint(x.to(device), known.to(device), **options).cpu()
