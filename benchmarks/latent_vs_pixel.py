@@ -1,4 +1,5 @@
-"""The same class-conditional DiT in latent space and in pixel space on Fashion-MNIST, at equal training steps.
+"""The same class-conditional DiT in latent space and in pixel space on Fashion-MNIST, at equal training steps or
+at equal wall-clock.
 
 The latent model is ``configs/dit-fashion-latent.yaml`` on the 4-channel autoencoder of
 ``benchmarks.latent_channels`` (``--autoencoder``; 4 x 7 x 7 latents, 49 tokens of patch 1); the pixel model the
@@ -10,23 +11,47 @@ autoencoder's own training is reported by ``benchmarks.latent_channels``, the en
     OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python -m benchmarks.latent_vs_pixel --steps 300 --n 500
 
 Results: benchmarks/results/latent_vs_pixel.json (``python -m benchmarks.render_tables --print latent_vs_pixel``).
+
+**Equal wall-clock** (``--minutes M``, the issue's goal: the latent DiT at the pixel DiT's final FD in at most half
+its training time): each model's seconds per step are measured first on a throwaway run of ``--calibrate`` steps
+(the second half of them timed, under the load the real run will see), and its step budget is set so that its
+training takes ``M`` minutes (``pixel``, ``latent``) or ``M / 2`` (``latent-half``); each then trains with the
+preset's whole recipe (warm-up, cosine decay to that budget, EMA), so each row is a finished run of its time, not a
+snapshot of a longer one. The autoencoder (``--autoencoder``, trained by ``configs/ae-fashion.yaml``) and the
+encoding of the data into the latent cache are timed apart and reported, not counted. ``--rows`` with
+``--train-only`` lets two processes train rows side by side (one core each, so both see the same load); a last
+call without ``--train-only`` scores every row and writes
+``benchmarks/results/latent_vs_pixel_time.json``:
+
+    OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python -m benchmarks.latent_vs_pixel --minutes 24 --rows pixel --train-only &
+    OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python -m benchmarks.latent_vs_pixel --minutes 24 --rows latent-half latent --train-only
+    OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python -m benchmarks.latent_vs_pixel --minutes 24 --n 1000
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shutil
 import time
 from pathlib import Path
 
 from flowforge.config import load_config
+from flowforge.data import load_dataset
+from flowforge.data.latents import encode_dataset, pixel_data
 from flowforge.jobs import evaluate
-from flowforge.runs import latest_checkpoint
+from flowforge.runs import latest_checkpoint, read_metrics
 from flowforge.train import train
 
 from benchmarks.harness import command_line, write_results
 from benchmarks.tables import latent_vs_pixel as table
 
 PRESET = "configs/dit-fashion-latent.yaml"
+PIXEL = ["data.latent=null", "model.net.patch=2"]  # 196 tokens of 2 x 2 pixels
+TOKENS = {"pixel": 196, "latent": 49}
+# equal wall-clock rows: name -> (space, share of --minutes)
+TIMED = {"pixel": ("pixel", 1.0), "latent-half": ("latent", 0.5), "latent": ("latent", 1.0)}
 
 
 def train_dit(name: str, overrides: list[str], steps: int, n: int, root: Path) -> tuple[Path, float | None]:
@@ -57,19 +82,97 @@ def run(name: str, overrides: list[str], steps: int, n: int, root: Path) -> dict
     return out
 
 
+def seconds_per_step(overrides: list[str], steps: int, root: Path) -> float:
+    """Seconds per training step of the DiT of :data:`PRESET` with ``overrides``: a throwaway run of ``steps``
+    steps, its second half timed (the first pays for start-up and the allocator's warm-up)."""
+    run_dir = root / "calibration"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    half = max(1, steps // 2)
+    train(load_config(PRESET, [*overrides, f"run.dir={run_dir}", "run.name=calibration", f"train.steps={2 * half}",
+                               f"train.log_every={half}", f"train.ckpt_every={2 * half}", "train.sample_every=0",
+                               "train.tensorboard=false", f"train.warmup_steps={half}"]), progress=False)
+    last = [r for r in read_metrics(run_dir) if "steps_per_sec" in r][-1]
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return 1.0 / last["steps_per_sec"]
+
+
+def encode_seconds(autoencoder: str) -> dict:
+    """Encode Fashion-MNIST into the latent cache of ``autoencoder`` (nothing when it is there): its seconds."""
+    config = load_config(PRESET, [f"data.latent={autoencoder}"])
+    t = time.perf_counter()
+    data = encode_dataset(load_dataset(pixel_data(config.data)), autoencoder, config.data.cache_dir)
+    return {"seconds": time.perf_counter() - t, "images": len(data.train) + len(data.test), "shift": data.shift,
+            "scale": data.scale}
+
+
+def train_timed(row: str, args: argparse.Namespace, root: Path) -> Path:
+    """Train the equal-time ``row`` (:data:`TIMED`) unless its run is there; its step budget and the measured
+    seconds per step go to ``<run>.budget.json`` beside the run."""
+    space, share = TIMED[row]
+    overrides = PIXEL if space == "pixel" else [f"data.latent={args.autoencoder}", "model.net.patch=1"]
+    name = f"dit-{row}-{args.minutes:g}min"
+    budget_file = root / f"{name}.budget.json"
+    if latest_checkpoint(root / name) is None:
+        if space == "latent":
+            encoded = encode_seconds(args.autoencoder)
+        step_seconds = seconds_per_step(overrides, args.calibrate, root)
+        steps = max(1, round(share * args.minutes * 60 / step_seconds))
+        budget = {"step_seconds": step_seconds, "steps": steps, "load_before": os.getloadavg()[0],
+                  "encode": encoded if space == "latent" else None}
+        budget_file.write_text(json.dumps(budget))
+        train_dit(name, overrides, steps, args.n, root)
+    return root / name
+
+
+def score_timed(row: str, run_dir: Path) -> dict:
+    """The scores of an equal-time row's run (``flowforge eval``), its budget and its training's own seconds."""
+    record = evaluate(run_dir)
+    image = record["image"]
+    budget = json.loads(run_dir.with_name(run_dir.name + ".budget.json").read_text())
+    out = {"space": TIMED[row][0], "share": TIMED[row][1], "tokens": TOKENS[TIMED[row][0]],
+           "fd": image["model"]["fd"], "label_accuracy": image["model"].get("label_accuracy"),
+           "floor_fd": image["noise_floor"]["fd"], "n": image["n_samples"], "parameters": record["parameters"],
+           "sample_seconds": record["sample_seconds"], **budget,
+           "train_seconds": max(r["seconds"] for r in read_metrics(run_dir) if "seconds" in r)}
+    if image.get("reconstruction_floor"):
+        out["reconstruction_fd"] = image["reconstruction_floor"]["fd"]
+    return out
+
+
+def equal_time(args: argparse.Namespace, root: Path) -> None:
+    """The equal wall-clock comparison (``--minutes``): train the rows asked for, then (unless ``--train-only``)
+    score every row and write ``latent_vs_pixel_time``."""
+    runs = {row: train_timed(row, args, root) for row in args.rows}
+    if args.train_only:
+        return
+    rows = {row: score_timed(row, run) for row, run in runs.items()}
+    record = {"command": command_line(), "preset": PRESET, "autoencoder": args.autoencoder,
+              "minutes": args.minutes, "rows": rows}
+    path = write_results("latent_vs_pixel_time", record)
+    print(table.render_time({"latent_vs_pixel_time": record}))
+    print(f"wrote {path}")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--n", type=int, default=500, help="samples scored")
     p.add_argument("--autoencoder", default="runs/bench-latent/ae-4")
     p.add_argument("--root", default="runs/bench-latent")
+    p.add_argument("--minutes", type=float, help="equal wall-clock instead of equal steps: each row's training "
+                                                 "minutes (latent-half: half of them)")
+    p.add_argument("--rows", nargs="+", choices=list(TIMED), default=list(TIMED), help="with --minutes")
+    p.add_argument("--train-only", action="store_true", help="with --minutes: train the rows, score nothing")
+    p.add_argument("--calibrate", type=int, default=40, help="with --minutes: steps of the timing run")
     args = p.parse_args(argv)
     root = Path(args.root)
+    if args.minutes is not None:
+        return equal_time(args, root)
     t = time.perf_counter()
     rows = {"latent": run("dit-latent", [f"data.latent={args.autoencoder}", "model.net.patch=1"], args.steps,
                           args.n, root)}
     rows["latent"]["tokens"] = 49
-    rows["pixel"] = run("dit-pixel", ["data.latent=null", "model.net.patch=2"], args.steps, args.n, root)
+    rows["pixel"] = run("dit-pixel", PIXEL, args.steps, args.n, root)
     rows["pixel"]["tokens"] = 196
     record = {"command": command_line(argv), "preset": PRESET, "autoencoder": args.autoencoder, "rows": rows,
               "seconds": time.perf_counter() - t}

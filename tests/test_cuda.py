@@ -177,6 +177,23 @@ def test_flex_block_mask_equals_segments_on_cuda():
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
 
 
+def test_training_steps_draw_their_noise_on_the_gpu(tmp_path, monkeypatch):
+    """Every draw of a training step (noise, times, label dropout) comes from a generator on the GPU, so no step
+    copies noise from the host; the losses are finite."""
+    from flowforge.rng import BatchRandom
+
+    devices = []
+    draw = BatchRandom._draw
+
+    def recording(self, fn, shape, like):
+        devices.append(None if self.generator is None else self.generator.device.type)
+        return draw(self, fn, shape, like)
+
+    monkeypatch.setattr(BatchRandom, "_draw", recording)
+    _train("dit-mnist", tmp_path / "run", FAMILIES["dit-mnist"], steps=3)
+    assert devices and set(devices) == {"cuda"}, sorted(set(map(str, devices)))
+
+
 def test_compiled_training_step_on_cuda(tmp_path):
     """train.compile on the GPU: the same losses as eager to a few digits (Inductor reorders float math)."""
     eager = _train("dit-mnist", tmp_path / "eager", FAMILIES["dit-mnist"], **{"train.precision": "fp32"})

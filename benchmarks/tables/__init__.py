@@ -58,6 +58,7 @@ TABLES: dict[str, Table] = {
     "latent_channels": Table(("latent_channels",), latent_channels.render),
     "latent_channels_flows": Table(("latent_channels",), latent_channels.render_flows),
     "latent_vs_pixel": Table(("latent_vs_pixel",), latent_vs_pixel.render),
+    "latent_vs_pixel_time": Table(("latent_vs_pixel_time",), latent_vs_pixel.render_time),
     "latent_inpainting": Table(("latent_inpainting",), latent_inpainting.render),
     "compare_digits": Table(("compare_digits",), compare.compare_table("compare_digits")),
     "compare_mnist": Table(("compare_mnist",), compare.compare_table("compare_mnist")),

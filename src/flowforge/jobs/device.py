@@ -2,9 +2,9 @@
 ``reflow`` (and anything else that asks a user for a device).
 
 ``auto`` is the first GPU when PyTorch sees one and the CPU otherwise. A job's random generator lives on the same
-device (:func:`device_generator`), so noise is drawn where the network runs and no sampling step copies noise from
-the host; the price is that one seed gives other samples on a GPU than on the CPU (each is reproducible where it
-was drawn).
+device (:func:`flowforge.rng.device_generator`, which training's steps use too), so noise is drawn where the
+network runs and no sampling step copies noise from the host; the price is that one seed gives other samples on a
+GPU than on the CPU (each is reproducible where it was drawn).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import re
 import torch
 
 from ..errors import UserError
+from ..rng import device_generator
 
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
 _FORM = re.compile(r"^(auto|cpu|cuda)(?::(\d+))?$")
@@ -50,7 +51,4 @@ def resolve_device(text: str | torch.device | None = "auto") -> torch.device:
     return torch.device("cuda", int(index)) if index is not None else torch.device("cuda")
 
 
-def device_generator(device: torch.device, seed: int) -> torch.Generator:
-    """A generator on ``device`` seeded with ``seed``: the noise of a job drawn where its network runs."""
-    return torch.Generator(device=device).manual_seed(seed)
-
+__all__ = ["DEVICE_CHOICES", "device_generator", "resolve_device"]

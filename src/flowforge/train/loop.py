@@ -27,7 +27,7 @@ from ..data.packing import pack_batch
 from ..errors import TrainingDiverged
 from ..metrics import heldout_likelihood
 from ..models import GenerativeModel
-from ..rng import BatchRandom
+from ..rng import BatchRandom, device_generator
 from ..runs import checkpoint_dirs, rng_state, sample_options, save_checkpoint, write_report, write_samples_picture
 from ..runs.vocabulary import model_vocabulary, vocabulary_digest
 from . import sharding
@@ -139,7 +139,7 @@ def optimisation_step(state: RunState, step: int, params: list[nn.Parameter], wi
         state.adversary.half.at(step)
     if state.packs is None:
         idx = state.order.indices(step)[state.rows].to(state.data.device)
-        rng = BatchRandom(torch.Generator().manual_seed(step_seed(config.run.seed, step)), tc.batch_size,
+        rng = BatchRandom(device_generator(acc.device, step_seed(config.run.seed, step)), tc.batch_size,
                           state.rows.start, state.rows.stop)
         # Accelerate wraps a DDP model's forward in its autocast; it leaves an FSDP2 model's as it is
         with acc.autocast() if state.sharded else nullcontext():
@@ -150,7 +150,7 @@ def optimisation_step(state: RunState, step: int, params: list[nn.Parameter], wi
     else:  # data.resolutions: one pack of images at several resolutions (one process)
         xs, ys = pack_batch(state.packs.pack(step), state.data, state.labels)
         n = sum(len(x) for x in xs)
-        rng = BatchRandom(torch.Generator().manual_seed(step_seed(config.run.seed, step)), n, 0, n)
+        rng = BatchRandom(device_generator(acc.device, step_seed(config.run.seed, step)), n, 0, n)
         loss = state.loss_module(xs, rng, ys)
     acc.backward(loss)
     grad_norm = clip_gradients(state.optimizer, params, tc.grad_clip, acc)
