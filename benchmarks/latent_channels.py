@@ -129,15 +129,15 @@ def flows(root: Path, steps: int, n: int, seed: int) -> dict:
 
 
 @torch.no_grad()
-def figure(root: Path, out: Path, n: int = 8) -> Path:
-    """Rows: ``n`` test images, then their reconstructions by each width's autoencoder."""
+def figure(run_dirs: list[Path], out: Path, n: int = 8) -> Path:
+    """Rows: ``n`` test images, then their reconstructions by the autoencoder of each of ``run_dirs``."""
     from flowforge.viz import image_grid
 
     data = load_dataset(DataConfig(name="fashion-mnist"))
     x = data.test[:n]
     rows = [data.to_pixels(x)]
-    for c in CHANNELS:
-        ae = load_autoencoder(str(root / f"ae-{c}")).eval()
+    for run_dir in run_dirs:
+        ae = load_autoencoder(str(run_dir)).eval()
         rows.append(((ae.decode(ae.encode(to_ae_range(x, data.value_range))[0]) + 1) / 2).clamp(0, 1))
     return image_grid(torch.cat(rows), out, nrow=n, scale=3)
 
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--flow-n", type=int, default=300, help="decoded samples scored per latent DiT")
     args = p.parse_args(argv)
     if args.figure:
-        print(f"wrote {figure(Path(args.root), Path(args.figure))}")
+        print(f"wrote {figure([Path(args.root) / f'ae-{c}' for c in CHANNELS], Path(args.figure))}")
         return
     if args.flows:
         record = read_results("latent_channels")

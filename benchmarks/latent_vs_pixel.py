@@ -23,9 +23,11 @@ encoding of the data into the latent cache are timed apart and reported, not cou
 call without ``--train-only`` scores every row and writes
 ``benchmarks/results/latent_vs_pixel_time.json``:
 
-    OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python -m benchmarks.latent_vs_pixel --minutes 24 --rows pixel --train-only &
-    OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python -m benchmarks.latent_vs_pixel --minutes 24 --rows latent-half latent --train-only
-    OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python -m benchmarks.latent_vs_pixel --minutes 24 --n 1000
+    AE="--autoencoder runs/bench-latent/ae-4-disc"  # benchmarks.ae_discriminator's
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.latent_vs_pixel --minutes 24 $AE --rows pixel --train-only &
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.latent_vs_pixel --minutes 24 $AE --rows latent-half latent \
+        --train-only
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.latent_vs_pixel --minutes 24 $AE --n 1000
 """
 
 from __future__ import annotations

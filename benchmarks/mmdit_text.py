@@ -29,6 +29,7 @@ import time
 import torch
 
 from flowforge.data import load_dataset
+from flowforge.data.latents import pixel_data
 from flowforge.metrics import load_extractor
 from flowforge.runs import load_run, sample_options
 
@@ -138,7 +139,7 @@ def main() -> None:
     if captions is None:
         raise SystemExit(f"{args.run_dir} has no text input; train configs/mmdit-fashion-text.yaml first")
     extractor = load_extractor("fashion-mnist")
-    dataset = load_dataset(cfg.data)
+    dataset = load_dataset(pixel_data(cfg.data))  # a latent run's samples are decoded images
     k = captions.num_classes
     n = k * args.per_class
     scorer = Scorer(args, cfg, extractor, run.model.value_range, n)

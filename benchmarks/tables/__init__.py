@@ -57,6 +57,7 @@ TABLES: dict[str, Table] = {
     "image_metric_floors": Table(("image_metric_floors",), image_metric_floors.render),
     "latent_channels": Table(("latent_channels",), latent_channels.render),
     "latent_channels_flows": Table(("latent_channels",), latent_channels.render_flows),
+    "ae_discriminator": Table(("ae_discriminator",), latent_channels.render_discriminator),
     "latent_vs_pixel": Table(("latent_vs_pixel",), latent_vs_pixel.render),
     "latent_vs_pixel_time": Table(("latent_vs_pixel_time",), latent_vs_pixel.render_time),
     "latent_inpainting": Table(("latent_inpainting",), latent_inpainting.render),
