@@ -10,7 +10,7 @@ rFID protocol), beside the floor of as many real training images. LDM adds the d
 reconstructions at a small cost in PSNR; this measures whether it does so at this scale.
 
     OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python -m benchmarks.ae_discriminator --steps 1500
-    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.ae_discriminator --figure benchmarks/results/ae-disc.png
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.ae_discriminator --figure benchmarks/results/ae-discriminator.png
 
 Results: benchmarks/results/ae_discriminator.json (``python -m benchmarks.render_tables --print ae_discriminator``).
 """

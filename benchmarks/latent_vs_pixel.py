@@ -20,8 +20,8 @@ preset's whole recipe (warm-up, cosine decay to that budget, EMA), so each row i
 snapshot of a longer one. The autoencoder (``--autoencoder``, trained by ``configs/ae-fashion.yaml``) and the
 encoding of the data into the latent cache are timed apart and reported, not counted. ``--rows`` with
 ``--train-only`` lets two processes train rows side by side (one core each, so both see the same load); a last
-call without ``--train-only`` scores every row and writes
-``benchmarks/results/latent_vs_pixel_time.json``:
+call without ``--train-only`` scores every row and writes ``benchmarks/results/latent_vs_pixel_time.json`` and a
+picture of each run's samples, ``benchmarks/results/latent-vs-pixel.png``:
 
     AE="--autoencoder runs/bench-latent/ae-4-disc"  # benchmarks.ae_discriminator's
     OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.latent_vs_pixel --minutes 24 $AE --rows pixel --train-only &
@@ -39,6 +39,8 @@ import shutil
 import time
 from pathlib import Path
 
+import torch
+
 from flowforge.config import load_config
 from flowforge.data import load_dataset
 from flowforge.data.latents import encode_dataset, pixel_data
@@ -46,7 +48,7 @@ from flowforge.jobs import evaluate
 from flowforge.runs import latest_checkpoint, read_metrics
 from flowforge.train import train
 
-from benchmarks.harness import command_line, write_results
+from benchmarks.harness import RESULTS, command_line, pyplot, save_figure, write_results
 from benchmarks.tables import latent_vs_pixel as table
 
 PRESET = "configs/dit-fashion-latent.yaml"
@@ -152,7 +154,28 @@ def equal_time(args: argparse.Namespace, root: Path) -> None:
               "minutes": args.minutes, "rows": rows}
     path = write_results("latent_vs_pixel_time", record)
     print(table.render_time({"latent_vs_pixel_time": record}))
-    print(f"wrote {path}")
+    print(f"wrote {path} and {samples_figure(runs, rows, RESULTS / 'latent-vs-pixel.png')}")
+
+
+@torch.no_grad()
+def samples_figure(runs: dict[str, Path], rows: dict[str, dict], path: Path, per_class: int = 4) -> Path:
+    """One panel per run: ``per_class`` samples of each class (a column per class), the same noise seed in each,
+    decoded for the latent runs; titled with the run's minutes and FD."""
+    from flowforge.runs import load_run
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(runs), figsize=(3.4 * len(runs), 1.9), squeeze=False)
+    for ax, (row, run_dir) in zip(axes[0], runs.items()):
+        run = load_run(run_dir)
+        options = run.sample_options(10 * per_class, torch.Generator().manual_seed(0))
+        x = run.model.sample(10 * per_class, **options).clamp(-1, 1)  # (40, 1, 28, 28), labels 0..9 cycling
+        tiles = ((x[:, 0] + 1) / 2).reshape(per_class, 10, 28, 28).permute(0, 2, 1, 3).reshape(per_class * 28, 280)
+        ax.imshow(tiles.numpy(), cmap="gray", vmin=0, vmax=1)
+        r = rows[row]
+        ax.set_title(f"{row}: {r['train_seconds'] / 60:.0f} min, FD {r['fd']:.0f}", fontsize=8)
+        ax.axis("off")
+    save_figure(fig, path)
+    return path
 
 
 def main(argv: list[str] | None = None) -> None:

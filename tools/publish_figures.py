@@ -20,11 +20,15 @@ RESULTS = ROOT / "benchmarks" / "results"
 DOCS = ROOT / "docs"
 
 # the figure each benchmark writes by default (benchmarks/results/NAME), shown in docs/ under the same name
-FIGURES = ("dit-multires.png",             # benchmarks.multires_grids
+FIGURES = ("ae-discriminator.png",        # benchmarks.ae_discriminator --figure benchmarks/results/ae-...
+           "dit-multires.png",             # benchmarks.multires_grids
            "few-step-digits.png",          # benchmarks.few_step_images
            "few-step-mnist.png",           # benchmarks.few_step_images --parent runs/fm-mnist-cpu
            "guidance-mnist.png",           # benchmarks.guidance
+           "latent-vs-pixel.png",          # benchmarks.latent_vs_pixel --minutes 24
            "mmdit-text.png",               # benchmarks.mmdit_text
+           "mmdit-text-latent.png",        # benchmarks.mmdit_text runs/bench-latent/mmdit-latent --figure ...
+           "mmdit-text-pixel.png",         # benchmarks.mmdit_text runs/bench-latent/mmdit-pixel --figure ...
            "nfe-curve-digits.png",         # benchmarks.nfe_curve
            "nfe-curve-mnist.png",          # benchmarks.nfe_curve --figure benchmarks/results/nfe-curve-mnist.png
            "nice-mnist-curves.png",        # benchmarks.nice_curve
