@@ -17,15 +17,13 @@ Results: benchmarks/results/ae_discriminator.json (``python -m benchmarks.render
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from flowforge.config import load_config
 from flowforge.runs import latest_checkpoint
 from flowforge.train import train
 
-from benchmarks.harness import command_line, write_results
-from benchmarks.latent_channels import PRESET, figure, score, training_seconds
+from benchmarks.latent_channels import PRESET, autoencoder_parser, figure, scored, training_seconds, write_rows
 from benchmarks.tables import latent_channels as table
 
 
@@ -45,14 +43,7 @@ def train_arm(name: str, overrides: list[str], steps: int, root: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=1500, help="training steps of each autoencoder (batch 64)")
-    p.add_argument("--n", type=int, default=2000, help="test images scored")
-    p.add_argument("--root", default="runs/bench-latent", help="where the runs are written")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--figure", help="only write the picture of reconstructions (test images, then without and "
-                                    "with the discriminator) of the trained runs to this PNG")
-    args = p.parse_args(argv)
+    args = autoencoder_parser(__doc__.splitlines()[0], 1500, "without and with the discriminator").parse_args(argv)
     root, names = Path(args.root), arms(args.steps)
     if args.figure:
         print(f"wrote {figure([root / name for name in names], Path(args.figure))}")
@@ -60,13 +51,8 @@ def main(argv: list[str] | None = None) -> None:
     rows = {}
     for name, overrides in names.items():
         run_dir = train_arm(name, overrides, args.steps, root)
-        rows[name] = {**score(run_dir, args.n, args.seed), "train_seconds": training_seconds(run_dir),
-                      "steps": args.steps, "discriminator": bool(overrides)}
-        print(name, {k: rows[name][k] for k in ("psnr", "ssim", "rfd", "train_seconds")}, flush=True)
-    record = {"command": command_line(argv), "preset": PRESET, "rows": rows}
-    path = write_results("ae_discriminator", record)
-    print(table.render_discriminator({"ae_discriminator": record}))
-    print(f"wrote {path}")
+        rows[name] = scored(run_dir, args, train_seconds=training_seconds(run_dir), discriminator=bool(overrides))
+    write_rows("ae_discriminator", rows, table.render_discriminator, argv)
 
 
 if __name__ == "__main__":

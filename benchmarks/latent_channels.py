@@ -142,14 +142,21 @@ def figure(run_dirs: list[Path], out: Path, n: int = 8) -> Path:
     return image_grid(torch.cat(rows), out, nrow=n, scale=3)
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=300, help="training steps of each autoencoder (batch 64)")
+def autoencoder_parser(description: str, steps: int, figure: str) -> argparse.ArgumentParser:
+    """The options of a benchmark that trains autoencoders and scores them: ``--steps`` (default ``steps``), ``--n``,
+    ``--root``, ``--seed``, and ``--figure`` (only the picture of reconstructions: test images, then ``figure``)."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--steps", type=int, default=steps, help="training steps of each autoencoder (batch 64)")
     p.add_argument("--n", type=int, default=2000, help="test images scored")
     p.add_argument("--root", default="runs/bench-latent", help="where the runs are written")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--figure", help="only write the picture of reconstructions (test images, then 4 / 8 / 16 "
-                                    "channels) of the trained runs to this PNG")
+    p.add_argument("--figure", help=f"only write the picture of reconstructions (test images, then {figure}) of the "
+                                    "trained runs to this PNG")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = autoencoder_parser(__doc__.splitlines()[0], 300, "4 / 8 / 16 channels")
     p.add_argument("--flows", action="store_true", help="only the latent DiT on each autoencoder: FD of samples "
                                                         "(kept in the results file beside the autoencoders' rows)")
     p.add_argument("--flow-steps", type=int, default=300, help="training steps of each latent DiT (batch 64)")
@@ -172,12 +179,22 @@ def main(argv: list[str] | None = None) -> None:
     rows = {}
     for c in CHANNELS:
         run_dir, seconds = train_autoencoder(c, args.steps, Path(args.root))
-        rows[str(c)] = {**score(run_dir, args.n, args.seed), "train_seconds": seconds, "steps": args.steps}
-        print(c, {k: v for k, v in rows[str(c)].items() if k in ("psnr", "ssim", "rfd", "train_seconds")},
-              flush=True)
+        rows[str(c)] = scored(run_dir, args, train_seconds=seconds)
+    write_rows("latent_channels", rows, table.render, argv)
+
+
+def scored(run_dir: Path, args: argparse.Namespace, **extra) -> dict:
+    """:func:`score` of the autoencoder of ``run_dir`` on ``args.n`` test images, with its steps and ``extra``."""
+    row = {**score(run_dir, args.n, args.seed), "steps": args.steps, **extra}
+    print(run_dir.name, {k: row[k] for k in ("psnr", "ssim", "rfd", "train_seconds")}, flush=True)
+    return row
+
+
+def write_rows(name: str, rows: dict[str, dict], render, argv: list[str] | None) -> None:
+    """Write the autoencoders' ``rows`` to ``benchmarks/results/<name>.json`` and print their table."""
     record = {"command": command_line(argv), "preset": PRESET, "rows": rows}
-    path = write_results("latent_channels", record)
-    print(table.render({"latent_channels": record}))
+    path = write_results(name, record)
+    print(render({name: record}))
     print(f"wrote {path}")
 
 
