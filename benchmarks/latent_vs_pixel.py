@@ -20,14 +20,14 @@ preset's whole recipe (warm-up, cosine decay to that budget, EMA), so each row i
 snapshot of a longer one. The autoencoder (``--autoencoder``, trained by ``configs/ae-fashion.yaml``) and the
 encoding of the data into the latent cache are timed apart and reported, not counted. ``--rows`` with
 ``--train-only`` lets two processes train rows side by side (one core each, so both see the same load); a last
-call without ``--train-only`` scores every row and writes ``benchmarks/results/latent_vs_pixel_time.json`` and a
+call without ``--train-only`` scores every row (``--n`` samples each: give the same ``--n`` to every call, since a
+run keeps the one it was trained with) and writes ``benchmarks/results/latent_vs_pixel_time.json`` and a
 picture of each run's samples, ``benchmarks/results/latent-vs-pixel.png``:
 
-    AE="--autoencoder runs/bench-latent/ae-4-disc"  # benchmarks.ae_discriminator's
-    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.latent_vs_pixel --minutes 24 $AE --rows pixel --train-only &
-    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.latent_vs_pixel --minutes 24 $AE --rows latent-half latent \
-        --train-only
-    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.latent_vs_pixel --minutes 24 $AE --n 1000
+    C="--minutes 24 --n 500 --autoencoder runs/bench-latent/ae-4-disc"  # benchmarks.ae_discriminator's
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.latent_vs_pixel $C --rows pixel --train-only &
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.latent_vs_pixel $C --rows latent-half latent --train-only
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.latent_vs_pixel $C
 """
 
 from __future__ import annotations
