@@ -49,6 +49,7 @@ TABLES: dict[str, Table] = {
     "nfe_curve_mnist": Table(("nfe_curve_mnist", "heun_last_step"), nfe_curve.nfe_curve_mnist),
     "guidance_mnist": Table(("guidance_mnist",), guidance_mnist.render),
     "mmdit_text": Table(("mmdit_text", "mmdit_text_ema"), mmdit_text.render),
+    "mmdit_text_latent": Table(("mmdit_text_pixel", "mmdit_text_latent"), mmdit_text.render_latent),
     "train_speed": Table(("train_speed",), train_speed.render),
     "engine_overhead": Table(("engine_overhead",), engine_overhead.render),
     "ema_run_length": Table(("ema_run_length",), ema_run_length.render),

@@ -24,3 +24,19 @@ def render(files: dict[str, dict]) -> str:
     names = {"model": "training weights", "ema": "EMA weights"}
     return table(["prompt template"] + [f"{names[which]}, w = {w:g}" for which, w in columns], rows,
                  ["---"] + ["---:"] * len(columns))
+
+
+def render_latent(files: dict[str, dict]) -> str:
+    """The same MMDiT in pixel and in latent space: per space and guidance weight, the training templates' mean
+    accuracy (range), the held-out template's, the unconditional samples' largest class share, and the training
+    minutes."""
+    rows = []
+    for space in ("pixel", "latent"):
+        record = files[f"mmdit_text_{space}"]
+        share = record["unconditional"]["model"]["largest_class_share"]
+        for s in record["summary"]:
+            rows.append([space, f"{record['train_seconds'] / 60:.1f}", f"{s['guidance']:g}",
+                         f"{s['training_templates_mean']:.3f} ({s['training_templates_min']:.3f}-"
+                         f"{s['training_templates_max']:.3f})", f"{s['heldout']:.3f}", f"{share:.3f}"])
+    return table(["space", "train min", "guidance w", "training templates: mean (min-max)", "held-out template",
+                  "empty caption: largest class share"], rows, ["---"] + ["---:"] * 5)
