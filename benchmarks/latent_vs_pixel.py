@@ -15,10 +15,11 @@ Results: benchmarks/results/latent_vs_pixel.json (``python -m benchmarks.render_
 **Equal wall-clock** (``--minutes M``, the issue's goal: the latent DiT at the pixel DiT's final FD in at most half
 its training time): each model's seconds per step are measured first on a throwaway run of ``--calibrate`` steps
 (the second half of them timed, under the load the real run will see), and its step budget is set so that its
-training takes ``M`` minutes (``pixel``, ``latent``) or ``M / 2`` (``latent-half``); each then trains with the
-preset's whole recipe (warm-up, cosine decay to that budget, EMA), so each row is a finished run of its time, not a
-snapshot of a longer one. The autoencoder (``--autoencoder``, trained by ``configs/ae-fashion.yaml``) and the
-encoding of the data into the latent cache are timed apart and reported, not counted. ``--rows`` with
+training takes ``M`` minutes (``pixel``, ``latent``), ``M / 2`` (``latent-half``) or ``M / 4``
+(``latent-quarter``); each then trains with the preset's whole recipe (warm-up, cosine decay to that budget,
+EMA), so each row is a finished run of its time, not a snapshot of a longer one. The autoencoder
+(``--autoencoder``, trained by ``configs/ae-fashion.yaml``) and the encoding of the data into the latent cache are
+timed apart and reported, not counted. ``--rows`` with
 ``--train-only`` lets two processes train rows side by side (one core each, so both see the same load); a last
 call without ``--train-only`` scores every row (``--n`` samples each: give the same ``--n`` to every call, since a
 run keeps the one it was trained with) and writes ``benchmarks/results/latent_vs_pixel_time.json`` and a
@@ -26,7 +27,8 @@ picture of each run's samples, ``benchmarks/results/latent-vs-pixel.png``:
 
     C="--minutes 24 --n 500 --autoencoder runs/bench-latent/ae-4-disc"  # benchmarks.ae_discriminator's
     OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.latent_vs_pixel $C --rows pixel --train-only &
-    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.latent_vs_pixel $C --rows latent-half latent --train-only
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.latent_vs_pixel $C --rows latent-quarter latent-half latent \
+        --train-only
     OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.latent_vs_pixel $C
 """
 
@@ -55,7 +57,8 @@ PRESET = "configs/dit-fashion-latent.yaml"
 PIXEL = ["data.latent=null", "model.net.patch=2"]  # 196 tokens of 2 x 2 pixels
 TOKENS = {"pixel": 196, "latent": 49}
 # equal wall-clock rows: name -> (space, share of --minutes)
-TIMED = {"pixel": ("pixel", 1.0), "latent-half": ("latent", 0.5), "latent": ("latent", 1.0)}
+TIMED = {"pixel": ("pixel", 1.0), "latent-quarter": ("latent", 0.25), "latent-half": ("latent", 0.5),
+         "latent": ("latent", 1.0)}
 
 
 def train_dit(name: str, overrides: list[str], steps: int, n: int, root: Path) -> tuple[Path, float | None]:
@@ -185,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--autoencoder", default="runs/bench-latent/ae-4")
     p.add_argument("--root", default="runs/bench-latent")
     p.add_argument("--minutes", type=float, help="equal wall-clock instead of equal steps: each row's training "
-                                                 "minutes (latent-half: half of them)")
+                                                 "minutes (latent-half: half, latent-quarter: a quarter of them)")
     p.add_argument("--rows", nargs="+", choices=list(TIMED), default=list(TIMED), help="with --minutes")
     p.add_argument("--train-only", action="store_true", help="with --minutes: train the rows, score nothing")
     p.add_argument("--calibrate", type=int, default=40, help="with --minutes: steps of the timing run")

@@ -25,7 +25,8 @@ def test_equal_time_rows_get_the_steps_their_minutes_allow(tmp_path, fake_traini
                               n=100, train_only=True)
     latent_vs_pixel.equal_time(args, tmp_path)
     steps = {name: s for name, (_, s) in fake_training.items()}
-    assert steps == {"dit-pixel-10min": 750, "dit-latent-half-10min": 1500, "dit-latent-10min": 3000}
+    assert steps == {"dit-pixel-10min": 750, "dit-latent-quarter-10min": 750, "dit-latent-half-10min": 1500,
+                     "dit-latent-10min": 3000}
     assert "data.latent=ae-dir" in fake_training["dit-latent-10min"][0]
     assert "data.latent=null" in fake_training["dit-pixel-10min"][0]
     budget = json.loads((tmp_path / "dit-latent-half-10min.budget.json").read_text())
