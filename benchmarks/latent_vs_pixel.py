@@ -50,7 +50,7 @@ from flowforge.jobs import evaluate
 from flowforge.runs import latest_checkpoint, read_metrics
 from flowforge.train import train
 
-from benchmarks.harness import RESULTS, command_line, pyplot, save_figure, write_results
+from benchmarks.harness import RESULTS, command_line, portable, pyplot, read_results, save_figure, write_results
 from benchmarks.tables import latent_vs_pixel as table
 
 PRESET = "configs/dit-fashion-latent.yaml"
@@ -131,12 +131,22 @@ def train_timed(row: str, args: argparse.Namespace, root: Path) -> Path:
     return root / name
 
 
+def same_run(scored: dict | None, run_dir: Path) -> bool:
+    """Whether ``scored`` (a row of an earlier results file) is of the run now in ``run_dir``: the same run, steps
+    and samples scored, so it need not be scored again."""
+    if scored is None or scored.get("run") != portable(str(run_dir)):
+        return False
+    budget = json.loads(run_dir.with_name(run_dir.name + ".budget.json").read_text())
+    return scored["steps"] == budget["steps"] and scored["n"] == load_config(run_dir / "config.yaml").eval.n_samples
+
+
 def score_timed(row: str, run_dir: Path) -> dict:
     """The scores of an equal-time row's run (``flowforge eval``), its budget and its training's own seconds."""
     record = evaluate(run_dir)
     image = record["image"]
     budget = json.loads(run_dir.with_name(run_dir.name + ".budget.json").read_text())
-    out = {"space": TIMED[row][0], "share": TIMED[row][1], "tokens": TOKENS[TIMED[row][0]],
+    space, share = TIMED[row]
+    out = {"run": portable(str(run_dir)), "space": space, "share": share, "tokens": TOKENS[space],
            "fd": image["model"]["fd"], "label_accuracy": image["model"].get("label_accuracy"),
            "floor_fd": image["noise_floor"]["fd"], "n": image["n_samples"], "parameters": record["parameters"],
            "sample_seconds": record["sample_seconds"], **budget,
@@ -152,7 +162,8 @@ def equal_time(args: argparse.Namespace, root: Path) -> None:
     runs = {row: train_timed(row, args, root) for row in args.rows}
     if args.train_only:
         return
-    rows = {row: score_timed(row, run) for row, run in runs.items()}
+    scored = read_results("latent_vs_pixel_time")["rows"] if (RESULTS / "latent_vs_pixel_time.json").is_file() else {}
+    rows = {row: scored[row] if same_run(scored.get(row), run) else score_timed(row, run) for row, run in runs.items()}
     record = {"command": command_line(), "preset": PRESET, "autoencoder": args.autoencoder,
               "minutes": args.minutes, "rows": rows}
     path = write_results("latent_vs_pixel_time", record)
