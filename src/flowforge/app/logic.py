@@ -29,7 +29,7 @@ from ..data.masks import make_mask
 from ..errors import UserError
 from ..jobs import load_pretrained
 from ..jobs.device import device_generator, resolve_device
-from ..jobs.inpaint import inpaint_options
+from ..jobs.inpaint import inpaint_options, start_values
 from ..runs import Run, check_finite_samples, load_run
 from ..solvers import SOLVERS
 from ..viz import plot_points, plot_scores
@@ -389,7 +389,8 @@ def inpaint(entry: Entry, x: Tensor, missing: Tensor, *, method: str = "replacem
             seed: int = 0) -> InpaintResult:
     """Fill image ``x`` (C, H, W) where ``missing`` (H, W) is True. Continuous models sample along their path
     with the known part imposed: ``method`` ``"replacement"``, or ``"repaint"`` with ``resample`` resampling
-    steps (RePaint); a normalizing flow ascends its log-density (NICE's inpainting). The options go through
+    steps (RePaint); a normalizing flow ascends its log-density (NICE's inpainting) from the training set's mean
+    image, the start that scored best on NICE's masks (docs/inpainting.md). The options go through
     :func:`flowforge.jobs.inpaint.inpaint_options`, as ``flowforge inpaint``'s do: a control that does not
     apply to the model (RePaint or a sampler for a flow) is refused with the same message."""
     _check_image_model(entry)
@@ -406,6 +407,8 @@ def inpaint(entry: Entry, x: Tensor, missing: Tensor, *, method: str = "replacem
         options = inpaint_options(entry.run, 1, entry.generator(seed), **chosen)
     except UserError as err:
         raise AppError(str(err)) from None
+    if "start" in entry.run.model.inpaint_settings:  # a flow: from the training mean image (docs/inpainting.md)
+        options["start"] = start_values("mean", entry.dataset()).to(entry.device)
     if "labels" in options:  # the class chosen, or none: unconditional
         options.pop("labels")
         if label is not None:
@@ -434,7 +437,8 @@ def describe_inpainting(options: dict[str, Any], method: str) -> str:
         return f"{options['sampler']}, {options['steps']} steps, " + (
             f"RePaint x{options['resample']}" if method == "repaint" else "replacement")
     search = "with a line search" if options.get("line_search", True) else "on NICE's fixed schedule"
-    return f"projected gradient ascent on log p {search}, {options.get('steps', 'the default')} steps"
+    start = "the training set's mean image" if options.get("start") is not None else "uniform noise"
+    return f"projected gradient ascent on log p {search} from {start}, {options.get('steps', 'the default')} steps"
 
 
 # ------------------------------------------------------------------------------------------------- density
