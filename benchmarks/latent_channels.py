@@ -184,8 +184,12 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def scored(run_dir: Path, args: argparse.Namespace, **extra) -> dict:
-    """:func:`score` of the autoencoder of ``run_dir`` on ``args.n`` test images, with its steps and ``extra``."""
-    row = {**score(run_dir, args.n, args.seed), "steps": args.steps, **extra}
+    """:func:`score` of the autoencoder of ``run_dir`` on ``args.n`` test images, with the steps it trained (its
+    config's: a run trained by an earlier call may differ from ``--steps``) and ``extra``."""
+    config = load_config(run_dir / "config.yaml")
+    ae = config.model.autoencoder
+    row = {**score(run_dir, args.n, args.seed), "steps": config.train.steps,
+           "disc_start": ae.disc_start if ae.disc_weight > 0 else None, **extra}
     print(run_dir.name, {k: row[k] for k in ("psnr", "ssim", "rfd", "train_seconds")}, flush=True)
     return row
 

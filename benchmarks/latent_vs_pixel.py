@@ -50,7 +50,9 @@ from flowforge.jobs import evaluate
 from flowforge.runs import latest_checkpoint, read_metrics
 from flowforge.train import train
 
-from benchmarks.harness import RESULTS, command_line, portable, pyplot, read_results, save_figure, write_results
+from benchmarks.harness import (RESULTS, ROOT, command_line, flowforge_source, portable, pyplot, read_results,
+                                save_figure, write_results)
+from benchmarks.latent_channels import training_seconds
 from benchmarks.tables import latent_vs_pixel as table
 
 PRESET = "configs/dit-fashion-latent.yaml"
@@ -77,22 +79,28 @@ def train_dit(name: str, overrides: list[str], steps: int, n: int, root: Path) -
     return run_dir, seconds
 
 
-def run(name: str, overrides: list[str], steps: int, n: int, root: Path) -> dict:
-    run_dir, seconds = train_dit(name, overrides, steps, n, root)
+def evaluated(run_dir: Path) -> dict:
+    """``flowforge eval`` of ``run_dir``: FD and label accuracy of its samples, the noise floor (and the
+    reconstruction floor of a latent run), n, parameters and sampling seconds."""
     record = evaluate(run_dir)
     image = record["image"]
-    out = {"train_seconds": seconds, "fd": image["model"]["fd"], "label_accuracy": image["model"].get("label_accuracy"),
+    out = {"fd": image["model"]["fd"], "label_accuracy": image["model"].get("label_accuracy"),
            "floor_fd": image["noise_floor"]["fd"], "sample_seconds": record["sample_seconds"],
-           "parameters": record["parameters"], "steps": steps, "n": image["n_samples"]}
+           "parameters": record["parameters"], "n": image["n_samples"]}
     if image.get("reconstruction_floor"):
         out["reconstruction_fd"] = image["reconstruction_floor"]["fd"]
     return out
 
 
+def run(name: str, overrides: list[str], steps: int, n: int, root: Path) -> dict:
+    run_dir, seconds = train_dit(name, overrides, steps, n, root)
+    return {"train_seconds": seconds, **evaluated(run_dir), "steps": steps}
+
+
 def seconds_per_step(overrides: list[str], steps: int, root: Path) -> float:
     """Seconds per training step of the DiT of :data:`PRESET` with ``overrides``: a throwaway run of ``steps``
     steps, its second half timed (the first pays for start-up and the allocator's warm-up)."""
-    run_dir = root / "calibration"
+    run_dir = root / f"calibration-{os.getpid()}"  # two calls may calibrate at once
     shutil.rmtree(run_dir, ignore_errors=True)
     half = max(1, steps // 2)
     train(load_config(PRESET, [*overrides, f"run.dir={run_dir}", "run.name=calibration", f"train.steps={2 * half}",
@@ -112,14 +120,28 @@ def encode_seconds(autoencoder: str) -> dict:
             "scale": data.scale}
 
 
+def budget_path(run_dir: Path) -> Path:
+    """Where an equal-time run's step budget and measured step time are kept: beside the run."""
+    return run_dir.with_name(run_dir.name + ".budget.json")
+
+
+def latent_source(run_dir: Path) -> str | None:
+    """The autoencoder a run was trained on (``data.latent``; None in pixel space)."""
+    return load_config(run_dir / "config.yaml").data.latent
+
+
 def train_timed(row: str, args: argparse.Namespace, root: Path) -> Path:
-    """Train the equal-time ``row`` (:data:`TIMED`) unless its run is there; its step budget and the measured
-    seconds per step go to ``<run>.budget.json`` beside the run."""
+    """Train the equal-time ``row`` (:data:`TIMED`) unless its run is there (on the same autoencoder); its step
+    budget and the measured seconds per step go to :func:`budget_path`."""
     space, share = TIMED[row]
     overrides = PIXEL if space == "pixel" else [f"data.latent={args.autoencoder}", "model.net.patch=1"]
     name = f"dit-{row}-{args.minutes:g}min"
-    budget_file = root / f"{name}.budget.json"
-    if latest_checkpoint(root / name) is None:
+    budget_file = budget_path(root / name)
+    if latest_checkpoint(root / name) is not None:
+        if space == "latent" and latent_source(root / name) != args.autoencoder:
+            raise SystemExit(f"{root / name} was trained on {latent_source(root / name)}, not --autoencoder "
+                             f"{args.autoencoder}: give another --root or remove it")
+    else:
         if space == "latent":
             encoded = encode_seconds(args.autoencoder)
         step_seconds = seconds_per_step(overrides, args.calibrate, root)
@@ -132,43 +154,40 @@ def train_timed(row: str, args: argparse.Namespace, root: Path) -> Path:
 
 
 def same_run(scored: dict | None, run_dir: Path) -> bool:
-    """Whether ``scored`` (a row of an earlier results file) is of the run now in ``run_dir``: the same run, steps
-    and samples scored, so it need not be scored again."""
-    if scored is None or scored.get("run") != portable(str(run_dir)):
+    """Whether ``scored`` (a row of an earlier results file) is of the run now in ``run_dir``: the same run,
+    autoencoder, steps and samples scored, so it need not be scored again."""
+    if scored is None or scored.get("run") != portable(str(run_dir)) or not budget_path(run_dir).is_file():
         return False
-    budget = json.loads(run_dir.with_name(run_dir.name + ".budget.json").read_text())
-    return scored["steps"] == budget["steps"] and scored["n"] == load_config(run_dir / "config.yaml").eval.n_samples
+    config = load_config(run_dir / "config.yaml")
+    return (scored["steps"] == json.loads(budget_path(run_dir).read_text())["steps"]
+            and scored["n"] == config.eval.n_samples and scored.get("autoencoder") == config.data.latent)
 
 
 def score_timed(row: str, run_dir: Path) -> dict:
-    """The scores of an equal-time row's run (``flowforge eval``), its budget and its training's own seconds."""
-    record = evaluate(run_dir)
-    image = record["image"]
-    budget = json.loads(run_dir.with_name(run_dir.name + ".budget.json").read_text())
+    """The scores of an equal-time row's run (``flowforge eval``), its budget, its training's own seconds, and
+    the flowforge commit that scored it."""
     space, share = TIMED[row]
-    out = {"run": portable(str(run_dir)), "space": space, "share": share, "tokens": TOKENS[space],
-           "fd": image["model"]["fd"], "label_accuracy": image["model"].get("label_accuracy"),
-           "floor_fd": image["noise_floor"]["fd"], "n": image["n_samples"], "parameters": record["parameters"],
-           "sample_seconds": record["sample_seconds"], **budget,
-           "train_seconds": max(r["seconds"] for r in read_metrics(run_dir) if "seconds" in r)}
-    if image.get("reconstruction_floor"):
-        out["reconstruction_fd"] = image["reconstruction_floor"]["fd"]
-    return out
+    return {"run": portable(str(run_dir)), "space": space, "share": share, "tokens": TOKENS[space],
+            "autoencoder": latent_source(run_dir), **evaluated(run_dir), **json.loads(budget_path(run_dir).read_text()),
+            "train_seconds": training_seconds(run_dir), "scored_at": flowforge_source().get("commit")}
 
 
 def equal_time(args: argparse.Namespace, root: Path) -> None:
     """The equal wall-clock comparison (``--minutes``): train the rows asked for, then (unless ``--train-only``)
-    score every row and write ``latent_vs_pixel_time``."""
+    score those not scored yet and write them, with the earlier rows of other runs, to ``latent_vs_pixel_time``."""
     runs = {row: train_timed(row, args, root) for row in args.rows}
     if args.train_only:
         return
-    scored = read_results("latent_vs_pixel_time")["rows"] if (RESULTS / "latent_vs_pixel_time.json").is_file() else {}
-    rows = {row: scored[row] if same_run(scored.get(row), run) else score_timed(row, run) for row, run in runs.items()}
-    record = {"command": command_line(), "preset": PRESET, "autoencoder": args.autoencoder,
-              "minutes": args.minutes, "rows": rows}
+    earlier = read_results("latent_vs_pixel_time") if (RESULTS / "latent_vs_pixel_time.json").is_file() else {}
+    rows = {k: v for k, v in earlier.get("rows", {}).items() if k not in runs}  # rows of runs not asked for stay
+    rows.update({row: earlier["rows"][row] if same_run(earlier.get("rows", {}).get(row), run)
+                 else score_timed(row, run) for row, run in runs.items()})
+    rows = {row: rows[row] for row in TIMED if row in rows}
+    record = {"command": command_line(), "preset": PRESET, "minutes": args.minutes, "rows": rows}
     path = write_results("latent_vs_pixel_time", record)
     print(table.render_time({"latent_vs_pixel_time": record}))
-    print(f"wrote {path} and {samples_figure(runs, rows, RESULTS / 'latent-vs-pixel.png')}")
+    figure = samples_figure({row: ROOT / r["run"] for row, r in rows.items()}, rows, RESULTS / "latent-vs-pixel.png")
+    print(f"wrote {path} and {figure}")
 
 
 @torch.no_grad()

@@ -131,6 +131,22 @@ def test_inpaint_keeps_the_known_part(entries, family):
         logic.inpaint(entry, x, torch.ones(8, 8, dtype=torch.bool))
 
 
+def test_a_flow_without_its_data_set_inpaints_from_noise(entries, monkeypatch):
+    """A flow whose training data is not at hand (a model folder opened alone) still inpaints, from uniform noise,
+    and says so; a continuous model has no start."""
+    entry = pick(entries, "realnvp", "image")
+
+    def unavailable():
+        raise AppError(f"{entry.name}: its data set is not available here")
+
+    x = logic.test_image(entry, 5)
+    monkeypatch.setattr(entry, "dataset", unavailable)
+    assert logic.flow_start(entry) is None
+    r = logic.inpaint(entry, x, logic.missing_region(entry, "right", torch.zeros(8, 8, dtype=torch.bool)), steps=2)
+    assert "from uniform noise" in r.how
+    assert logic.flow_start(pick(entries, "continuous", "image")) is None
+
+
 def test_density_places_inputs_in_the_held_out_distribution(entries):
     points = pick(entries, "continuous", "points")
     x = logic.read_points(points, "0.5, 0.25\n# a comment\n40 40\n")

@@ -178,8 +178,8 @@ def test_flex_block_mask_equals_segments_on_cuda():
 
 
 def test_training_steps_draw_their_noise_on_the_gpu(tmp_path, monkeypatch):
-    """Every draw of a training step (noise, times, label dropout) comes from a generator on the GPU, so no step
-    copies noise from the host; the losses are finite."""
+    """Every draw of a training run (its steps' noise, times and label dropout, the first batch's initialisation,
+    the validation set) comes from a generator on the GPU, so none is copied from the host."""
     from flowforge.rng import BatchRandom
 
     devices = []

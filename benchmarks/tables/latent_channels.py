@@ -41,7 +41,7 @@ def render_discriminator(files: dict[str, dict]) -> str:
     """One row per autoencoder, without and with LDM's patch discriminator: the same scores as the widths'."""
     rows = []
     for name, r in files["ae_discriminator"]["rows"].items():
-        rows.append(["on (from step " + str(r["steps"] // 2) + ")" if r["discriminator"] else "off",
+        rows.append([f"on (from step {r['disc_start']})" if r["disc_start"] is not None else "off",
                      str(r["steps"]), f"{r['psnr']:.2f}", f"{r['ssim']:.3f}", f"{r['rfd']:.2f}",
                      f"{r['floor_fd']:.2f}", f"{r['train_seconds'] / 60:.1f}"])
     return table(["patch discriminator", "steps (batch 64)", "PSNR (dB)", "SSIM", "rFD (recon. vs test)",

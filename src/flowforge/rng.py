@@ -9,7 +9,7 @@ from torch import Tensor
 def device_generator(device: torch.device | str, seed: int) -> torch.Generator:
     """A generator on ``device`` seeded with ``seed``: noise drawn where the network runs, with no copy from the
     host. On the CPU it gives the stream ``torch.Generator().manual_seed(seed)`` gives; a GPU's stream is another,
-    so a seed reproduces a run or a sample bit for bit on the device kind it ran on, not across kinds."""
+    so a seed gives the same draws again on the device kind it ran on, not across kinds."""
     return torch.Generator(device=device).manual_seed(seed)
 
 

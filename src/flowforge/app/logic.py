@@ -407,8 +407,9 @@ def inpaint(entry: Entry, x: Tensor, missing: Tensor, *, method: str = "replacem
         options = inpaint_options(entry.run, 1, entry.generator(seed), **chosen)
     except UserError as err:
         raise AppError(str(err)) from None
-    if "start" in entry.run.model.inpaint_settings:  # a flow: from the training mean image (docs/inpainting.md)
-        options["start"] = start_values("mean", entry.dataset()).to(entry.device)
+    start = flow_start(entry)
+    if start is not None:
+        options["start"] = start
     if "labels" in options:  # the class chosen, or none: unconditional
         options.pop("labels")
         if label is not None:
@@ -429,6 +430,18 @@ def inpaint(entry: Entry, x: Tensor, missing: Tensor, *, method: str = "replacem
     masked = torch.where(missing, torch.full_like(pixels, 0.5), pixels)  # missing pixels shown grey
     return InpaintResult(to_pil(pixels), to_pil(masked), to_pil(to_pixels(entry, filled[0])), seconds,
                          describe_inpainting(options, method))
+
+
+def flow_start(entry: Entry) -> Tensor | None:
+    """Where a flow's inpainting starts: the training set's mean image, the start that scored best on NICE's masks
+    (docs/inpainting.md); None (uniform noise, the paper's start) for a flow on latents, a model that is not a
+    flow, or where the data set is not at hand (a model folder opened without it)."""
+    if "start" not in entry.run.model.inpaint_settings or entry.run.config.data.latent:
+        return None
+    try:
+        return start_values("mean", entry.dataset()).to(entry.device)
+    except AppError:
+        return None
 
 
 def describe_inpainting(options: dict[str, Any], method: str) -> str:

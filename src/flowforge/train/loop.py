@@ -2,9 +2,10 @@
 
 The same config runs in one process or many (``accelerate launch`` / ``torchrun``),
 on CPU or GPU, in float32 or bf16 autocast. Data order, per-example noise and
-the learning rate are functions of ``(seed, step)``, so a run resumed from a
-checkpoint continues exactly as if it had never stopped, and a run split over
-``k`` processes computes the same global batches as a single process.
+the learning rate are functions of ``(seed, step)`` (the noise also of the device
+kind: it is drawn where the model runs), so a run resumed from a checkpoint
+continues exactly as if it had never stopped, and a run split over ``k``
+processes computes the same global batches as a single process.
 """
 
 from __future__ import annotations

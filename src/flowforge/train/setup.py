@@ -27,7 +27,7 @@ from ..data.latents import check_same_autoencoder
 from ..data.packing import PackSampler, check_resolutions, pack_batch
 from ..errors import RunError, UserError
 from ..models import NETS, GenerativeModel, Paired, build_model
-from ..rng import BatchRandom
+from ..rng import BatchRandom, device_generator
 from ..runs import (MetricsLog, RunLock, atomic_write_text, check_model_binding, latest_checkpoint, load_checkpoint,
                     load_weights, read_config, read_state, read_vocabulary, set_rng_state, write_vocabulary)
 from ..runs.checkpoint import changes, load_adversary, read_optimizer_state
@@ -327,7 +327,8 @@ def _first_batch_init(model: GenerativeModel, order: BatchOrder, packs: PackSamp
     else:
         first, first_labels = pack_batch(packs.pack(start_step + 1), data, labels)
     n_first = sum(len(x) for x in first) if packs is not None else len(first)
-    LossModule(model)(first, BatchRandom(torch.Generator().manual_seed(step_seed(seed, 0xA11)), n_first, 0, n_first),
+    where = first[0].device if packs is not None else first.device
+    LossModule(model)(first, BatchRandom(device_generator(where, step_seed(seed, 0xA11)), n_first, 0, n_first),
                       first_labels, noise[rows0] if noise is not None else None,
                       context[rows0] if context is not None else None)
 

@@ -34,7 +34,7 @@ from ..data import Dataset
 from ..errors import UserError
 from ..models.objectives import LOSSES, Independent, Regression
 from ..paths import from_x0_eps
-from ..rng import BatchRandom
+from ..rng import BatchRandom, device_generator
 
 CHUNK = 256  # examples per network evaluation
 
@@ -76,7 +76,7 @@ def validation_set(config: Config, model: nn.Module, dataset: Dataset, device: t
         raise UserError(f"train.val_examples: got {n}, but data set {dataset.name!r} holds {len(held_out)} held-out "
                         f"examples; set train.val_examples={len(held_out)} or less")
     x = held_out[:n].to(device)
-    rng = BatchRandom(torch.Generator().manual_seed(config.eval.seed), n, 0, n)
+    rng = BatchRandom(device_generator(device, config.eval.seed), n, 0, n)  # drawn where the model runs
     x0, eps = Independent()(model, x, rng)  # the dequantization noise, then eps: as a training batch draws them
     labels = None
     if model.num_classes is not None:
