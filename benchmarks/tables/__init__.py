@@ -39,7 +39,8 @@ MEANFLOW_2D = ("meanflow_weighting", "meanflow_weighting_b", "meanflow_weighting
                "meanflow_weighting_preset")
 MEANFLOW_DIGITS = ("few_step_meanflow_digits", "few_step_meanflow_digits_b", "few_step_meanflow_digits_c",
                    "few_step_meanflow_digits_d", "few_step_meanflow_digits_600", "few_step_meanflow_digits_e",
-                   "few_step_meanflow_digits_f")
+                   "few_step_meanflow_digits_f", "few_step_meanflow_digits_3000_fm",
+                   "few_step_meanflow_digits_3000_paper", "few_step_meanflow_digits_3000_ot")
 
 TABLES: dict[str, Table] = {
     "flows_vs_peers": Table(("flows_vs_peers",), flows_vs_peers.render),
