@@ -40,7 +40,9 @@ MEANFLOW_2D = ("meanflow_weighting", "meanflow_weighting_b", "meanflow_weighting
 MEANFLOW_DIGITS = ("few_step_meanflow_digits", "few_step_meanflow_digits_b", "few_step_meanflow_digits_c",
                    "few_step_meanflow_digits_d", "few_step_meanflow_digits_600", "few_step_meanflow_digits_e",
                    "few_step_meanflow_digits_f", "few_step_meanflow_digits_3000_fm",
-                   "few_step_meanflow_digits_3000_paper", "few_step_meanflow_digits_3000_ot")
+                   "few_step_meanflow_digits_3000_paper", "few_step_meanflow_digits_3000_ot",
+                   "few_step_meanflow_digits_3000_fm_seed1", "few_step_meanflow_digits_3000_paper_seed1",
+                   "few_step_meanflow_digits_3000_ot_seed1")
 
 TABLES: dict[str, Table] = {
     "flows_vs_peers": Table(("flows_vs_peers",), flows_vs_peers.render),
