@@ -23,7 +23,8 @@ from flowforge.config import load_config
 from flowforge.runs import latest_checkpoint
 from flowforge.train import train
 
-from benchmarks.latent_channels import PRESET, autoencoder_parser, figure, scored, training_seconds, write_rows
+from benchmarks.harness import training_seconds
+from benchmarks.latent_channels import PRESET, autoencoder_parser, figure, scored, write_rows
 from benchmarks.tables import latent_channels as table
 
 

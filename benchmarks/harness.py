@@ -198,6 +198,14 @@ def write_results(name: str, record: dict, path: str | Path | None = None) -> Pa
     return out
 
 
+def training_seconds(run_dir: Path) -> float:
+    """A run's training's own seconds (the engine's clock at its last log line: setup and encoding not counted),
+    also for a run trained by an earlier call."""
+    from flowforge.runs import read_metrics
+
+    return max(r["seconds"] for r in read_metrics(run_dir) if "kind" not in r and "seconds" in r)
+
+
 def read_results(name: str) -> dict:
     """``benchmarks/results/<name>.json`` as written by ``write_results``."""
     return json.loads((RESULTS / f"{name}.json").read_text())

@@ -40,7 +40,7 @@ from flowforge.metrics.reconstruction import psnr, ssim
 from flowforge.runs import latest_checkpoint
 from flowforge.train import train
 
-from benchmarks.harness import command_line, read_results, write_results
+from benchmarks.harness import command_line, read_results, training_seconds, write_results
 from benchmarks.tables import latent_channels as table
 
 CHANNELS = (4, 8, 16)
@@ -104,14 +104,6 @@ def flow_score(run_dir: Path, n: int, seed: int) -> dict:
     return {"fd": model["fd"], "label_accuracy": model["label_accuracy"], "reconstruction_fd": floor["fd"],
             "sample_seconds": seconds, "n": n, "step": run.step,
             "flow_parameters": sum(p.numel() for p in run.model.flow.parameters())}
-
-
-def training_seconds(run_dir: Path) -> float:
-    """The training's own seconds (the engine's clock at its last log line: setup and encoding not counted), also
-    for a run trained by an earlier call."""
-    from flowforge.runs import read_metrics
-
-    return max(r["seconds"] for r in read_metrics(run_dir) if "kind" not in r and "seconds" in r)
 
 
 def flows(root: Path, steps: int, n: int, seed: int) -> dict:

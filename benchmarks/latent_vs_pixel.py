@@ -51,8 +51,7 @@ from flowforge.runs import latest_checkpoint, read_metrics
 from flowforge.train import train
 
 from benchmarks.harness import (RESULTS, ROOT, command_line, flowforge_source, portable, pyplot, read_results,
-                                save_figure, write_results)
-from benchmarks.latent_channels import training_seconds
+                                save_figure, training_seconds, write_results)
 from benchmarks.tables import latent_vs_pixel as table
 
 PRESET = "configs/dit-fashion-latent.yaml"
